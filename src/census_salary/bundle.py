@@ -1,0 +1,276 @@
+"""Save and load the model bundle: the only module that touches model files.
+
+Layout under the artifacts folder:
+
+    LATEST                    the version id of the current bundle (the commit point)
+    <version>/model.skops     the fitted pipeline, in skops' format (no pickle)
+    <version>/metadata.json   version, data hash, model hash, schema, threshold, metrics...
+    <version>/evaluation.json, slices.json, slice_output.txt
+    runs.jsonl                one line per training run
+
+A new bundle is written into a temporary folder, renamed to its version, and only then
+named in LATEST (replaced atomically). A crash at any point leaves the previous bundle
+whole and current. Loading checks the SHA-256 recorded in metadata.json before skops
+reads the file, and skops only builds types from its own safe set plus `ALLOWED_TYPES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import skops.io as sio
+from pydantic import BaseModel, ValidationError
+from sklearn.pipeline import Pipeline
+
+from census_salary.errors import ModelError
+from census_salary.files import atomic_write, fsync_dir
+from census_salary.metrics import Metrics
+from census_salary.model import Scorer
+
+logger = logging.getLogger(__name__)
+
+POINTER = "LATEST"
+MODEL_FILE = "model.skops"
+METADATA_FILE = "metadata.json"
+RUNS_FILE = "runs.jsonl"
+# Types skops does not trust by default that our pipelines are made of; nothing else is
+# ever built from a model file. A test checks every model kind needs no more than these.
+ALLOWED_TYPES: tuple[str, ...] = (
+    "functools.partial",
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+    "sklearn.utils.validation.check_array",
+)
+
+
+class DataInfo(BaseModel):
+    path: str
+    sha256: str
+    rows_read: int
+    duplicates_dropped: int
+    rows_train: int
+    rows_test: int
+
+
+class FeatureSchema(BaseModel):
+    categorical: dict[str, list[str]]  # column -> vocabulary seen in training
+    numerical: dict[str, tuple[float, float]]  # column -> (min, max) seen in training
+
+
+class SelfTest(BaseModel):
+    """A stored row and the probability the model gave it, replayed on load."""
+
+    row: dict[str, Any]
+    probability: float
+
+
+class BundleMetadata(BaseModel):
+    version: str
+    created_at: datetime
+    package_version: str
+    library_versions: dict[str, str]
+    model_kind: str
+    model_sha256: str
+    data: DataInfo
+    config: dict[str, Any]
+    features: FeatureSchema
+    threshold: float
+    threshold_objective: str
+    best_params: dict[str, Any] = {}
+    metrics: Metrics
+    self_test: SelfTest
+
+
+@dataclass(frozen=True)
+class Bundle:
+    directory: Path
+    metadata: BundleMetadata
+    scorer: Scorer
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def new_version(model_bytes: bytes, now: datetime | None = None) -> str:
+    """`20261127T120301Z-3f2a9c1b`: sortable by time, tied to the model's content."""
+    moment = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{moment}-{sha256_bytes(model_bytes)[:8]}"
+
+
+def dump_model(pipeline: Pipeline) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / MODEL_FILE
+        sio.dump(pipeline, path)
+        return path.read_bytes()
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with path.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def save_bundle(
+    artifacts_dir: Path,
+    model_bytes: bytes,
+    metadata: BundleMetadata,
+    reports: Mapping[str, bytes],
+) -> Path:
+    """Write a new bundle and make it current; return its folder."""
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=artifacts_dir, prefix=".staging-"))
+    try:
+        _write_file(staging / MODEL_FILE, model_bytes)
+        for name, data in reports.items():
+            _write_file(staging / name, data)
+        _write_file(staging / METADATA_FILE, metadata.model_dump_json(indent=2).encode() + b"\n")
+        fsync_dir(staging)
+        final = artifacts_dir / metadata.version
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    atomic_write(artifacts_dir / POINTER, f"{metadata.version}\n".encode())
+    _remove_stale(artifacts_dir, keep=metadata.version)
+    return final
+
+
+def _remove_stale(artifacts_dir: Path, keep: str) -> None:
+    """Old bundles and leftovers of interrupted runs; the current one stays."""
+    for entry in artifacts_dir.iterdir():
+        if entry.is_dir() and entry.name != keep and (entry / METADATA_FILE).exists():
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.name.startswith((".staging-", f".{POINTER}.")):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+
+
+def append_run(artifacts_dir: Path, record: Mapping[str, Any]) -> None:
+    """Add one line to the run history (a single small append, so lines never interleave)."""
+    line = json.dumps(record, sort_keys=True, default=str) + "\n"
+    with (artifacts_dir / RUNS_FILE).open("a", encoding="utf-8") as handle:
+        handle.write(line)
+
+
+def read_runs(artifacts_dir: Path) -> list[dict[str, Any]]:
+    path = artifacts_dir / RUNS_FILE
+    if not path.exists():
+        return []
+    runs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            runs.append(json.loads(line))
+        except json.JSONDecodeError:
+            logger.warning("skipping line %d of %s: not JSON", number, path)
+    return runs
+
+
+def current_bundle_dir(artifacts_dir: Path) -> Path:
+    pointer = artifacts_dir / POINTER
+    try:
+        version = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ModelError(
+            f"No model in {artifacts_dir} (no {POINTER} file). Run `census train`, "
+            "or point [artifacts] dir in census.toml at a folder with a model."
+        ) from None
+    if not version or "/" in version or version.startswith("."):
+        raise ModelError(f"{pointer} does not name a model version; run `census train`.")
+    return artifacts_dir / version
+
+
+def read_metadata(bundle_dir: Path) -> BundleMetadata:
+    path = bundle_dir / METADATA_FILE
+    try:
+        return BundleMetadata.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        raise ModelError(f"{path} is missing; run `census train` to write a new model.") from None
+    except ValidationError as exc:
+        raise ModelError(
+            f"{path} is not valid model metadata ({exc.error_count()} problem(s), first: "
+            f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}); run `census train`."
+        ) from None
+
+
+def load_bundle(artifacts_dir: Path) -> Bundle:
+    """Load the current bundle, refusing a model file that is not the one recorded."""
+    bundle_dir = current_bundle_dir(artifacts_dir)
+    metadata = read_metadata(bundle_dir)
+    model_path = bundle_dir / MODEL_FILE
+    try:
+        data = model_path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{model_path} is missing; run `census train`.") from None
+    if sha256_bytes(data) != metadata.model_sha256:
+        raise ModelError(
+            f"{model_path} does not match the SHA-256 recorded in {METADATA_FILE}: the file "
+            "was changed or damaged, so it will not be loaded. Run `census train` or restore it."
+        )
+    pipeline = _load_pipeline(data, model_path)
+    scorer = Scorer(pipeline, metadata.threshold)
+    _check_self_test(scorer, metadata, model_path)
+    _warn_on_version_drift(metadata)
+    return Bundle(directory=bundle_dir, metadata=metadata, scorer=scorer)
+
+
+def _load_pipeline(data: bytes, model_path: Path) -> Pipeline:
+    try:
+        untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(ALLOWED_TYPES))
+    except Exception as exc:  # skops raises many kinds on a damaged zip
+        raise ModelError(f"{model_path} is not a readable skops file: {exc}") from None
+    if untrusted:
+        raise ModelError(
+            f"{model_path} contains types this version does not allow: {', '.join(untrusted)}. "
+            "It was not loaded; retrain with `census train`."
+        )
+    try:
+        pipeline = sio.loads(data, trusted=list(ALLOWED_TYPES))
+    except Exception as exc:
+        raise ModelError(f"{model_path} could not be loaded: {exc}") from None
+    if not isinstance(pipeline, Pipeline) or "encode" not in pipeline.named_steps:
+        raise ModelError(f"{model_path} does not hold a census pipeline; run `census train`.")
+    return pipeline
+
+
+def _check_self_test(scorer: Scorer, metadata: BundleMetadata, model_path: Path) -> None:
+    from census_salary.schema import CensusRow
+
+    row = CensusRow.model_validate(metadata.self_test.row)
+    got = float(scorer.probabilities(scorer.encode_rows([row]))[0])
+    if abs(got - metadata.self_test.probability) > 1e-9:
+        raise ModelError(
+            f"{model_path} loaded but scores its stored example {got:.6f} instead of "
+            f"{metadata.self_test.probability:.6f}; the installed libraries disagree with the "
+            "ones it was trained with. Retrain with `census train`."
+        )
+
+
+def _warn_on_version_drift(metadata: BundleMetadata) -> None:
+    for name, recorded in metadata.library_versions.items():
+        installed = library_versions().get(name)
+        if installed and installed != recorded:
+            logger.warning(
+                "model was trained with %s %s; %s is installed", name, recorded, installed
+            )
+
+
+def library_versions() -> dict[str, str]:
+    import platform
+    from importlib.metadata import version
+
+    names = ("scikit-learn", "numpy", "pandas", "skops", "pydantic")
+    return {"python": platform.python_version(), **{name: version(name) for name in names}}

@@ -1,0 +1,361 @@
+"""The `census` command: one short function per command over the library.
+
+Heavy libraries (pandas, scikit-learn, fastapi) are imported inside the commands that
+need them, so `census --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from census_salary import __version__
+from census_salary.errors import CensusError
+
+if TYPE_CHECKING:
+    from census_salary.bundle import Bundle
+    from census_salary.config import Settings
+    from census_salary.metrics import SliceReport
+    from census_salary.progress import Progress
+
+logger = logging.getLogger("census_salary")
+
+
+class _CensusGroup(TyperGroup):
+    """Turns the library's errors into one red line and a documented exit code."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CensusError as exc:
+            err_console().print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_CensusGroup,
+    help="Train, audit, run and serve the census income classifier.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def err_console() -> Console:
+    return Console(stderr=True)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+class SliceFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+    text = "text"
+
+
+class RowFormat(StrEnum):
+    csv = "csv"
+    json = "json"
+    jsonl = "jsonl"
+
+
+class OnError(StrEnum):
+    stop = "stop"
+    skip = "skip"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"census {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="census.toml to use (default: $CENSUS_CONFIG, or the nearest census.toml "
+            "in this folder or a parent).",
+            dir_okay=False,
+        ),
+    ] = None,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+    ] = 0,
+    log_file: Annotated[
+        Path | None, typer.Option("--log-file", help="Also append the log to this file.")
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    _configure_logging(verbose, log_file)
+    ctx.obj = config
+
+
+def _configure_logging(verbose: int, log_file: Path | None) -> None:
+    """Logging is set up here and only here: quiet by default, -v for more."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    from rich.logging import RichHandler
+
+    handlers: list[logging.Handler] = [
+        RichHandler(console=err_console(), show_path=False, show_time=verbose > 1)
+    ]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
+        handlers.append(handler)
+        level = min(level, logging.INFO)
+    root = logging.getLogger()
+    root.handlers = handlers
+    root.setLevel(level)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    from census_salary.config import find_config, load_settings
+
+    path = ctx.obj or find_config(Path.cwd(), os.environ)
+    return load_settings(path)
+
+
+def _bundle(settings: Settings) -> Bundle:
+    from census_salary.bundle import load_bundle
+
+    return load_bundle(settings.artifacts_dir)
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Progress]:
+    """A rich progress bar on a terminal; silence when stderr is piped or captured."""
+    from census_salary.progress import NoProgress
+
+    if not sys.stderr.isatty():
+        yield NoProgress()
+        return
+    from census_salary.render import RichProgress
+
+    with RichProgress(err_console()) as progress:
+        yield progress
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    output: Annotated[
+        Format, typer.Option("--format", help="How to show the result.")
+    ] = Format.table,
+) -> None:
+    """Clean the data, fit the model, choose the threshold, evaluate and write the bundle."""
+    from census_salary.render import train_table
+    from census_salary.train import train as run_training
+
+    settings = _settings(ctx)
+    with _progress() as progress:
+        result = run_training(settings, progress)
+    if output is Format.json:
+        _print_json(result.metadata.model_dump(mode="json"))
+    else:
+        Console().print(train_table(result))
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="A labelled census file (default: the held-out split)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Metrics of the current model on its held-out split or on a labelled file."""
+    from census_salary.render import metrics_table
+    from census_salary.train import evaluate_bundle
+
+    settings = _settings(ctx)
+    metrics = evaluate_bundle(settings, _bundle(settings), data)
+    if as_json:
+        _print_json(metrics.model_dump(mode="json"))
+    else:
+        Console().print(
+            metrics_table(metrics, title=f"Evaluation on {data or 'the held-out split'}")
+        )
+
+
+@app.command("slice-report")
+def slice_report(
+    ctx: typer.Context,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="A labelled census file (default: the held-out split)."),
+    ] = None,
+    feature: Annotated[
+        list[str] | None,
+        typer.Option("--feature", "-f", help="Feature to slice (repeat; default: all)."),
+    ] = None,
+    output_format: Annotated[
+        SliceFormat, typer.Option("--format", help="Output format.")
+    ] = SliceFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+    max_f1_gap: Annotated[
+        float | None,
+        typer.Option(
+            "--max-f1-gap",
+            min=0,
+            help="Exit with code 5 when a slice's F1 is more than this below the overall F1.",
+        ),
+    ] = None,
+) -> None:
+    """Metrics on every slice of the data, to expose where the model does worse."""
+    from census_salary.errors import GateError
+    from census_salary.train import slice_bundle
+
+    settings = _settings(ctx)
+    report = slice_bundle(settings, _bundle(settings), data, feature)
+    _emit_slices(report, output_format, output)
+    worst = report.worst_f1_gap()
+    if max_f1_gap is not None and worst is not None and (worst.f1_gap or 0) < -max_f1_gap:
+        raise GateError(
+            f"Slice {worst.feature} = {worst.value} has F1 {worst.f1:.3f}, "
+            f"{-(worst.f1_gap or 0):.3f} below the overall {report.overall.f1:.3f} "
+            f"(allowed: {max_f1_gap})."
+        )
+
+
+def _emit_slices(report: SliceReport, output_format: SliceFormat, output: Path | None) -> None:
+    from census_salary import report as text
+
+    if output_format is SliceFormat.table and output is None:
+        from census_salary.render import slice_table
+
+        Console().print(slice_table(report))
+        return
+    renderers = {
+        SliceFormat.csv: text.render_slice_csv,
+        SliceFormat.json: lambda r: r.model_dump_json(indent=2) + "\n",
+        SliceFormat.markdown: text.render_slice_markdown,
+        SliceFormat.text: text.render_slice_text,
+        SliceFormat.table: text.render_slice_text,
+    }
+    rendered = renderers[output_format](report)
+    if output is None:
+        typer.echo(rendered, nl=False)
+    else:
+        from census_salary.files import atomic_write
+
+        atomic_write(output, rendered.encode())
+
+
+@app.command()
+def predict(
+    ctx: typer.Context,
+    input_path: Annotated[
+        Path | None,
+        typer.Option("--input", "-i", help="Rows to score (default: standard input)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write here (whole or not at all) instead of stdout."),
+    ] = None,
+    input_format: Annotated[
+        RowFormat | None,
+        typer.Option("--format", help="Input format (default: detected)."),
+    ] = None,
+    output_format: Annotated[
+        RowFormat | None,
+        typer.Option("--output-format", help="Output format (default: as the input)."),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", min=0, max=1, help="Override the model's decision threshold."),
+    ] = None,
+    on_error: Annotated[
+        OnError,
+        typer.Option("--on-error", help="stop at a bad row (exit 2), or skip it and list it."),
+    ] = OnError.stop,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Rows read and scored at a time.")
+    ] = 50_000,
+) -> None:
+    """Score rows (CSV, JSON array, {"inputs": [...]} or JSON Lines) from a file or stdin."""
+    from census_salary.predict import predict_file
+
+    settings = _settings(ctx)
+    problems = predict_file(
+        _bundle(settings).scorer,
+        input_path,
+        output,
+        input_format=input_format,
+        output_format=output_format,
+        threshold=threshold,
+        skip_bad=on_error is OnError.skip,
+        chunk_size=chunk_size,
+    )
+    for problem in problems:
+        err_console().print(f"[yellow]Skipped[/] {problem}", highlight=False)
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: $PORT, then census.toml).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: $WEB_CONCURRENCY, then config).")
+    ] = None,
+) -> None:
+    """Serve the model over HTTP: a form at /, /health, /ready, /predict and /docs."""
+    from census_salary.api import run_server
+
+    run_server(_settings(ctx), host=host, port=port, workers=workers)
+
+
+@app.command()
+def runs(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """The history of training runs (artifacts/runs.jsonl)."""
+    from census_salary.bundle import read_runs
+    from census_salary.render import runs_table
+
+    history = read_runs(_settings(ctx).artifacts_dir)
+    if as_json:
+        _print_json(history)
+    else:
+        Console().print(runs_table(history))
+
+
+def main() -> None:
+    """Entry point of the `census` console script."""
+    app()

@@ -1,0 +1,69 @@
+"""The one error family of the toolkit, and the exit codes the CLI maps it to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes of the `census` command (documented in the README)."""
+
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2  # bad configuration, options or input rows
+    MODEL = 3  # no model bundle, or one that fails its checks
+    DATA_UNAVAILABLE = 4  # the training data is missing and could not be downloaded
+    GATE_FAILED = 5  # a quality gate (such as --max-f1-gap) failed
+
+
+class CensusError(Exception):
+    """Base of every error a user can cause or fix; the CLI prints it as one line."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+
+class ConfigError(CensusError):
+    """census.toml or a CENSUS_* variable is missing, unknown or of the wrong type."""
+
+    exit_code = ExitCode.USAGE
+
+
+class InputError(CensusError):
+    """Rows or files given to a command are malformed or out of range."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, message: str, problems: list[RowProblem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class ModelError(CensusError):
+    """The model bundle is missing, tampered with, or does not fit this code."""
+
+    exit_code = ExitCode.MODEL
+
+
+class DataUnavailableError(CensusError):
+    """The training data is not on disk and could not be fetched."""
+
+    exit_code = ExitCode.DATA_UNAVAILABLE
+
+
+class GateError(CensusError):
+    """A quality gate asked for on the command line failed."""
+
+    exit_code = ExitCode.GATE_FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """One bad value: which row (1-based, as a person counts), which field, what was expected."""
+
+    row: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}, field {self.field!r}: {self.message}"

@@ -1,0 +1,290 @@
+"""Training and auditing: split, (search), fit, threshold, evaluate, slice, write the bundle."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
+from sklearn.pipeline import Pipeline
+
+from census_salary import __version__
+from census_salary.bundle import (
+    Bundle,
+    BundleMetadata,
+    DataInfo,
+    FeatureSchema,
+    SelfTest,
+    append_run,
+    dump_model,
+    library_versions,
+    new_version,
+    save_bundle,
+    sha256_bytes,
+)
+from census_salary.config import Settings
+from census_salary.data import CensusData, read_census
+from census_salary.download import ensure_census
+from census_salary.errors import InputError, ModelError
+from census_salary.files import atomic_write
+from census_salary.metrics import Metrics, SliceReport, evaluate, slice_metrics
+from census_salary.model import Scorer, build_pipeline, choose_threshold, param_prefix
+from census_salary.progress import NoProgress, Progress
+from census_salary.report import render_model_card, render_slice_text
+from census_salary.schema import EXAMPLE_ROW, CensusRow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Split:
+    train_x: pd.DataFrame
+    train_y: pd.Series
+    test_x: pd.DataFrame
+    test_y: pd.Series
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    bundle_dir: Path
+    metadata: BundleMetadata
+    slices: SliceReport
+    seconds: float
+
+
+def split_data(data: CensusData, test_size: float, seed: int) -> Split:
+    """The stratified train/test split; the same data and seed give the same split."""
+    train_x, test_x, train_y, test_y = train_test_split(
+        data.features, data.target, test_size=test_size, random_state=seed, stratify=data.target
+    )
+    return Split(train_x, train_y, test_x, test_y)
+
+
+def load_training_data(settings: Settings, progress: Progress) -> CensusData:
+    path = ensure_census(settings.data_path, settings.data.url, progress)
+    return read_census(
+        path, target=settings.data.target, positive_label=settings.data.positive_label
+    )
+
+
+def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
+    """Fit the configured model and make it the current bundle in the artifacts folder."""
+    progress = progress or NoProgress()
+    began = time.perf_counter()
+    progress.start("Reading data")
+    data = load_training_data(settings, progress)
+    split = split_data(data, settings.split.test_size, settings.split.seed)
+    features = settings.features
+    pipeline = build_pipeline(
+        settings.model.kind,
+        settings.model.selected_params,
+        features.categorical,
+        features.numerical,
+        settings.split.seed,
+    )
+    best_params: dict[str, Any] = {}
+    if settings.search.enabled:
+        pipeline, best_params = _search(pipeline, split, settings, progress)
+    if settings.threshold.objective == "fixed":
+        threshold = settings.threshold.value
+    else:
+        oof = _out_of_fold(pipeline, split, settings.threshold.cv, settings.split.seed, progress)
+        threshold = choose_threshold(split.train_y.to_numpy(), oof, settings.threshold.objective)
+    progress.start("Fitting the model")
+    pipeline = clone(pipeline).fit(split.train_x[features.all], split.train_y)
+    scorer = Scorer(pipeline, threshold)
+    progress.start("Evaluating")
+    test_p = scorer.predict_frame(split.test_x)
+    metrics = evaluate(split.test_y.to_numpy(), test_p, threshold)
+    slice_columns = settings.slices.features or features.all
+    slices = slice_metrics(
+        split.test_x,
+        split.test_y.to_numpy(),
+        test_p,
+        threshold,
+        slice_columns,
+        settings.slices.min_rows,
+    )
+    progress.start("Writing the bundle")
+    model_bytes = dump_model(pipeline)
+    example = CensusRow.model_validate(EXAMPLE_ROW)
+    metadata = BundleMetadata(
+        version=new_version(model_bytes),
+        created_at=datetime.now(UTC).replace(microsecond=0),
+        package_version=__version__,
+        library_versions=library_versions(),
+        model_kind=settings.model.kind,
+        model_sha256=sha256_bytes(model_bytes),
+        data=DataInfo(
+            path=str(settings.data.path),
+            sha256=data.sha256,
+            rows_read=data.rows_read,
+            duplicates_dropped=data.duplicates_dropped,
+            rows_train=len(split.train_y),
+            rows_test=len(split.test_y),
+        ),
+        config=settings.model_dump(mode="json", exclude={"root"}),
+        features=FeatureSchema(
+            categorical=scorer.vocabularies,
+            numerical={
+                name: (float(split.train_x[name].min()), float(split.train_x[name].max()))
+                for name in features.numerical
+            },
+        ),
+        threshold=threshold,
+        threshold_objective=settings.threshold.objective,
+        best_params=best_params,
+        metrics=metrics,
+        self_test=SelfTest(
+            row=EXAMPLE_ROW,
+            probability=float(scorer.probabilities(scorer.encode_rows([example]))[0]),
+        ),
+    )
+    reports = {
+        "evaluation.json": metrics.model_dump_json(indent=2).encode() + b"\n",
+        "slices.json": slices.model_dump_json(indent=2).encode() + b"\n",
+        "slice_output.txt": render_slice_text(slices).encode(),
+    }
+    artifacts = settings.artifacts_dir
+    bundle_dir = save_bundle(artifacts, model_bytes, metadata, reports)
+    if settings.artifacts.keep_history:
+        append_run(artifacts, run_record(metadata))
+    write_model_card(settings, metadata, slices)
+    seconds = time.perf_counter() - began
+    logger.info("trained %s in %.1f s: %s", metadata.version, seconds, metrics)
+    return TrainResult(bundle_dir=bundle_dir, metadata=metadata, slices=slices, seconds=seconds)
+
+
+def write_model_card(settings: Settings, metadata: BundleMetadata, slices: SliceReport) -> None:
+    atomic_write(settings.model_card_path, render_model_card(metadata, slices).encode())
+
+
+def run_record(metadata: BundleMetadata) -> dict[str, Any]:
+    m = metadata.metrics
+    return {
+        "version": metadata.version,
+        "created_at": metadata.created_at.isoformat(),
+        "model_kind": metadata.model_kind,
+        "params": metadata.config["model"]["params"].get(metadata.model_kind, {}),
+        "best_params": metadata.best_params,
+        "threshold": metadata.threshold,
+        "data_sha256": metadata.data.sha256,
+        "metrics": {"accuracy": m.accuracy, "f1": m.f1, "roc_auc": m.roc_auc, "pr_auc": m.pr_auc},
+    }
+
+
+def _out_of_fold(
+    pipeline: Pipeline, split: Split, folds: int, seed: int, progress: Progress
+) -> np.ndarray:
+    """P(>50K) for each training row from a model that did not see it."""
+    progress.start("Choosing the threshold", total=folds)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    oof = np.empty(len(split.train_y))
+    for fit_idx, val_idx in cv.split(split.train_x, split.train_y):
+        fold = clone(pipeline).fit(split.train_x.iloc[fit_idx], split.train_y.iloc[fit_idx])
+        oof[val_idx] = fold.predict_proba(split.train_x.iloc[val_idx])[:, 1]
+        progress.advance()
+    return oof
+
+
+def _search(
+    pipeline: Pipeline, split: Split, settings: Settings, progress: Progress
+) -> tuple[Pipeline, dict[str, Any]]:
+    """Grid search or successive halving over [search.grid], scored by ROC AUC."""
+    search = settings.search
+    if not search.grid:
+        raise InputError("[search] is enabled but [search.grid] is empty; give values to try.")
+    prefix = param_prefix(settings.model.kind)
+    grid = {prefix + key: values for key, values in search.grid.items()}
+    n_candidates = int(np.prod([len(v) for v in grid.values()]))
+
+    def scorer(estimator: Pipeline, x: pd.DataFrame, y: pd.Series) -> float:
+        progress.advance()  # called once per fitted candidate and fold
+        return float(roc_auc_score(y, estimator.predict_proba(x)[:, 1]))
+
+    cv = StratifiedKFold(n_splits=search.cv, shuffle=True, random_state=settings.split.seed)
+    if search.method == "grid":
+        progress.start("Searching hyperparameters", total=n_candidates * search.cv)
+        searcher: Any = GridSearchCV(pipeline, grid, scoring=scorer, cv=cv, n_jobs=1, refit=False)
+    else:
+        from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+        from sklearn.model_selection import HalvingGridSearchCV
+
+        progress.start("Searching hyperparameters (successive halving)", total=None)
+        searcher = HalvingGridSearchCV(
+            pipeline,
+            grid,
+            scoring=scorer,
+            cv=cv,
+            n_jobs=1,
+            refit=False,
+            random_state=settings.split.seed,
+        )
+    try:
+        searcher.fit(split.train_x, split.train_y)
+    except ValueError as exc:
+        raise InputError(f"[search.grid] could not be searched: {exc}") from None
+    best = {key.removeprefix(prefix): value for key, value in searcher.best_params_.items()}
+    logger.info("best parameters: %s (ROC AUC %.4f)", best, searcher.best_score_)
+    return clone(pipeline).set_params(**searcher.best_params_), best
+
+
+def held_out(settings: Settings, metadata: BundleMetadata) -> tuple[pd.DataFrame, pd.Series]:
+    """The test split the bundle was evaluated on, rebuilt from the same data and seed."""
+    data = read_census(
+        settings.data_path, target=settings.data.target, positive_label=settings.data.positive_label
+    )
+    if data.sha256 != metadata.data.sha256:
+        raise ModelError(
+            f"{settings.data_path} is not the file model {metadata.version} was trained on "
+            "(its SHA-256 differs), so its held-out split cannot be rebuilt. "
+            "Pass --data FILE to evaluate on a labelled file, or retrain."
+        )
+    split_cfg = metadata.config["split"]
+    split = split_data(data, split_cfg["test_size"], split_cfg["seed"])
+    return split.test_x, split.test_y
+
+
+def labelled_rows(
+    settings: Settings, bundle: Bundle, data_path: Path | None
+) -> tuple[pd.DataFrame, pd.Series]:
+    """The rows to audit: a labelled file if given, else the bundle's held-out split."""
+    if data_path is None:
+        return held_out(settings, bundle.metadata)
+    data = read_census(
+        data_path, target=settings.data.target, positive_label=settings.data.positive_label
+    )
+    return data.features, data.target
+
+
+def evaluate_bundle(settings: Settings, bundle: Bundle, data_path: Path | None) -> Metrics:
+    x, y = labelled_rows(settings, bundle, data_path)
+    return evaluate(y.to_numpy(), bundle.scorer.predict_frame(x), bundle.metadata.threshold)
+
+
+def slice_bundle(
+    settings: Settings, bundle: Bundle, data_path: Path | None, columns: list[str] | None
+) -> SliceReport:
+    x, y = labelled_rows(settings, bundle, data_path)
+    unknown = [c for c in columns or [] if c not in x.columns]
+    if unknown:
+        raise InputError(
+            f"Unknown feature(s) {', '.join(unknown)}; choose from {', '.join(x.columns)}."
+        )
+    chosen = (
+        columns
+        or settings.slices.features
+        or list(bundle.scorer.categorical + bundle.scorer.numerical)
+    )
+    p = bundle.scorer.predict_frame(x)
+    return slice_metrics(
+        x, y.to_numpy(), p, bundle.metadata.threshold, chosen, settings.slices.min_rows
+    )
