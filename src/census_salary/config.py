@@ -13,15 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from census_salary.errors import ConfigError
 from census_salary.schema import CATEGORICAL, NUMERICAL
 
 CONFIG_NAME = "census.toml"
 ENV_PREFIX = "CENSUS_"
-# Variables with the prefix that are not overrides of a census.toml key.
-RESERVED_ENV = {"CENSUS_CONFIG", "CENSUS_API_KEY"}
+# Short names for settings that people set from the environment (secrets above all).
+ENV_ALIASES = {"CENSUS_API_KEY": "CENSUS_SERVE__API_KEY"}
 
 ModelKind = Literal["hist_gradient_boosting", "random_forest", "logistic_regression"]
 ParamValue = bool | int | float | str | None
@@ -103,12 +103,14 @@ class ServeSettings(_Section):
     workers: int = Field(1, ge=1)
     max_rows: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(5_000_000, ge=1024)
+    # Set it with CENSUS_API_KEY, never in census.toml; unset, /predict is open.
+    api_key: SecretStr | None = None
 
 
 class Settings(_Section):
-    """Everything census.toml can say; `root` is the folder relative paths resolve against."""
+    """Everything census.toml can say, and the file it came from (`source`)."""
 
-    root: Path = Path()
+    source: Path
     data: DataSettings = DataSettings()
     features: FeatureSettings
     split: SplitSettings = SplitSettings()
@@ -118,6 +120,11 @@ class Settings(_Section):
     slices: SliceSettings = SliceSettings()
     artifacts: ArtifactSettings = ArtifactSettings()
     serve: ServeSettings = ServeSettings()
+
+    @property
+    def root(self) -> Path:
+        """The folder that relative paths in the configuration resolve against."""
+        return self.source.parent
 
     def resolve(self, path: Path) -> Path:
         """A path from the configuration, made absolute against census.toml's folder."""
@@ -161,11 +168,11 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
         raise ConfigError(f"Cannot read configuration file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    if "root" in raw:
-        raise ConfigError(f"{path}: unknown key 'root'.")
+    if "source" in raw:
+        raise ConfigError(f"{path}: source: unknown key")
     sources = _apply_env_overrides(raw, environ)
     try:
-        return Settings.model_validate({**raw, "root": path.resolve().parent})
+        return Settings.model_validate({**raw, "source": path.resolve()})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, sources)) from None
 
@@ -173,8 +180,9 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
 def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
     """Merge CENSUS_SECTION__KEY=value into `raw`; return {dotted key: variable name}."""
     sources: dict[str, str] = {}
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV or "__" not in name:
+    for given, value in environ.items():
+        name = ENV_ALIASES.get(given, given)
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         keys = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
         if not all(keys):
@@ -185,8 +193,8 @@ def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dic
             if not isinstance(child, dict):
                 raise ConfigError(f"{name}: {'.'.join(keys)} does not name a setting.")
             node = child
-        node[keys[-1]] = _parse_env_value(value)
-        sources[".".join(keys)] = name
+        node[keys[-1]] = value if given in ENV_ALIASES else _parse_env_value(value)
+        sources[".".join(keys)] = given
     return sources
 
 

@@ -84,7 +84,19 @@ def slice_table(report: SliceReport) -> Table:
         caption="pos: actual positive rate; sel: predicted positive rate; "
         f"slices under {report.min_rows} rows are too small to judge.",
     )
-    headers = ("feature", "value", "rows", "pos", "sel", "prec", "rec", "F1", "FPR", "FNR", "F1 gap")
+    headers = (
+        "feature",
+        "value",
+        "rows",
+        "pos",
+        "sel",
+        "prec",
+        "rec",
+        "F1",
+        "FPR",
+        "FNR",
+        "F1 gap",
+    )
     for name in headers:
         left = name in ("feature", "value")
         table.add_column(name, justify="left" if left else "right", no_wrap=not left)

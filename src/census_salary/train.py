@@ -131,7 +131,7 @@ def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
             rows_train=len(split.train_y),
             rows_test=len(split.test_y),
         ),
-        config=settings.model_dump(mode="json", exclude={"root"}),
+        config=settings.model_dump(mode="json", exclude={"source": True, "serve": {"api_key"}}),
         features=FeatureSchema(
             categorical=scorer.vocabularies,
             numerical={
