@@ -84,6 +84,7 @@ def read_census(
             raw = read_csv_text(handle, header=_has_header(path), comment="|")
         except UnicodeDecodeError as exc:
             raise InputError(f"{path} is not UTF-8 text: {exc}") from None
+    raw = raw.rename(columns=canonical_name)
     target = canonical_name(target)
     if target not in raw.columns:
         raise InputError(
@@ -209,7 +210,7 @@ def _check_numbers(column: pd.Series, name: str) -> tuple[pd.Series, np.ndarray]
             text.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce"
         )
     else:
-        is_bool = np.zeros(len(column), dtype=bool)
+        is_bool = np.full(len(column), pd.api.types.is_bool_dtype(column))
         numbers = pd.to_numeric(column, errors="coerce")
     values = numbers.to_numpy(dtype=float, na_value=np.nan)
     low, high = NUMERIC_RANGES[name]
@@ -246,6 +247,8 @@ def _problems(raw: pd.Series, invalid: np.ndarray, name: str, first_row: int) ->
 def _show(value: Any) -> str:
     if value is ABSENT:
         return repr(value)
+    if isinstance(value, np.generic):
+        value = value.item()
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "no value"
     text = json.dumps(value) if not isinstance(value, str) else repr(value)

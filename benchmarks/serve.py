@@ -1,0 +1,325 @@
+"""How fast `census serve` answers, over loopback, one worker, the committed model.
+
+Measures, for our server and for a floor measured in the same run (a bare uvicorn +
+FastAPI app written by this script, whose POST /predict reads the body and returns a
+constant JSON):
+
+| figure                                                   | target      |
+| -------------------------------------------------------- | ----------- |
+| single-row POST /predict, 1,000 sequential requests, p50 | <= 3 ms     |
+| the same, p99                                            | <= 10 ms    |
+| requests/s with 16 concurrent keep-alive clients, 20 s   | >= 400 /s   |
+| one 1,000-row POST /predict, median of 20                | <= 25 ms    |
+| launch to the first successful prediction, median of 3   | <= 1.2 s    |
+| server RSS after the load                                | <= 250 MB   |
+
+Latencies are medians over `--runs` runs of the sequential loop. Every request is sent
+with one `sendall` by the raw client in `_http.py`. All traffic goes to 127.0.0.1 and
+every loop is bounded by a count or a deadline.
+
+    .venv/bin/python benchmarks/serve.py            # about 1.5 minutes
+    .venv/bin/python benchmarks/serve.py --duration 5 --requests 300 --runs 1   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _http import (  # noqa: E402
+    ROOT,
+    Client,
+    free_port,
+    median,
+    percentile,
+    print_table,
+    rss_mib,
+    serve_command,
+    start_process,
+    stop_process,
+    verdict,
+    wait_for,
+)
+
+HOST = "127.0.0.1"
+MB = 1_000_000 / 2**20  # the RSS target is in MB; /proc gives KiB
+
+FLOOR_APP = textwrap.dedent(
+    """
+    from fastapi import FastAPI, Request
+
+    app = FastAPI()
+    ANSWER = {"predictions": ["<=50K"], "probabilities": [0.01], "warnings": [[]],
+              "model_version": "floor", "threshold": 0.5, "model_lib_version": "0",
+              "timestamp": "2026-01-01T00:00:00+00:00"}
+
+    @app.get("/ready")
+    def ready() -> dict:
+        return {"status": "ready"}
+
+    @app.post("/predict")
+    async def predict(request: Request) -> dict:
+        await request.body()
+        return ANSWER
+    """
+)
+
+EXAMPLE_ROW = {
+    "age": 39,
+    "workclass": "State-gov",
+    "fnlgt": 77516,
+    "education": "Bachelors",
+    "education-num": 13,
+    "marital-status": "Never-married",
+    "occupation": "Adm-clerical",
+    "relationship": "Not-in-family",
+    "race": "White",
+    "sex": "Male",
+    "capital-gain": 2174,
+    "capital-loss": 0,
+    "hours-per-week": 40,
+    "native-country": "United-States",
+}
+NUMERIC = {
+    "age",
+    "fnlgt",
+    "education-num",
+    "capital-gain",
+    "capital-loss",
+    "hours-per-week",
+}
+
+
+def data_rows(n: int) -> list[dict]:
+    """The first n rows of data/census.csv as JSON rows (hyphenated names, no label)."""
+    rows = []
+    with (ROOT / "data" / "census.csv").open(newline="") as handle:
+        reader = csv.DictReader(handle, skipinitialspace=True)
+        for record in reader:
+            row = {k.strip(): v.strip() for k, v in record.items() if k.strip() != "salary"}
+            rows.append({k: int(v) if k in NUMERIC else v for k, v in row.items()})
+            if len(rows) == n:
+                break
+    return rows
+
+
+@dataclass
+class Figures:
+    name: str
+    launch_s: list[float] = field(default_factory=list)
+    p50_ms: list[float] = field(default_factory=list)
+    p99_ms: list[float] = field(default_factory=list)
+    rps: list[float] = field(default_factory=list)
+    load_p50_ms: list[float] = field(default_factory=list)
+    load_p99_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    batch_ms: list[float] = field(default_factory=list)
+    rss_idle_mb: float = 0.0
+    rss_after_mb: float = 0.0
+
+
+def launch(command: list[str], env: dict | None, body: bytes, port: int):
+    """Start the server; return (process, seconds from Popen to the first 200 on /predict)."""
+    started = time.perf_counter()
+    process = start_process(command, env=env)
+    try:
+        wait_for(HOST, port, "/predict", method="POST", body=body, timeout=60, process=process)
+    except BaseException:
+        stop_process(process)
+        raise
+    return process, time.perf_counter() - started
+
+
+def sequential(port: int, request: bytes, count: int) -> list[float]:
+    """Latencies (s) of `count` requests one after another on one connection."""
+    times = []
+    with Client(HOST, port) as client:
+        for _ in range(min(50, count)):  # warm-up
+            client.send_raw(request)
+        for _ in range(count):
+            t0 = time.perf_counter()
+            response = client.send_raw(request)
+            times.append(time.perf_counter() - t0)
+            if response.status != 200:
+                raise RuntimeError(f"status {response.status}: {response.body[:200]!r}")
+    return times
+
+
+def concurrent(port: int, request: bytes, clients: int, duration: float):
+    """(requests/s, latencies, errors) of `clients` threads looping until the deadline."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    start = threading.Barrier(clients + 1)
+    deadline = [0.0]
+
+    def work(i: int) -> None:
+        with Client(HOST, port) as client:
+            client.send_raw(request)  # connect and warm up outside the timed window
+            start.wait()
+            while (t0 := time.perf_counter()) < deadline[0]:
+                try:
+                    status = client.send_raw(request).status
+                except OSError:
+                    status = 0
+                latencies[i].append(time.perf_counter() - t0)
+                if status != 200:
+                    errors[i] += 1
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    began = time.perf_counter()
+    deadline[0] = began + duration
+    start.wait()
+    for thread in threads:
+        thread.join(timeout=duration + 30)
+    elapsed = time.perf_counter() - began
+    every = [t for per in latencies for t in per]
+    return len(every) / elapsed, every, sum(errors)
+
+
+def measure(name: str, command: list[str], env: dict | None, port: int, args) -> Figures:
+    figures = Figures(name)
+    one = Client.build("POST", "/predict", HOST, json.dumps({"inputs": [EXAMPLE_ROW]}).encode())
+    many_body = json.dumps({"inputs": data_rows(args.rows)}).encode()
+    many = Client.build("POST", "/predict", HOST, many_body)
+    first_body = json.dumps({"inputs": [EXAMPLE_ROW]}).encode()
+    process = None
+    try:
+        for n in range(args.launches):
+            process, seconds = launch(command, env, first_body, port)
+            figures.launch_s.append(seconds)
+            if n < args.launches - 1:
+                stop_process(process)
+        print(f"  {name}: launched {args.launches}x", flush=True)
+        figures.rss_idle_mb = rss_mib(process.pid) / MB
+        for _ in range(args.runs):
+            times = sequential(port, one, args.requests)
+            figures.p50_ms.append(percentile(times, 50) * 1e3)
+            figures.p99_ms.append(percentile(times, 99) * 1e3)
+        print(f"  {name}: sequential done", flush=True)
+        with Client(HOST, port) as client:
+            client.send_raw(many)
+            for _ in range(args.batch_runs):
+                t0 = time.perf_counter()
+                response = client.send_raw(many)
+                figures.batch_ms.append((time.perf_counter() - t0) * 1e3)
+                if response.status != 200:
+                    raise RuntimeError(f"batch status {response.status}: {response.body[:200]!r}")
+        print(f"  {name}: batch done", flush=True)
+        for _ in range(args.throughput_runs):
+            rps, latencies, errors = concurrent(port, one, args.clients, args.duration)
+            figures.rps.append(rps)
+            figures.load_p50_ms.append(percentile(latencies, 50) * 1e3)
+            figures.load_p99_ms.append(percentile(latencies, 99) * 1e3)
+            figures.errors += errors
+        print(f"  {name}: throughput done", flush=True)
+        figures.rss_after_mb = rss_mib(process.pid) / MB
+    finally:
+        if process is not None:
+            stop_process(process)
+    return figures
+
+
+def floor_server(tmp: Path, port: int) -> tuple[list[str], dict]:
+    (tmp / "floor_app.py").write_text(FLOOR_APP)
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "floor_app:app",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    return command, {"PYTHONPATH": str(tmp)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=1000, help="sequential requests a run")
+    parser.add_argument("--runs", type=int, default=3, help="runs of the sequential loop")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load a run")
+    parser.add_argument("--throughput-runs", type=int, default=1, help="runs of the load")
+    parser.add_argument("--rows", type=int, default=1000, help="rows in the batch request")
+    parser.add_argument("--batch-runs", type=int, default=20, help="batch requests timed")
+    parser.add_argument("--launches", type=int, default=3, help="server launches timed")
+    parser.add_argument("--no-floor", action="store_true", help="skip the bare FastAPI floor")
+    args = parser.parse_args()
+
+    print(f"Benchmarking census serve (1 worker) and a bare FastAPI floor on {HOST}...")
+    port = free_port()
+    ours = measure("census serve", serve_command(port), None, port, args)
+    floor = None
+    if not args.no_floor:
+        with tempfile.TemporaryDirectory() as tmp:
+            port = free_port()
+            command, env = floor_server(Path(tmp), port)
+            floor = measure("floor", command, env, port, args)
+
+    def ratio(a: float, b: float | None) -> str:
+        return f"{a / b:.2f}x" if b else "-"
+
+    lines = [
+        ("POST /predict 1 row, p50", "ms", median(ours.p50_ms), "<= 3", 3.0, "le",
+         floor and median(floor.p50_ms)),
+        ("POST /predict 1 row, p99", "ms", median(ours.p99_ms), "<= 10", 10.0, "le",
+         floor and median(floor.p99_ms)),
+        (f"throughput, {args.clients} clients", "req/s", median(ours.rps), ">= 400", 400.0, "ge",
+         floor and median(floor.rps)),
+        ("  latency under load, p50", "ms", median(ours.load_p50_ms), "", None, "",
+         floor and median(floor.load_p50_ms)),
+        ("  latency under load, p99", "ms", median(ours.load_p99_ms), "", None, "",
+         floor and median(floor.load_p99_ms)),
+        (f"POST /predict {args.rows} rows, median", "ms", median(ours.batch_ms), "<= 25", 25.0,
+         "le", floor and median(floor.batch_ms)),
+        ("launch to first prediction, median", "s", median(ours.launch_s), "<= 1.2", 1.2, "le",
+         floor and median(floor.launch_s)),
+        ("RSS idle after launch", "MB", ours.rss_idle_mb, "", None, "",
+         floor and floor.rss_idle_mb),
+        ("RSS after the load", "MB", ours.rss_after_mb, "<= 250", 250.0, "le",
+         floor and floor.rss_after_mb),
+    ]
+    rows = []
+    for label, unit, value, target, limit, kind, base in lines:
+        ok = "" if limit is None else verdict(value <= limit if kind == "le" else value >= limit)
+        rows.append(
+            (label, f"{value:.3f}" if value < 10 else f"{value:.1f}", unit, target, ok,
+             "-" if base is None else (f"{base:.3f}" if base < 10 else f"{base:.1f}"),
+             ratio(value, base))
+        )
+    print()
+    print(
+        f"census serve vs bare FastAPI floor; sequential: median of {args.runs} runs x "
+        f"{args.requests}; load: {args.throughput_runs} x {args.duration:g} s; "
+        f"batch: median of {args.batch_runs}; launch: median of {args.launches}"
+    )
+    print_table(("figure", "ours", "unit", "target", "result", "floor", "ours/floor"), rows)
+    print()
+    print(f"runs: p50 ms {[round(x, 3) for x in ours.p50_ms]}, "
+          f"p99 ms {[round(x, 3) for x in ours.p99_ms]}, "
+          f"launch s {[round(x, 3) for x in ours.launch_s]}, "
+          f"req/s {[round(x, 1) for x in ours.rps]}, errors under load {ours.errors}")
+    if floor is not None:
+        print(f"floor runs: p50 ms {[round(x, 3) for x in floor.p50_ms]}, "
+              f"launch s {[round(x, 3) for x in floor.launch_s]}, "
+              f"req/s {[round(x, 1) for x in floor.rps]}, errors under load {floor.errors}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+// The form page: fills the form from the server's page config, posts one row to
+// /predict and shows the answer. No framework and no build step.
+"use strict";
+
+(function () {
+  const CATEGORICAL = [
+    "workclass", "education", "marital_status", "occupation",
+    "relationship", "race", "sex", "native_country",
+  ];
+  const NUMERICAL = [
+    "age", "fnlgt", "education_num", "capital_gain", "capital_loss", "hours_per_week",
+  ];
+  // The UCI Adult data codes each education level as a number; keep the two in step.
+  const EDUCATION_LEVEL = {
+    "Preschool": 1, "1st-4th": 2, "5th-6th": 3, "7th-8th": 4, "9th": 5, "10th": 6,
+    "11th": 7, "12th": 8, "HS-grad": 9, "Some-college": 10, "Assoc-voc": 11,
+    "Assoc-acdm": 12, "Bachelors": 13, "Masters": 14, "Prof-school": 15, "Doctorate": 16,
+  };
+  const UNKNOWN = "";
+
+  const form = document.getElementById("predict-form");
+  const submitButton = document.getElementById("submit");
+  const errorBox = document.getElementById("error");
+  const resultBox = document.getElementById("result");
+  const apiKeyInput = document.getElementById("field-api_key");
+  const config = readConfig();
+
+  function readConfig() {
+    const fallback = {
+      auth_required: false, example: {}, vocabularies: {}, ranges: {},
+      threshold: null, model_version: null,
+    };
+    try {
+      return Object.assign(fallback, JSON.parse(
+        document.getElementById("census-config").textContent));
+    } catch (err) {
+      return fallback;  // page opened without the server: the form still renders
+    }
+  }
+
+  function input(name) {
+    return document.getElementById("field-" + name);
+  }
+
+  function labelText(element) {
+    const label = document.querySelector('label[for="' + element.id + '"]');
+    return label ? label.textContent.trim() : element.name;
+  }
+
+  // EXAMPLE_ROW uses the published hyphenated names ("education-num").
+  function exampleValue(name) {
+    const example = config.example || {};
+    if (name in example) return example[name];
+    return example[name.replace(/_/g, "-")];
+  }
+
+  function fillSelect(name) {
+    const select = input(name);
+    const values = (config.vocabularies || {})[name] || [];
+    select.replaceChildren(new Option("Unknown", UNKNOWN));
+    for (const value of values) select.add(new Option(value, value));
+  }
+
+  function setDefaults() {
+    for (const name of CATEGORICAL) {
+      const value = exampleValue(name);
+      const select = input(name);
+      const known = Array.from(select.options).some((option) => option.value === value);
+      select.value = known ? value : UNKNOWN;
+    }
+    for (const name of NUMERICAL) {
+      const value = exampleValue(name);
+      input(name).value = value === undefined || value === null ? "" : String(value);
+    }
+  }
+
+  function describeRanges() {
+    const ranges = config.ranges || {};
+    for (const name of NUMERICAL) {
+      const range = ranges[name];
+      const hint = document.getElementById("hint-" + name);
+      if (!range || !hint) continue;
+      const seen = document.createElement("span");
+      seen.className = "seen";
+      seen.textContent = " Training data: " + formatNumber(range[0]) + " to " +
+        formatNumber(range[1]) + ".";
+      hint.append(seen);
+    }
+  }
+
+  function formatNumber(value) {
+    return Number(value).toLocaleString("en-US", { maximumFractionDigits: 2 });
+  }
+
+  function percent(value) {
+    return (value * 100).toFixed(1) + "%";
+  }
+
+  function readRow() {
+    const row = {};
+    for (const name of CATEGORICAL) {
+      const value = input(name).value;
+      row[name] = value === UNKNOWN ? null : value;
+    }
+    for (const name of NUMERICAL) row[name] = Number(input(name).value);
+    return row;
+  }
+
+  function problemText(element) {
+    const label = labelText(element);
+    const validity = element.validity;
+    if (validity.valueMissing) return label + " is required.";
+    if (validity.badInput || validity.stepMismatch) return label + " must be a whole number.";
+    if (validity.rangeUnderflow) return label + " must be at least " + element.min + ".";
+    if (validity.rangeOverflow) return label + " must be at most " + element.max + ".";
+    return label + ": " + element.validationMessage;
+  }
+
+  function clearMarks() {
+    for (const element of form.querySelectorAll("[aria-invalid]")) {
+      element.removeAttribute("aria-invalid");
+    }
+  }
+
+  function showError(detail, items) {
+    errorBox.replaceChildren();
+    const message = document.createElement("p");
+    message.textContent = detail;
+    errorBox.append(message);
+    if (items && items.length) {
+      const list = document.createElement("ul");
+      for (const item of items) {
+        const entry = document.createElement("li");
+        entry.textContent = item;
+        list.append(entry);
+      }
+      errorBox.append(list);
+    }
+    errorBox.hidden = false;
+  }
+
+  function hideError() {
+    errorBox.hidden = true;
+    errorBox.replaceChildren();
+  }
+
+  function checkForm() {
+    clearMarks();
+    const invalid = Array.from(form.elements).filter(
+      (element) => element.willValidate && !element.checkValidity());
+    if (!invalid.length) return true;
+    for (const element of invalid) element.setAttribute("aria-invalid", "true");
+    showError(
+      invalid.length === 1 ? "Please correct this field." : "Please correct these fields.",
+      invalid.map(problemText));
+    invalid[0].focus();
+    return false;
+  }
+
+  function showProblem(status, body) {
+    const items = [];
+    for (const error of (body && body.errors) || []) {
+      const name = String(error.field || "").replace(/-/g, "_");
+      const element = name ? input(name) : null;
+      if (element) element.setAttribute("aria-invalid", "true");
+      items.push((element ? labelText(element) : error.field || "Request") + ": " +
+        error.message);
+    }
+    if (status === 401) {
+      apiKeyInput.setAttribute("aria-invalid", "true");
+    }
+    const detail = body && body.detail ? body.detail :
+      "The server answered " + status + " without an explanation.";
+    showError(detail, items);
+  }
+
+  function showResult(body) {
+    const probability = body.probabilities[0];
+    const label = body.predictions[0];
+    const threshold = body.threshold;
+    const labelElement = document.getElementById("result-label");
+    labelElement.textContent = label;
+    resultBox.dataset.label = label === ">50K" ? "high" : "low";
+    document.getElementById("result-probability").textContent = percent(probability);
+    document.getElementById("result-threshold").textContent = percent(threshold) +
+      " (predicted >50K at or above it)";
+    document.getElementById("result-model-version").textContent = body.model_version;
+    document.getElementById("meter-fill").style.width = (probability * 100) + "%";
+    document.getElementById("meter-threshold").style.left = (threshold * 100) + "%";
+
+    const warnings = body.warnings[0] || [];
+    const list = document.getElementById("result-warnings");
+    list.replaceChildren(...warnings.map((text) => {
+      const entry = document.createElement("li");
+      entry.textContent = text;
+      return entry;
+    }));
+    document.getElementById("result-warnings-box").hidden = warnings.length === 0;
+    resultBox.hidden = false;
+  }
+
+  function setBusy(busy) {
+    submitButton.disabled = busy;
+    submitButton.textContent = busy ? "Predicting…" : "Predict";
+    form.setAttribute("aria-busy", busy ? "true" : "false");
+  }
+
+  async function readJson(response) {
+    try {
+      return await response.json();
+    } catch (err) {
+      return null;
+    }
+  }
+
+  async function predict(event) {
+    event.preventDefault();
+    if (submitButton.disabled) return;
+    hideError();
+    if (!checkForm()) return;
+    const headers = { "Content-Type": "application/json", "Accept": "application/json" };
+    if (config.auth_required) headers["X-API-Key"] = apiKeyInput.value;
+    setBusy(true);
+    try {
+      const response = await fetch("/predict", {
+        method: "POST",
+        headers: headers,
+        body: JSON.stringify({ inputs: [readRow()] }),
+      });
+      const body = await readJson(response);
+      if (response.ok && body && Array.isArray(body.predictions)) {
+        showResult(body);
+      } else {
+        resultBox.hidden = true;
+        showProblem(response.status, body);
+      }
+    } catch (err) {
+      resultBox.hidden = true;
+      showError("Could not reach the server (" + err.message + "). Check that it is " +
+        "running, then try again.");
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  function syncEducationLevel() {
+    const level = EDUCATION_LEVEL[input("education").value];
+    if (level !== undefined) input("education_num").value = String(level);
+  }
+
+  function init() {
+    for (const name of CATEGORICAL) fillSelect(name);
+    setDefaults();
+    describeRanges();
+    if (config.auth_required) {
+      document.getElementById("auth").hidden = false;
+      apiKeyInput.disabled = false;
+      apiKeyInput.required = true;
+    }
+    document.getElementById("model-version").textContent = config.model_version || "unknown";
+    document.getElementById("not-ready").hidden = Boolean(config.model_version);
+    input("education").addEventListener("change", syncEducationLevel);
+    form.addEventListener("input", (event) => event.target.removeAttribute("aria-invalid"));
+    form.addEventListener("submit", predict);
+    document.getElementById("reset").addEventListener("click", () => {
+      setDefaults();
+      clearMarks();
+      hideError();
+    });
+    form.dataset.ready = "true";
+  }
+
+  init();
+})();

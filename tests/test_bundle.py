@@ -1,0 +1,139 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+import skops.io as sio
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from census_salary import bundle as bundle_module
+from census_salary.bundle import (
+    ALLOWED_TYPES,
+    METADATA_FILE,
+    MODEL_FILE,
+    POINTER,
+    current_bundle_dir,
+    load_bundle,
+    read_metadata,
+    read_runs,
+    sha256_bytes,
+)
+from census_salary.config import Settings
+from census_salary.data import read_census
+from census_salary.errors import ModelError
+from census_salary.model import build_pipeline
+from census_salary.schema import CATEGORICAL, NUMERICAL
+from census_salary.train import train
+
+
+def test_bundle_loads_with_its_metadata(small_settings: Settings) -> None:
+    bundle = load_bundle(small_settings.artifacts_dir)
+    assert bundle.metadata.version == current_bundle_dir(small_settings.artifacts_dir).name
+    assert bundle.scorer.threshold == bundle.metadata.threshold
+
+
+def test_metadata_records_schema_hashes_and_versions(small_settings: Settings) -> None:
+    meta = read_metadata(current_bundle_dir(small_settings.artifacts_dir))
+    assert set(meta.features.categorical) == set(CATEGORICAL)
+    assert "Private" in meta.features.categorical["workclass"]
+    assert meta.data.sha256 == sha256_bytes(small_settings.data_path.read_bytes())
+    assert {"scikit-learn", "numpy", "pandas", "skops"} <= set(meta.library_versions)
+    assert meta.config["model"]["kind"] == "hist_gradient_boosting"
+    assert "api_key" not in meta.config["serve"]
+
+
+def test_missing_model_says_to_train(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="Run `census train`"):
+        load_bundle(tmp_path)
+
+
+def test_changed_model_file_is_refused(project_copy: Settings) -> None:
+    model = current_bundle_dir(project_copy.artifacts_dir) / MODEL_FILE
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match the SHA-256"):
+        load_bundle(project_copy.artifacts_dir)
+
+
+def _replace_model(settings: Settings, pipeline: object) -> None:
+    """Swap in another model and record its hash, as an attacker with write access could."""
+    folder = current_bundle_dir(settings.artifacts_dir)
+    sio.dump(pipeline, folder / MODEL_FILE)
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    meta["model_sha256"] = sha256_bytes((folder / MODEL_FILE).read_bytes())
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+
+
+def test_model_with_a_type_outside_the_allow_list_is_refused(project_copy: Settings) -> None:
+    _replace_model(project_copy, Pipeline([("encode", FunctionTransformer(os.system))]))
+    with pytest.raises(ModelError, match=r"types this version does not allow: .*posix\.system"):
+        load_bundle(project_copy.artifacts_dir)
+
+
+def test_model_that_is_not_a_census_pipeline_is_refused(project_copy: Settings) -> None:
+    _replace_model(project_copy, {"not": "a pipeline"})
+    with pytest.raises(ModelError, match="does not hold a census pipeline"):
+        load_bundle(project_copy.artifacts_dir)
+
+
+def test_garbage_model_file_is_refused(project_copy: Settings) -> None:
+    _replace_model(project_copy, None)
+    folder = current_bundle_dir(project_copy.artifacts_dir)
+    (folder / MODEL_FILE).write_bytes(b"not a zip")
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    meta["model_sha256"] = sha256_bytes(b"not a zip")
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="not a readable skops file"):
+        load_bundle(project_copy.artifacts_dir)
+
+
+def test_self_test_mismatch_is_refused(project_copy: Settings) -> None:
+    folder = current_bundle_dir(project_copy.artifacts_dir)
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    meta["self_test"]["probability"] += 0.01
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="scores its stored example"):
+        load_bundle(project_copy.artifacts_dir)
+
+
+@pytest.mark.parametrize("kind", ["hist_gradient_boosting", "random_forest", "logistic_regression"])
+def test_allow_list_covers_every_model_kind(kind: str, census_csv: Path, tmp_path: Path) -> None:
+    data = read_census(census_csv)
+    pipeline = build_pipeline(kind, {}, CATEGORICAL, NUMERICAL, seed=0)
+    if kind == "random_forest":
+        pipeline.set_params(model__classifier__n_estimators=3)
+    pipeline.fit(data.features.head(800), data.target.head(800))
+    sio.dump(pipeline, tmp_path / MODEL_FILE)
+    assert set(sio.get_untrusted_types(file=tmp_path / MODEL_FILE)) <= set(ALLOWED_TYPES)
+
+
+def test_failed_write_leaves_the_previous_bundle_current(
+    project_copy: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = load_bundle(project_copy.artifacts_dir).metadata.version
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bundle_module, "atomic_write", crash)
+    with pytest.raises(OSError, match="disk full"):
+        train(project_copy)
+    assert load_bundle(project_copy.artifacts_dir).metadata.version == before
+
+
+def test_a_new_bundle_replaces_the_old_one(project_copy: Settings) -> None:
+    artifacts = project_copy.artifacts_dir
+    old = current_bundle_dir(artifacts)
+    result = train(project_copy)
+    assert (artifacts / POINTER).read_text().strip() == result.metadata.version
+    assert not old.exists() or old == result.bundle_dir
+    assert not [p for p in artifacts.iterdir() if p.name.startswith(".")]
+
+
+def test_each_training_run_is_recorded(project_copy: Settings) -> None:
+    train(project_copy)
+    runs = read_runs(project_copy.artifacts_dir)
+    assert len(runs) == 2
+    assert runs[-1]["metrics"]["roc_auc"] > 0.8

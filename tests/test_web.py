@@ -1,0 +1,275 @@
+"""The form page at `/`, driven in a real Chromium against a real `census serve`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
+
+from census_salary.config import Settings
+from census_salary.schema import EXAMPLE_ROW, canonical_name
+from live_server import LiveServer, live_server
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+API_KEY = "test-key-0123456789"
+LABELS = {">50K", "<=50K"}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.is_file():
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); "
+            "these tests never download a browser."
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(
+    small_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    log = tmp_path_factory.mktemp("web-server") / "serve.log"
+    with live_server(small_settings.source, log) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def keyed_server(
+    small_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    log = tmp_path_factory.mktemp("web-keyed-server") / "serve.log"
+    with live_server(small_settings.source, log, env={"CENSUS_API_KEY": API_KEY}) as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def open_form(page: Page, server: LiveServer) -> None:
+    response = page.goto(f"{server.url}/")
+    assert response is not None, "no response for /"
+    assert response.status == 200, f"GET / answered {response.status}:\n{server.log()}"
+    expect(page.locator("#predict-form")).to_have_attribute("data-ready", "true")
+
+
+def fill_person(page: Page) -> None:
+    """Change a few fields away from the example row."""
+    page.get_by_label("Age").fill("52")
+    page.get_by_label("Education", exact=True).select_option("Masters")
+    page.get_by_label("Hours worked per week").fill("50")
+
+
+def expected_row() -> dict[str, Any]:
+    """The example row with the changes `fill_person` makes, snake_case keys."""
+    row = {canonical_name(name): value for name, value in EXAMPLE_ROW.items()}
+    # Choosing "Masters" also sets its education level (14).
+    row.update(age=52, education="Masters", education_num=14, hours_per_week=50)
+    return row
+
+
+def submit_and_capture(page: Page) -> Request:
+    with page.expect_request(re.compile(r"/predict$")) as posted:
+        page.get_by_role("button", name="Predict").click()
+    return posted.value
+
+
+def shown_percent(page: Page, selector: str) -> float:
+    text = page.locator(selector).inner_text()
+    match = re.match(r"\s*(\d+\.\d)%", text)
+    assert match, f"{selector} should start with a percentage with one decimal, got {text!r}"
+    return float(match.group(1))
+
+
+def test_form_starts_with_the_example_row(page: Page, server: LiveServer) -> None:
+    open_form(page, server)
+
+    values = {
+        name: page.locator(f"#field-{canonical_name(name)}").input_value() for name in EXAMPLE_ROW
+    }
+
+    assert values == {name: str(value) for name, value in EXAMPLE_ROW.items()}, values
+
+
+def test_category_lists_come_from_the_model_vocabulary(page: Page, server: LiveServer) -> None:
+    open_form(page, server)
+    vocabulary = httpx.get(f"{server.url}/metadata").json()["features"]["categorical"]
+
+    options = page.locator("#field-marital_status option").all_inner_texts()
+
+    assert options == ["Unknown", *vocabulary["marital_status"]], options
+
+
+def test_page_posts_the_changed_fields_as_one_row(page: Page, server: LiveServer) -> None:
+    open_form(page, server)
+    fill_person(page)
+
+    posted = submit_and_capture(page).post_data_json
+
+    assert posted == {"inputs": [expected_row()]}, posted
+
+
+def test_unknown_category_is_sent_as_null(page: Page, server: LiveServer) -> None:
+    open_form(page, server)
+    page.get_by_label("Occupation").select_option(label="Unknown")
+
+    posted = submit_and_capture(page).post_data_json
+
+    assert posted["inputs"][0]["occupation"] is None, posted
+
+
+def test_result_shows_what_the_api_returns_for_the_row(page: Page, server: LiveServer) -> None:
+    open_form(page, server)
+    fill_person(page)
+    submit_and_capture(page)
+    expect(page.locator("#result-label")).to_have_text(re.compile(r"^(>50K|<=50K)$"))
+
+    direct = httpx.post(f"{server.url}/predict", json={"inputs": [expected_row()]})
+    assert direct.status_code == 200, direct.text
+    answer = direct.json()
+    shown = {
+        "label": page.locator("#result-label").inner_text(),
+        "probability": shown_percent(page, "#result-probability"),
+        "threshold": shown_percent(page, "#result-threshold"),
+        "version": page.locator("#result-model-version").inner_text(),
+    }
+
+    assert shown["label"] in LABELS, shown
+    assert shown["label"] == answer["predictions"][0], (shown, answer)
+    # Shown to one decimal of a percent: within half a unit of that last digit.
+    assert abs(shown["probability"] - answer["probabilities"][0] * 100) <= 0.05 + 1e-9, (
+        shown,
+        answer,
+    )
+    assert abs(shown["threshold"] - answer["threshold"] * 100) <= 0.05 + 1e-9, (shown, answer)
+    assert shown["version"] == answer["model_version"], (shown, answer)
+
+
+def test_button_is_disabled_while_the_request_is_in_flight(page: Page, server: LiveServer) -> None:
+    held: list[Route] = []
+    page.route(re.compile(r"/predict$"), lambda route: held.append(route))
+    open_form(page, server)
+    button = page.locator("#submit")
+
+    button.click()
+    expect(button).to_be_disabled()
+    page.wait_for_timeout(50)
+    assert len(held) == 1, f"expected one held /predict request, got {len(held)}"
+    held[0].continue_()
+
+    expect(page.locator("#result-label")).to_have_text(re.compile(r"^(>50K|<=50K)$"))
+    expect(button).to_be_enabled()
+
+
+def test_out_of_range_value_is_refused_before_sending(page: Page, server: LiveServer) -> None:
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url))
+    open_form(page, server)
+    page.get_by_label("Age").fill("130")
+
+    page.get_by_role("button", name="Predict").click()
+
+    expect(page.locator("#error")).to_contain_text("Age must be at most 120")
+    assert not [url for url in sent if url.endswith("/predict")], sent
+
+
+def test_server_validation_error_shows_its_detail(page: Page, server: LiveServer) -> None:
+    open_form(page, server)
+    # Lift the browser's own limit so the server's check is the one that answers.
+    page.locator("#field-age").evaluate("element => element.removeAttribute('max')")
+    page.get_by_label("Age").fill("130")
+
+    page.get_by_role("button", name="Predict").click()
+
+    error = page.locator("#error")
+    expect(error).to_contain_text("row 0, field 'age'")
+    expect(error).to_have_attribute("role", "alert")
+    expect(page.locator("#field-age")).to_have_attribute("aria-invalid", "true")
+
+
+def test_open_server_hides_the_key_field(page: Page, server: LiveServer) -> None:
+    open_form(page, server)
+
+    expect(page.get_by_label("API key")).to_be_hidden()
+
+
+def test_page_requests_nothing_from_other_hosts(page: Page, server: LiveServer) -> None:
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    open_form(page, server)
+    fill_person(page)
+    page.get_by_role("button", name="Predict").click()
+    expect(page.locator("#result-label")).to_have_text(re.compile(r"^(>50K|<=50K)$"))
+
+    foreign = [
+        url
+        for url in requested
+        if not url.startswith(f"{server.url}/") and not url.startswith("data:")
+    ]
+
+    assert f"{server.url}/static/app.js" in requested, requested
+    assert foreign == [], requested
+
+
+def test_keyed_server_shows_the_key_field(page: Page, keyed_server: LiveServer) -> None:
+    open_form(page, keyed_server)
+
+    key = page.get_by_label("API key")
+
+    expect(key).to_be_visible()
+    expect(key).to_have_attribute("type", "password")
+
+
+def test_submit_without_key_shows_an_error(page: Page, keyed_server: LiveServer) -> None:
+    open_form(page, keyed_server)
+
+    page.get_by_role("button", name="Predict").click()
+
+    expect(page.locator("#error")).to_contain_text("API key is required")
+    expect(page.locator("#result")).to_be_hidden()
+
+
+def test_wrong_key_shows_the_server_detail(page: Page, keyed_server: LiveServer) -> None:
+    open_form(page, keyed_server)
+    page.get_by_label("API key").fill("not-the-key")
+
+    page.get_by_role("button", name="Predict").click()
+
+    expect(page.locator("#error")).to_contain_text("The key given is wrong")
+    expect(page.locator("#result")).to_be_hidden()
+
+
+def test_right_key_shows_a_result(page: Page, keyed_server: LiveServer) -> None:
+    open_form(page, keyed_server)
+    page.get_by_label("API key").fill(API_KEY)
+
+    page.get_by_role("button", name="Predict").click()
+
+    expect(page.locator("#result-label")).to_have_text(re.compile(r"^(>50K|<=50K)$"))
+    expect(page.locator("#error")).to_be_hidden()
