@@ -26,7 +26,13 @@ def write(tmp_path: Path, *lines: str) -> Path:
 
 def test_published_layout_is_cleaned(tmp_path: Path) -> None:
     data = read_census(write(tmp_path, HEADER, ROW_A, ROW_B))
-    assert list(data.features.columns[:5]) == ["age", "workclass", "fnlgt", "education", "education_num"]
+    assert list(data.features.columns[:5]) == [
+        "age",
+        "workclass",
+        "fnlgt",
+        "education",
+        "education_num",
+    ]
     assert data.features.loc[0, "workclass"] == "State-gov"
     assert pd.isna(data.features.loc[1, "occupation"])
     assert data.target.tolist() == [0, 1]
@@ -44,7 +50,9 @@ def test_file_without_header_is_read_as_adult_data(tmp_path: Path) -> None:
 
 def test_variant_names_and_dotted_labels_are_accepted(tmp_path: Path) -> None:
     header = HEADER.replace("fnlgt", "fnlwgt").replace("salary", "income")
-    data = read_census(write(tmp_path, header, ROW_A.replace("<=50K", "<=50K."), ROW_B.replace(">50K", ">50K.")))
+    data = read_census(
+        write(tmp_path, header, ROW_A.replace("<=50K", "<=50K."), ROW_B.replace(">50K", ">50K."))
+    )
     assert data.target.tolist() == [0, 1]
 
 
@@ -54,7 +62,9 @@ def test_bad_label_names_row_and_field(tmp_path: Path) -> None:
 
 
 def test_bad_value_names_row_field_and_expectation(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"row 1, field 'age': got '-4'; expected a whole number >= 0 and <= 120"):
+    with pytest.raises(
+        InputError, match=r"row 1, field 'age': got '-4'; expected a whole number >= 0 and <= 120"
+    ):
         read_census(write(tmp_path, HEADER, ROW_A.replace("39,", "-4,", 1)))
 
 
@@ -88,7 +98,14 @@ def test_check_frame_counts_rows_from_first_row() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("age", "abc"), ("age", 1.5), ("age", True), ("capital-gain", float("inf")), ("workclass", 7), ("sex", "x" * 101)],
+    [
+        ("age", "abc"),
+        ("age", 1.5),
+        ("age", True),
+        ("capital-gain", float("inf")),
+        ("workclass", 7),
+        ("sex", "x" * 101),
+    ],
 )
 def test_check_frame_refuses_what_the_schema_refuses(field: str, value: object) -> None:
     checked = check_frame(frame(**{field: value}))
@@ -103,7 +120,13 @@ def test_check_frame_treats_question_mark_as_missing() -> None:
 
 @pytest.mark.parametrize(
     ("head", "fmt"),
-    [("[{", "json"), ('{\n  "inputs": [', "json"), ('{"inputs": []}', "json"), ('{"age": 1}\n{"age": 2}', "jsonl"), ("age,sex\n", "csv")],
+    [
+        ("[{", "json"),
+        ('{\n  "inputs": [', "json"),
+        ('{"inputs": []}', "json"),
+        ('{"age": 1}\n{"age": 2}', "jsonl"),
+        ("age,sex\n", "csv"),
+    ],
 )
 def test_detect_format(head: str, fmt: str) -> None:
     assert detect_format(head) == fmt
@@ -141,7 +164,9 @@ def test_mixed_spellings_across_json_rows_are_fine() -> None:
 
 def test_absent_json_field_is_a_problem_but_null_category_is_not() -> None:
     absent = {k: v for k, v in EXAMPLE_ROW.items() if k != "workclass"}
-    _, chunks = read_rows(io.StringIO(json.dumps([absent, {**EXAMPLE_ROW, "workclass": None}])), None, 10)
+    _, chunks = read_rows(
+        io.StringIO(json.dumps([absent, {**EXAMPLE_ROW, "workclass": None}])), None, 10
+    )
     checked = check_frame(next(chunks))
     assert [(p.row, p.field) for p in checked.problems] == [(1, "workclass")]
     assert "missing" in checked.problems[0].message

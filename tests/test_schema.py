@@ -84,7 +84,12 @@ def test_numeric_ranges_come_from_the_schema() -> None:
 
 @pytest.mark.parametrize(
     ("given", "canonical"),
-    [(" education-num", "education_num"), ("Native-Country", "native_country"), ("fnlwgt", "fnlgt"), ("income", "salary")],
+    [
+        (" education-num", "education_num"),
+        ("Native-Country", "native_country"),
+        ("fnlwgt", "fnlgt"),
+        ("income", "salary"),
+    ],
 )
 def test_canonical_names(given: str, canonical: str) -> None:
     assert canonical_name(given) == canonical

@@ -405,7 +405,8 @@ def _parse_rows(body: bytes, max_rows: int) -> list[CensusRow]:
         raise Problem(
             413,
             "Payload Too Large",
-            f"{len(rows)} rows is more than the limit of {max_rows} per request; send them in batches.",
+            f"{len(rows)} rows is more than the limit of {max_rows} per request; "
+            "send them in batches.",
         )
     try:
         return _ROWS.validate_python(rows)

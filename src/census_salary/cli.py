@@ -304,13 +304,30 @@ def predict(
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", min=1, help="Rows read and scored at a time.")
     ] = 50_000,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Score on a running `census serve` at this URL instead."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", envvar="CENSUS_API_KEY", help="API key for --url."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Rows per request with --url.")
+    ] = 1000,
 ) -> None:
     """Score rows (CSV, JSON array, {"inputs": [...]} or JSON Lines) from a file or stdin."""
-    from census_salary.predict import predict_file
+    from census_salary.predict import RowScorer, predict_file
 
-    settings = _settings(ctx)
+    scorer: RowScorer
+    if url is not None:
+        from census_salary.remote import RemoteScorer
+
+        scorer = RemoteScorer(url, api_key=api_key, batch_size=batch_size)
+    else:
+        scorer = _bundle(_settings(ctx)).scorer
     problems = predict_file(
-        _bundle(settings).scorer,
+        scorer,
         input_path,
         output,
         input_format=input_format,

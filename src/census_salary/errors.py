@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     MODEL = 3  # no model bundle, or one that fails its checks
     DATA_UNAVAILABLE = 4  # the training data is missing and could not be downloaded
     GATE_FAILED = 5  # a quality gate (such as --max-f1-gap) failed
+    REMOTE = 6  # a remote census server could not be reached or refused the rows
 
 
 class CensusError(Exception):
@@ -55,6 +56,12 @@ class GateError(CensusError):
     """A quality gate asked for on the command line failed."""
 
     exit_code = ExitCode.GATE_FAILED
+
+
+class RemoteError(CensusError):
+    """`census predict --url` could not get predictions from the server."""
+
+    exit_code = ExitCode.REMOTE
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,17 +8,25 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, Protocol
 
+import numpy as np
 import pandas as pd
 
 from census_salary.data import InputFormat, check_frame, read_rows, summarise
 from census_salary.errors import InputError, RowProblem
 from census_salary.files import atomic_open
-from census_salary.model import Scorer
 
 OutputFormat = Literal["csv", "json", "jsonl"]
 PREDICTION, PROBABILITY = "prediction", "probability"
+
+
+class RowScorer(Protocol):
+    """What scoring needs: the local `Scorer` or a `RemoteScorer`."""
+
+    def predict_frame(self, features: pd.DataFrame) -> np.ndarray: ...
+
+    def labels(self, probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray: ...
 
 
 @dataclass
@@ -30,7 +38,7 @@ class ScoredStream:
 
 
 def score_chunks(
-    scorer: Scorer,
+    scorer: RowScorer,
     chunks: Iterable[pd.DataFrame],
     *,
     threshold: float | None = None,
@@ -79,7 +87,7 @@ def write_predictions(chunks: Iterable[pd.DataFrame], fmt: OutputFormat, out: IO
 
 
 def predict_file(
-    scorer: Scorer,
+    scorer: RowScorer,
     input_path: Path | None,
     output_path: Path | None,
     *,

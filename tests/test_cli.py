@@ -1,0 +1,370 @@
+"""Every command through typer's CliRunner (and a few through a real process)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from census_salary.cli import app
+from census_salary.config import Settings
+from census_salary.errors import ExitCode
+from census_salary.schema import EXAMPLE_ROW
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = ["train", "evaluate", "slice-report", "predict", "serve", "runs"]
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def run(runner: CliRunner, settings: Settings, *args: str, stdin: str | None = None):
+    return runner.invoke(app, ["--config", str(settings.source), *args], input=stdin)
+
+
+def rows_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def test_help_lists_every_command(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0, result.output
+    for command in COMMANDS:
+        assert command in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(runner: CliRunner, command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_version(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("census ")
+
+
+def test_outside_a_project_says_how_to_fix_it(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CENSUS_CONFIG", raising=False)
+    result = runner.invoke(app, ["evaluate"])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "--config PATH" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_config_found_in_a_parent_folder(
+    runner: CliRunner, small_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inner = small_settings.artifacts_dir
+    monkeypatch.chdir(inner)
+    monkeypatch.delenv("CENSUS_CONFIG", raising=False)
+    result = runner.invoke(app, ["evaluate", "--json"])
+    assert result.exit_code == 0, result.output
+
+
+def test_bad_config_is_one_line_and_exit_2(runner: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "census.toml"
+    config.write_text("[model]\nkind = 'svm'\n")
+    result = runner.invoke(app, ["--config", str(config), "evaluate"])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "model.kind" in result.stderr
+
+
+def test_train_writes_a_new_bundle(runner: CliRunner, project_copy: Settings) -> None:
+    result = run(runner, project_copy, "train", "--format", "json")
+    assert result.exit_code == 0, result.output
+    version = json.loads(result.stdout)["version"]
+    assert (project_copy.artifacts_dir / "LATEST").read_text().strip() == version
+    assert (project_copy.artifacts_dir / version / "slice_output.txt").is_file()
+    assert project_copy.model_card_path.read_text().count(version) >= 1
+
+
+def test_train_is_quiet_when_piped(runner: CliRunner, project_copy: Settings) -> None:
+    result = run(runner, project_copy, "train")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+
+
+def test_train_without_data_or_network_says_where_to_put_the_file(
+    runner: CliRunner, project_copy: Settings
+) -> None:
+    project_copy.data_path.unlink()
+    result = run(runner, project_copy, "train")
+    assert result.exit_code == ExitCode.DATA_UNAVAILABLE, result.output
+    assert str(project_copy.data_path) in result.stderr
+
+
+def test_evaluate_on_the_held_out_split(runner: CliRunner, small_settings: Settings) -> None:
+    result = run(runner, small_settings, "evaluate", "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["rows"] == 600
+    assert set(metrics) >= {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "confusion",
+    }
+
+
+def test_evaluate_table_for_people(runner: CliRunner, small_settings: Settings) -> None:
+    result = run(runner, small_settings, "evaluate")
+    assert result.exit_code == 0, result.output
+    assert "ROC AUC" in result.stdout
+
+
+def test_evaluate_on_a_labelled_file(runner: CliRunner, small_settings: Settings) -> None:
+    result = run(
+        runner, small_settings, "evaluate", "--data", str(small_settings.data_path), "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == 3000
+
+
+def test_evaluate_refuses_changed_data(runner: CliRunner, project_copy: Settings) -> None:
+    with project_copy.data_path.open("a") as handle:
+        handle.write(",".join(str(v) for v in EXAMPLE_ROW.values()) + ",<=50K\n")
+    result = run(runner, project_copy, "evaluate")
+    assert result.exit_code == ExitCode.MODEL, result.output
+    assert "--data FILE" in result.stderr
+
+
+def test_evaluate_without_a_model_says_to_train(runner: CliRunner, project_copy: Settings) -> None:
+    (project_copy.artifacts_dir / "LATEST").unlink()
+    result = run(runner, project_copy, "evaluate")
+    assert result.exit_code == ExitCode.MODEL, result.output
+    assert "census train" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("fmt", "marker"),
+    [
+        ("csv", "feature,value,rows"),
+        ("markdown", "| feature |"),
+        ("text", "Slice metrics"),
+        ("table", "F1 gap"),
+    ],
+)
+def test_slice_report_formats(
+    runner: CliRunner, small_settings: Settings, fmt: str, marker: str
+) -> None:
+    result = run(runner, small_settings, "slice-report", "--format", fmt)
+    assert result.exit_code == 0, result.output
+    assert marker in result.stdout
+
+
+def test_slice_report_json_has_every_category(runner: CliRunner, small_settings: Settings) -> None:
+    result = run(runner, small_settings, "slice-report", "--format", "json", "-f", "sex")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {s["value"] for s in report["slices"]} == {"Female", "Male"}
+
+
+def test_slice_report_to_a_file(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    out = tmp_path / "slices.csv"
+    result = run(runner, small_settings, "slice-report", "--format", "csv", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("feature,value,rows")
+
+
+def test_slice_report_unknown_feature_is_exit_2(
+    runner: CliRunner, small_settings: Settings
+) -> None:
+    result = run(runner, small_settings, "slice-report", "-f", "height")
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "height" in result.stderr
+
+
+def test_max_f1_gap_gates(runner: CliRunner, small_settings: Settings) -> None:
+    strict = run(runner, small_settings, "slice-report", "--format", "csv", "--max-f1-gap", "0")
+    lenient = run(runner, small_settings, "slice-report", "--format", "csv", "--max-f1-gap", "1")
+    assert strict.exit_code == ExitCode.GATE_FAILED, strict.output
+    assert "below the overall" in strict.stderr
+    assert lenient.exit_code == 0, lenient.output
+
+
+def test_predict_csv_keeps_ids_order_and_duplicates(
+    runner: CliRunner, small_settings: Settings
+) -> None:
+    rows = [{"id": f"00{i}", **EXAMPLE_ROW, "age": 20 + i} for i in range(3)]
+    rows.append(rows[0])
+    result = run(runner, small_settings, "predict", stdin=rows_csv(rows))
+    assert result.exit_code == 0, result.output
+    out = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["id"] for r in out] == ["000", "001", "002", "000"]
+    assert out[0]["probability"] == out[3]["probability"]
+    assert {r["prediction"] for r in out} <= {">50K", "<=50K"}
+
+
+def test_predict_json_array_gives_json(runner: CliRunner, small_settings: Settings) -> None:
+    result = run(runner, small_settings, "predict", stdin=json.dumps([EXAMPLE_ROW, EXAMPLE_ROW]))
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert len(out) == 2
+    assert 0 <= out[0]["probability"] <= 1
+
+
+def test_predict_inputs_object(runner: CliRunner, small_settings: Settings) -> None:
+    result = run(runner, small_settings, "predict", stdin=json.dumps({"inputs": [EXAMPLE_ROW]}))
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 1
+
+
+def test_predict_json_lines_gives_json_lines(runner: CliRunner, small_settings: Settings) -> None:
+    text = "\n".join(json.dumps({**EXAMPLE_ROW, "id": i}) for i in range(3)) + "\n"
+    result = run(runner, small_settings, "predict", stdin=text)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == [0, 1, 2]
+
+
+def test_predict_output_format_can_differ(runner: CliRunner, small_settings: Settings) -> None:
+    result = run(
+        runner, small_settings, "predict", "--output-format", "csv", stdin=json.dumps([EXAMPLE_ROW])
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].endswith("prediction,probability")
+
+
+def test_predict_threshold_override(runner: CliRunner, small_settings: Settings) -> None:
+    result = run(
+        runner, small_settings, "predict", "--threshold", "0", stdin=json.dumps([EXAMPLE_ROW])
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["prediction"] == ">50K"
+
+
+def test_predict_bad_row_names_row_and_field(runner: CliRunner, small_settings: Settings) -> None:
+    rows = [EXAMPLE_ROW, {**EXAMPLE_ROW, "hours-per-week": 500}]
+    result = run(runner, small_settings, "predict", stdin=json.dumps(rows))
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "row 2, field 'hours_per_week': got 500" in result.stderr
+
+
+def test_predict_failure_leaves_output_untouched(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.csv"
+    out.write_text("previous\n")
+    rows = [EXAMPLE_ROW] * 3 + [{**EXAMPLE_ROW, "age": "old"}]
+    result = run(
+        runner,
+        small_settings,
+        "predict",
+        "--chunk-size",
+        "2",
+        "-o",
+        str(out),
+        stdin=json.dumps(rows),
+    )
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert out.read_text() == "previous\n"
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_predict_skip_scores_good_rows_and_lists_bad(
+    runner: CliRunner, small_settings: Settings
+) -> None:
+    rows = [EXAMPLE_ROW, {**EXAMPLE_ROW, "age": -3}, EXAMPLE_ROW]
+    result = run(runner, small_settings, "predict", "--on-error", "skip", stdin=json.dumps(rows))
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 2
+    assert "row 2, field 'age'" in result.stderr
+
+
+def test_predict_from_file_to_file(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    source, out = tmp_path / "rows.csv", tmp_path / "out.jsonl"
+    source.write_text(rows_csv([EXAMPLE_ROW] * 5))
+    result = run(
+        runner,
+        small_settings,
+        "predict",
+        "-i",
+        str(source),
+        "-o",
+        str(out),
+        "--output-format",
+        "jsonl",
+    )
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 5
+
+
+def test_predict_missing_input_file_is_exit_2(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    result = run(runner, small_settings, "predict", "-i", str(tmp_path / "none.csv"))
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "none.csv" in result.stderr
+
+
+def test_predict_empty_input_is_exit_2(runner: CliRunner, small_settings: Settings) -> None:
+    result = run(runner, small_settings, "predict", stdin="")
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "empty" in result.stderr
+
+
+def test_runs_lists_the_history(runner: CliRunner, small_settings: Settings) -> None:
+    result = run(runner, small_settings, "runs", "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) >= 1
+
+
+def test_log_file_keeps_a_log(runner: CliRunner, small_settings: Settings, tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "census.log"
+    result = runner.invoke(
+        app, ["--config", str(small_settings.source), "--log-file", str(log), "runs"]
+    )
+    assert result.exit_code == 0, result.output
+    assert log.is_file()
+
+
+def test_real_process_predicts_the_readme_example() -> None:
+    census = Path(sys.executable).parent / "census"
+    with (ROOT / "examples" / "rows.json").open() as rows:
+        done = subprocess.run(
+            [str(census), "predict"],
+            stdin=rows,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) == len(
+        json.loads((ROOT / "examples" / "rows.json").read_text())
+    )
+
+
+def test_real_process_reports_errors_without_traceback(tmp_path: Path) -> None:
+    census = Path(sys.executable).parent / "census"
+    done = subprocess.run(
+        [str(census), "predict"], input="[{]", capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert done.returncode == ExitCode.USAGE, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Invalid JSON" in done.stderr

@@ -1,0 +1,101 @@
+"""`census predict --url`: the CLI as a client of a real server on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from census_salary.api import create_app
+from census_salary.cli import app
+from census_salary.config import Settings
+from census_salary.errors import ExitCode
+from census_salary.schema import EXAMPLE_ROW
+
+KEY = "s3cret-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url(small_settings: Settings) -> Iterator[str]:
+    """A real uvicorn server over the small model, requiring an API key."""
+    serve = small_settings.serve.model_copy(update={"api_key": SecretStr(KEY), "max_rows": 3})
+    settings = small_settings.model_copy(update={"serve": serve})
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), port=port, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+ROWS = [{**EXAMPLE_ROW, "id": i, "age": 25 + 3 * i} for i in range(8)]
+
+
+def test_remote_scoring_matches_local(server_url: str, small_settings: Settings) -> None:
+    runner = CliRunner()
+    local = runner.invoke(
+        app, ["--config", str(small_settings.source), "predict"], input=json.dumps(ROWS)
+    )
+    remote = runner.invoke(
+        app,
+        ["predict", "--url", server_url, "--api-key", KEY, "--batch-size", "3"],
+        input=json.dumps(ROWS),
+    )
+    assert remote.exit_code == 0, remote.output
+    assert json.loads(remote.stdout) == json.loads(local.stdout)
+
+
+def test_remote_key_can_come_from_the_environment(server_url: str) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["predict", "--url", server_url, "--batch-size", "3"],
+        input=json.dumps(ROWS[:1]),
+        env={"CENSUS_API_KEY": KEY},
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_remote_refusal_is_exit_6_with_the_server_reason(server_url: str) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["predict", "--url", server_url, "--batch-size", "3"],
+        input=json.dumps(ROWS[:1]),
+        env={"CENSUS_API_KEY": ""},
+    )
+    assert result.exit_code == ExitCode.REMOTE, result.output
+    assert "401" in result.stderr
+    assert "API key" in result.stderr
+
+
+def test_unreachable_server_is_exit_6() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(app, ["predict", "--url", url], input=json.dumps(ROWS[:1]))
+    assert result.exit_code == ExitCode.REMOTE, result.output
+    assert "Cannot reach" in result.stderr
+
+
+def test_bad_rows_are_caught_before_sending(server_url: str) -> None:
+    rows = [{**EXAMPLE_ROW, "age": 400}]
+    result = CliRunner().invoke(
+        app, ["predict", "--url", server_url, "--api-key", KEY], input=json.dumps(rows)
+    )
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "row 1, field 'age'" in result.stderr
