@@ -71,7 +71,7 @@ def test_environment_override_errors_name_the_variable(tmp_path: Path) -> None:
 
 
 def test_unknown_environment_key_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="CENSUS_SERVE__PROT.*unknown key"):
+    with pytest.raises(ConfigError, match=r"CENSUS_SERVE__PROT.*unknown key"):
         load_settings(write(tmp_path, MINIMAL), environ={"CENSUS_SERVE__PROT": "1"})
 
 

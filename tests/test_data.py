@@ -14,7 +14,10 @@ HEADER = (
     "age, workclass, fnlgt, education, education-num, marital-status, occupation, "
     "relationship, race, sex, capital-gain, capital-loss, hours-per-week, native-country, salary"
 )
-ROW_A = "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, United-States, <=50K"
+ROW_A = (
+    "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, "
+    "White, Male, 2174, 0, 40, United-States, <=50K"
+)
 ROW_B = "52, ?, 209642, HS-grad, 9, Married-civ-spouse, ?, Husband, White, Male, 0, 0, 45, ?, >50K"
 
 
@@ -71,7 +74,7 @@ def test_bad_value_names_row_field_and_expectation(tmp_path: Path) -> None:
 def test_missing_column_is_named(tmp_path: Path) -> None:
     header = HEADER.replace(", race", "")
     row = ROW_A.replace(" White,", "")
-    with pytest.raises(InputError, match="Missing column.*race"):
+    with pytest.raises(InputError, match=r"Missing column.*race"):
         read_census(write(tmp_path, header, row))
 
 
@@ -154,7 +157,8 @@ def test_json_lines_give_their_rows() -> None:
 
 def test_json_rows_take_canonical_names() -> None:
     (row,) = rows_of(json.dumps([EXAMPLE_ROW]))
-    assert "education_num" in row and "education-num" not in row
+    assert "education_num" in row
+    assert "education-num" not in row
 
 
 def test_mixed_spellings_across_json_rows_are_fine() -> None:
