@@ -484,7 +484,14 @@ def run_server(
     settings: Settings, host: str | None = None, port: int | None = None, workers: int | None = None
 ) -> None:
     """Serve until SIGTERM or Ctrl-C; in-flight requests finish before exit."""
+    import signal
+    import sys
+
     import uvicorn
+
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler
+    # it found; with this one that is a clean exit 0 (what Heroku and systemd expect).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 
     host = host or settings.serve.host
     port = port if port is not None else int(os.environ.get("PORT", settings.serve.port))
