@@ -1,0 +1,149 @@
+"""Training end to end: the real data with the default configuration, and the options."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from census_salary.cli import app
+from census_salary.config import Settings, load_settings
+from census_salary.schema import EXAMPLE_ROW
+from census_salary.train import TrainResult, train
+from conftest import SMALL_CONFIG, make_project
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCH = """
+[search]
+enabled = true
+method = "{method}"
+cv = 2
+[search.grid]
+max_leaf_nodes = [7, 15]
+"""
+
+
+@pytest.fixture(scope="module")
+def full_project(tmp_path_factory: pytest.TempPathFactory, census_csv: Path) -> Settings:
+    """The project's own census.toml and the real data, with artifacts in a temp folder."""
+    folder = tmp_path_factory.mktemp("full")
+    shutil.copy(ROOT / "census.toml", folder / "census.toml")
+    (folder / "data").mkdir()
+    shutil.copy(census_csv, folder / "data" / "census.csv")
+    return load_settings(folder / "census.toml", environ={})
+
+
+@pytest.fixture(scope="module")
+def full_result(full_project: Settings) -> TrainResult:
+    return train(full_project)
+
+
+@pytest.mark.slow
+def test_default_model_meets_the_quality_floor(full_result: TrainResult) -> None:
+    m = full_result.metadata.metrics
+    assert (m.roc_auc or 0) >= 0.92, m
+    assert (m.f1 or 0) >= 0.70, m
+    assert m.accuracy >= 0.86, m
+
+
+@pytest.mark.slow
+def test_split_and_duplicates_are_recorded(full_result: TrainResult) -> None:
+    data = full_result.metadata.data
+    assert (data.rows_read, data.duplicates_dropped) == (32561, 24)
+    assert data.rows_train + data.rows_test == 32561 - 24
+
+
+@pytest.mark.slow
+def test_cli_audits_and_scores_the_full_model(
+    full_result: TrainResult, full_project: Settings
+) -> None:
+    runner = CliRunner()
+    config = ["--config", str(full_project.source)]
+    evaluated = runner.invoke(app, [*config, "evaluate", "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["f1"] == full_result.metadata.metrics.f1
+    sliced = runner.invoke(app, [*config, "slice-report", "--format", "json"])
+    assert sliced.exit_code == 0, sliced.output
+    assert len(json.loads(sliced.stdout)["slices"]) == len(full_result.slices.slices)
+    predicted = runner.invoke(app, [*config, "predict", "-i", str(full_project.data_path)])
+    assert predicted.exit_code == 0, predicted.output
+    assert len(predicted.stdout.splitlines()) == 32561 + 1
+
+
+def test_same_data_and_seed_give_the_same_model(tmp_path: Path, sample_frame: pd.DataFrame) -> None:
+    first = train(make_project(tmp_path / "a", sample_frame)).metadata
+    second = train(make_project(tmp_path / "b", sample_frame)).metadata
+    # The skops zip records write times, so compare what the model does, not its bytes.
+    assert first.threshold == second.threshold
+    assert first.metrics == second.metrics
+    assert first.self_test.probability == second.self_test.probability
+
+
+@pytest.mark.parametrize("method", ["grid", "halving"])
+def test_hyperparameter_search_records_its_choice(
+    tmp_path: Path, sample_frame: pd.DataFrame, method: str
+) -> None:
+    config = SMALL_CONFIG + SEARCH.format(method=method)
+    result = train(make_project(tmp_path, sample_frame, config))
+    assert result.metadata.best_params["max_leaf_nodes"] in (7, 15)
+
+
+def test_grid_search_reports_progress(tmp_path: Path, sample_frame: pd.DataFrame) -> None:
+    config = SMALL_CONFIG + SEARCH.format(method="grid")
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.totals: dict[str, float | None] = {}
+            self.current = ""
+            self.steps: dict[str, float] = {}
+
+        def start(self, description: str, total: float | None = None) -> None:
+            self.current = description
+            self.totals[description] = total
+
+        def advance(self, amount: float = 1) -> None:
+            self.steps[self.current] = self.steps.get(self.current, 0) + amount
+
+    progress = Recorder()
+    train(make_project(tmp_path, sample_frame, config), progress)
+    assert progress.totals["Searching hyperparameters"] == 4
+    assert progress.steps["Searching hyperparameters"] == 4
+    assert progress.steps["Choosing the threshold"] == 3
+
+
+@pytest.mark.parametrize("kind", ["random_forest", "logistic_regression"])
+def test_other_model_kinds_train_into_bundles(
+    tmp_path: Path, sample_frame: pd.DataFrame, kind: str
+) -> None:
+    config = SMALL_CONFIG.replace('kind = "hist_gradient_boosting"', f'kind = "{kind}"')
+    config += "\n[model.params.random_forest]\nn_estimators = 20\n"
+    result = train(make_project(tmp_path, sample_frame, config))
+    assert result.metadata.model_kind == kind
+    assert result.metadata.metrics.roc_auc is not None
+    assert result.metadata.metrics.roc_auc > 0.8
+
+
+def test_fixed_threshold_is_stored(tmp_path: Path, sample_frame: pd.DataFrame) -> None:
+    config = SMALL_CONFIG.replace(
+        "[threshold]\ncv = 3", '[threshold]\nobjective = "fixed"\nvalue = 0.42'
+    )
+    assert train(make_project(tmp_path, sample_frame, config)).metadata.threshold == 0.42
+
+
+def test_accuracy_threshold_objective(tmp_path: Path, sample_frame: pd.DataFrame) -> None:
+    config = SMALL_CONFIG.replace(
+        "[threshold]\ncv = 3", '[threshold]\nobjective = "accuracy"\ncv = 3'
+    )
+    result = train(make_project(tmp_path, sample_frame, config))
+    assert result.metadata.threshold_objective == "accuracy"
+
+
+def test_self_test_row_is_the_schema_example(small_settings: Settings) -> None:
+    from census_salary.bundle import current_bundle_dir, read_metadata
+
+    meta = read_metadata(current_bundle_dir(small_settings.artifacts_dir))
+    assert meta.self_test.row == EXAMPLE_ROW
