@@ -62,7 +62,7 @@ def test_download_writes_a_checked_file_with_a_header(served: str, tmp_path: Pat
     dest = tmp_path / "data" / "census.csv"
     progress = Recorder()
     assert ensure_census(dest, f"{served}/adult.zip", progress) == dest
-    assert dest.read_text().startswith("age,workclass,fnlgt")
+    assert dest.read_text().startswith("age, workclass, fnlgt")
     assert len(read_census(dest).features) > 450
     assert progress.stages[0][0].startswith("Downloading")
     assert progress.done == progress.stages[0][1]
