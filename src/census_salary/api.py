@@ -6,6 +6,7 @@ Only this module imports fastapi. Every error is an RFC 9457 problem document
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -433,6 +434,7 @@ def _row_error(error: Any) -> dict[str, Any]:
     return {"index": index, "field": field, "message": message}
 
 
+@functools.cache
 def _sklearn_version() -> str:
     from importlib.metadata import version
 
@@ -472,11 +474,19 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def create_app_from_environment() -> FastAPI:
-    """Factory for uvicorn's worker processes: settings from $CENSUS_CONFIG and CENSUS_*."""
+    """Factory for uvicorn's worker processes: settings from $CENSUS_CONFIG and CENSUS_*.
+
+    A worker is a fresh process (an edge, like the CLI), so it sets up its own logging at
+    the level the parent passed down.
+    """
     from pathlib import Path
 
     from census_salary.config import load_settings
 
+    logging.basicConfig(
+        level=os.environ.get("CENSUS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     return create_app(load_settings(Path(os.environ["CENSUS_CONFIG"])))
 
 
@@ -505,6 +515,9 @@ def run_server(
     }
     if workers > 1:
         os.environ["CENSUS_CONFIG"] = str(settings.source)
+        os.environ["CENSUS_LOG_LEVEL"] = logging.getLevelName(
+            logging.getLogger().getEffectiveLevel()
+        )
         uvicorn.run(
             "census_salary.api:create_app_from_environment",
             factory=True,

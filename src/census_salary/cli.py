@@ -110,22 +110,32 @@ def main_callback(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
 ) -> None:
-    _configure_logging(verbose, log_file)
+    # A server logs its start and one line per request even without -v.
+    _configure_logging(verbose + (ctx.invoked_subcommand == "serve"), log_file)
     ctx.obj = config
 
 
 def _configure_logging(verbose: int, log_file: Path | None) -> None:
-    """Logging is set up here and only here: quiet by default, -v for more."""
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    from rich.logging import RichHandler
+    """Logging is set up here and only here: quiet by default, -v for more.
 
-    handlers: list[logging.Handler] = [
-        RichHandler(console=err_console(), show_path=False, show_time=verbose > 1)
-    ]
+    Rich output on a terminal; plain one-line records otherwise (Heroku's log, files).
+    """
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console: logging.Handler
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        console = RichHandler(console=err_console(), show_path=False, show_time=verbose > 1)
+    else:
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(plain)
+    console.setLevel(level)
+    handlers = [console]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(log_file, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(plain)
         handler.setLevel(logging.INFO)
         handlers.append(handler)
         level = min(level, logging.INFO)
