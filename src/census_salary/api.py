@@ -1,4 +1,4 @@
-"""The HTTP API: `create_app(settings)` builds it, `run_server` hands it to uvicorn.
+"""The HTTP API: `create_app(settings)` builds it (`server.run_server` runs it).
 
 Only this module imports fastapi. Every error is an RFC 9457 problem document
 (`application/problem+json`); bad input is a 4xx, never a 5xx.
@@ -10,7 +10,6 @@ import functools
 import hmac
 import json
 import logging
-import os
 import re
 import time
 import uuid
@@ -471,58 +470,3 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components["PredictRequest"] = request_schema
     app.openapi_schema = schema
     return schema
-
-
-def create_app_from_environment() -> FastAPI:
-    """Factory for uvicorn's worker processes: settings from $CENSUS_CONFIG and CENSUS_*.
-
-    A worker is a fresh process (an edge, like the CLI), so it sets up its own logging at
-    the level the parent passed down.
-    """
-    from pathlib import Path
-
-    from census_salary.config import load_settings
-
-    logging.basicConfig(
-        level=os.environ.get("CENSUS_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    return create_app(load_settings(Path(os.environ["CENSUS_CONFIG"])))
-
-
-def run_server(
-    settings: Settings, host: str | None = None, port: int | None = None, workers: int | None = None
-) -> None:
-    """Serve until SIGTERM or Ctrl-C; in-flight requests finish before exit."""
-    import signal
-    import sys
-
-    import uvicorn
-
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler
-    # it found; with this one that is a clean exit 0 (what Heroku and systemd expect).
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-
-    host = host or settings.serve.host
-    port = port if port is not None else int(os.environ.get("PORT", settings.serve.port))
-    workers = workers or int(os.environ.get("WEB_CONCURRENCY", settings.serve.workers))
-    options: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "access_log": False,  # our middleware logs one structured line per request
-        "log_config": None,  # logging is configured by the CLI
-        "timeout_graceful_shutdown": 20,
-    }
-    if workers > 1:
-        os.environ["CENSUS_CONFIG"] = str(settings.source)
-        os.environ["CENSUS_LOG_LEVEL"] = logging.getLevelName(
-            logging.getLogger().getEffectiveLevel()
-        )
-        uvicorn.run(
-            "census_salary.api:create_app_from_environment",
-            factory=True,
-            workers=workers,
-            **options,
-        )
-    else:
-        uvicorn.run(create_app(settings), **options)

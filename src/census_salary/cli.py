@@ -362,7 +362,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the model over HTTP: a form at /, /health, /ready, /predict and /docs."""
-    from census_salary.api import run_server
+    from census_salary.server import run_server
 
     run_server(_settings(ctx), host=host, port=port, workers=workers)
 

@@ -1,0 +1,68 @@
+"""Run the API under uvicorn: ports, workers, logging in workers, clean shutdown.
+
+Kept apart from `api` so the supervisor of `--workers N` does not import scikit-learn,
+pandas and the model for nothing: only the worker processes build the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+
+from census_salary.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+WORKER_FACTORY = "census_salary.server:create_app_from_environment"
+
+
+def create_app_from_environment() -> FastAPI:
+    """Factory for uvicorn's worker processes: settings from $CENSUS_CONFIG and CENSUS_*.
+
+    A worker is a fresh process (an edge, like the CLI), so it sets up its own logging at
+    the level the parent passed down.
+    """
+    from census_salary.api import create_app
+
+    logging.basicConfig(
+        level=os.environ.get("CENSUS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return create_app(load_settings(Path(os.environ["CENSUS_CONFIG"])))
+
+
+def run_server(
+    settings: Settings, host: str | None = None, port: int | None = None, workers: int | None = None
+) -> None:
+    """Serve until SIGTERM or Ctrl-C; in-flight requests finish before exit.
+
+    The port is `port`, else $PORT (Heroku's), else census.toml; workers likewise from
+    $WEB_CONCURRENCY.
+    """
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler
+    # it found; with this one that is a clean exit 0 (what Heroku and systemd expect).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    options: dict[str, Any] = {
+        "host": host or settings.serve.host,
+        "port": port if port is not None else int(os.environ.get("PORT", settings.serve.port)),
+        "access_log": False,  # the app logs one structured line per request
+        "log_config": None,  # logging is configured by the CLI
+        "timeout_graceful_shutdown": 20,
+    }
+    workers = workers or int(os.environ.get("WEB_CONCURRENCY", settings.serve.workers))
+    if workers > 1:
+        os.environ["CENSUS_CONFIG"] = str(settings.source)
+        level = logging.getLogger().getEffectiveLevel()
+        os.environ["CENSUS_LOG_LEVEL"] = logging.getLevelName(level)
+        uvicorn.run(WORKER_FACTORY, factory=True, workers=workers, **options)
+    else:
+        from census_salary.api import create_app
+
+        uvicorn.run(create_app(settings), **options)
