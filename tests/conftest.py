@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from census_salary.bundle import Bundle, load_bundle
 from census_salary.config import Settings, load_settings
 from census_salary.train import TrainResult, train
+from live_server import LiveServer, live_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CENSUS_CSV = ROOT / "data" / "census.csv"
@@ -87,3 +89,13 @@ def project_copy(tmp_path: Path, small_settings: Settings) -> Settings:
     target = tmp_path / "project"
     shutil.copytree(small_settings.root, target)
     return load_settings(target / "census.toml", environ={})
+
+
+@pytest.fixture(scope="session")
+def open_server(
+    small_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A real `census serve` process over the small model, without an API key."""
+    log = tmp_path_factory.mktemp("open-server") / "serve.log"
+    with live_server(small_settings.source, log) as running:
+        yield running

@@ -33,13 +33,9 @@ OTHER_ROW = {
 ROWS = [EXAMPLE_ROW, OTHER_ROW, EXAMPLE_ROW, EXAMPLE_ROW, OTHER_ROW]
 
 
-@pytest.fixture(scope="module")
-def server(
-    small_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    log = tmp_path_factory.mktemp("serve-process") / "serve.log"
-    with live_server(small_settings.source, log) as running:
-        yield running
+@pytest.fixture
+def server(open_server: LiveServer) -> LiveServer:
+    return open_server
 
 
 def predict(server: LiveServer, body: Any, **headers: str) -> httpx.Response:

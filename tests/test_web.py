@@ -48,13 +48,9 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def server(
-    small_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    log = tmp_path_factory.mktemp("web-server") / "serve.log"
-    with live_server(small_settings.source, log) as running:
-        yield running
+@pytest.fixture
+def server(open_server: LiveServer) -> LiveServer:
+    return open_server
 
 
 @pytest.fixture(scope="module")
