@@ -368,3 +368,28 @@ def test_real_process_reports_errors_without_traceback(tmp_path: Path) -> None:
     assert done.returncode == ExitCode.USAGE, done.stderr
     assert "Traceback" not in done.stderr
     assert "Invalid JSON" in done.stderr
+
+
+def test_real_process_stops_quietly_when_the_reader_goes_away(census_csv: Path) -> None:
+    census = Path(sys.executable).parent / "census"
+    line = f"{census} predict --chunk-size 1000 -i {census_csv} | head -n 2"
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", line],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert len(done.stdout.splitlines()) == 2
+
+
+def test_predict_input_that_is_not_utf8_is_exit_2(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_bytes(b"age,workclass\n\xff\xfe,\xff\n")
+    result = run(runner, small_settings, "predict", "-i", str(source))
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "not UTF-8" in result.stderr

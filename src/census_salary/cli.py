@@ -21,7 +21,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from census_salary import __version__
-from census_salary.errors import CensusError
+from census_salary.errors import CensusError, ExitCode
 
 if TYPE_CHECKING:
     from census_salary.bundle import Bundle
@@ -41,6 +41,10 @@ class _CensusGroup(TyperGroup):
         except CensusError as exc:
             err_console().print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:
+            # The reader went away (`census predict ... | head`): stop quietly, as cat does.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(ExitCode.OK) from None
 
 
 app = typer.Typer(

@@ -110,10 +110,12 @@ def predict_file(
                 handle = stack.enter_context(input_path.open(encoding="utf-8-sig", newline=""))
             except OSError as exc:
                 raise InputError(f"Cannot read {input_path}: {exc.strerror}.") from None
-        fmt, chunks = read_rows(handle, input_format, chunk_size)
-        stream = score_chunks(scorer, chunks, threshold=threshold, skip_bad=skip_bad, source=source)
-        out_fmt = output_format or fmt
         try:
+            fmt, chunks = read_rows(handle, input_format, chunk_size)
+            stream = score_chunks(
+                scorer, chunks, threshold=threshold, skip_bad=skip_bad, source=source
+            )
+            out_fmt = output_format or fmt
             if output_path is None:
                 write_predictions(stream.chunks, out_fmt, sys.stdout)
                 sys.stdout.flush()
