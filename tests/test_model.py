@@ -3,11 +3,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from census_salary.bundle import Bundle
+from census_salary.bundle import Bundle, load_bundle
 from census_salary.config import load_settings
 from census_salary.data import read_census
 from census_salary.errors import ConfigError
-from census_salary.model import POSITIVE, build_pipeline, choose_threshold
+from census_salary.model import POSITIVE, Scorer, _DirectTrees, build_pipeline, choose_threshold
 from census_salary.schema import CATEGORICAL, EXAMPLE_ROW, NUMERICAL, CensusRow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,13 +22,31 @@ def test_fast_encoder_matches_sklearn_on_every_row_of_the_data(
     np.testing.assert_array_equal(scorer.encode(features), expected)
 
 
+@pytest.mark.parametrize("which", ["small", "committed"])
 def test_fast_path_probabilities_match_the_pipeline_on_every_row(
-    census_csv: Path, small_bundle: Bundle
+    census_csv: Path, small_bundle: Bundle, which: str
 ) -> None:
+    bundle = small_bundle if which == "small" else load_bundle(ROOT / "artifacts")
+    scorer = bundle.scorer
+    assert isinstance(scorer._predict, _DirectTrees), "the direct tree path should be in use"
     features = read_census(census_csv).features
-    scorer = small_bundle.scorer
     np.testing.assert_array_equal(
         scorer.predict_frame(features), scorer.pipeline.predict_proba(features)[:, 1]
+    )
+
+
+def test_scorer_falls_back_when_the_direct_path_disagrees(
+    small_bundle: Bundle, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = _DirectTrees.__call__
+    monkeypatch.setattr(_DirectTrees, "__call__", lambda self, m: original(self, m) + 1e-12)
+    scorer = Scorer(small_bundle.scorer.pipeline, 0.5)
+    assert not isinstance(scorer._predict, _DirectTrees)
+    assert "disagrees" in caplog.text
+    row = scorer.encode_rows([CensusRow.model_validate(EXAMPLE_ROW)])
+    assert (
+        scorer.probabilities(row)[0]
+        == scorer.pipeline.named_steps["model"].predict_proba(row)[0, 1]
     )
 
 

@@ -194,7 +194,9 @@ class RequestContext:
 # --- dependencies ------------------------------------------------------------------------
 
 
-def get_bundle(request: Request) -> Bundle:
+# Dependencies are `async` although they wait for nothing: FastAPI runs plain `def`
+# dependencies in a thread pool, which costs more than they do.
+async def get_bundle(request: Request) -> Bundle:
     bundle: Bundle | None = request.app.state.bundle
     if bundle is None:
         raise Problem(
@@ -203,7 +205,7 @@ def get_bundle(request: Request) -> Bundle:
     return bundle
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     """When an API key is configured, demand it as X-API-Key or Authorization: Bearer."""
     expected: str | None = request.app.state.api_key
     if expected is None:
@@ -297,11 +299,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 def _add_routes(app: FastAPI) -> None:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page(request: Request) -> HTMLResponse:
+    async def page(request: Request) -> HTMLResponse:
         return HTMLResponse(_render_page(request.app))
 
     @app.get("/health", tags=["operations"])
-    def health() -> HealthResponse:
+    async def health() -> HealthResponse:
         """Liveness: cheap, never touches the model."""
         return HealthResponse(
             status="ok",
@@ -316,12 +318,12 @@ def _add_routes(app: FastAPI) -> None:
         tags=["operations"],
         responses={503: {"description": "The model is not loaded (yet), with the reason."}},
     )
-    def ready(bundle: BundleDep) -> ReadyResponse:
+    async def ready(bundle: BundleDep) -> ReadyResponse:
         """Readiness: 200 once the model is loaded, its hash verified and its self-test passed."""
         return ReadyResponse(status="ready", model_version=bundle.metadata.version)
 
     @app.get("/metadata", tags=["model"], dependencies=[Depends(require_api_key)])
-    def metadata(bundle: BundleDep) -> dict[str, Any]:
+    async def metadata(bundle: BundleDep) -> dict[str, Any]:
         """Model version, training time, threshold, metrics, feature schema, versions."""
         return bundle.metadata.model_dump(mode="json")
 
@@ -440,6 +442,11 @@ def _sklearn_version() -> str:
     return version("scikit-learn")
 
 
+@functools.cache
+def _page_template() -> str:
+    return (files("census_salary") / "web" / "index.html").read_text(encoding="utf-8")
+
+
 def _render_page(app: FastAPI) -> str:
     """The form page, with the model's vocabularies and whether a key is needed."""
     bundle: Bundle | None = app.state.bundle
@@ -451,7 +458,7 @@ def _render_page(app: FastAPI) -> str:
         "threshold": bundle.metadata.threshold if bundle else None,
         "model_version": bundle.metadata.version if bundle else None,
     }
-    template = (files("census_salary") / "web" / "index.html").read_text(encoding="utf-8")
+    template = _page_template()
     # </script> cannot occur in JSON made safe this way, so the data cannot end the tag.
     data = json.dumps(config).replace("<", "\\u003c")
     return template.replace("__CENSUS_PAGE_CONFIG__", data)

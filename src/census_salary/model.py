@@ -9,9 +9,9 @@ and then calls only the `model` step.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,8 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from census_salary.config import ModelKind, ParamValue
 from census_salary.errors import ConfigError
 from census_salary.schema import CensusRow
+
+logger = logging.getLogger(__name__)
 
 POSITIVE, NEGATIVE = ">50K", "<=50K"
 
@@ -99,10 +101,55 @@ def param_prefix(kind: ModelKind) -> str:
     return "model__" if kind == "hist_gradient_boosting" else "model__classifier__"
 
 
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    probability: float
+# Below this many rows one thread is faster (and never starves a busy server of its cores).
+_THREADED_ROWS = 20_000
+
+
+class _DirectTrees:
+    """P(>50K) of a fitted HistGradientBoostingClassifier, straight from its trees.
+
+    `predict_proba` re-validates its input and re-encodes the categories on every call,
+    about 2 ms even for one row while the trees take 0.3 ms. This computes the same
+    numbers (baseline plus the sum of the trees' outputs, through the model's own link) from the
+    matrix our `encode` step gives. It reads scikit-learn internals, so `Scorer` checks
+    it against `predict_proba` when it is built and falls back if they ever differ.
+    """
+
+    def __init__(self, estimator: HistGradientBoostingClassifier) -> None:
+        self._trees = [trees[0] for trees in estimator._predictors]
+        self._baseline = float(np.ravel(estimator._baseline_prediction)[0])
+        self._loss = estimator._loss
+        self._bitsets, self._feature_map = estimator._bin_mapper.make_known_categories_bitsets()
+        encoder = estimator._preprocessor.named_transformers_["encoder"]
+        mask = np.asarray(estimator.is_categorical_)
+        # Our ordinal code -> the estimator's own category index (NaN where it never saw it).
+        self._remaps: list[tuple[int, np.ndarray]] = []
+        for column, known in zip(np.flatnonzero(mask), encoder.categories_, strict=True):
+            codes = np.asarray(known, dtype=float)
+            codes = codes[~np.isnan(codes)]
+            table = np.full(int(codes.max()) + 2 if len(codes) else 1, np.nan)
+            table[codes.astype(int)] = np.arange(len(codes), dtype=float)
+            self._remaps.append((int(column), table))
+
+    def __call__(self, matrix: np.ndarray) -> np.ndarray:
+        x = np.array(matrix, dtype=np.float64, order="C")
+        for column, table in self._remaps:
+            values = x[:, column]
+            known = ~np.isnan(values) & (values >= 0) & (values < len(table))
+            mapped = np.full(len(values), np.nan)
+            mapped[known] = table[values[known].astype(np.intp)]
+            x[:, column] = mapped
+        threads = 1 if len(x) < _THREADED_ROWS else _cpu_threads()
+        raw = np.full(len(x), self._baseline)
+        for tree in self._trees:
+            raw += tree.predict(x, self._bitsets, self._feature_map, threads)
+        return self._loss.predict_proba(raw)[:, 1]
+
+
+def _cpu_threads() -> int:
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    return int(_openmp_effective_n_threads())
 
 
 class Scorer:
@@ -124,6 +171,41 @@ class Scorer:
             {value: float(code) for code, value in enumerate(values) if isinstance(value, str)}
             for values in encoder.categories_
         ]
+        self._predict = self._fastest_predict()
+
+    def _fastest_predict(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The direct tree path where it gives exactly predict_proba's numbers."""
+
+        def slow(matrix: np.ndarray) -> np.ndarray:
+            return self._estimator.predict_proba(matrix)[:, 1]
+
+        if not isinstance(self._estimator, HistGradientBoostingClassifier):
+            return slow
+        probe = self._probe_matrix()
+        try:
+            fast = _DirectTrees(self._estimator)
+            agrees = np.array_equal(fast(probe), slow(probe))
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+            logger.warning("direct tree scoring unavailable (%s); using predict_proba", exc)
+            return slow
+        if not agrees:
+            logger.warning("direct tree scoring disagrees with predict_proba; using predict_proba")
+            return slow
+        return fast
+
+    def _probe_matrix(self) -> np.ndarray:
+        """Rows covering every known category, unknown and missing ones, and number ranges."""
+        width = max((len(codes) for codes in self._codes), default=0) + 2
+        n_cat, n_num = len(self.categorical), len(self.numerical)
+        probe = np.empty((width, n_cat + n_num))
+        for i, codes in enumerate(self._codes):
+            column = np.arange(width, dtype=float) % (len(codes) + 2)
+            column[column == len(codes)] = np.nan  # missing
+            column[column == len(codes) + 1] = len(codes) + 5  # never seen
+            probe[:, i] = column
+        rng = np.random.default_rng(0)
+        probe[:, n_cat:] = rng.integers(0, 100_000, size=(width, n_num)) * rng.random((width, 1))
+        return probe
 
     def encode(self, features: pd.DataFrame) -> np.ndarray:
         """The matrix scikit-learn's `encode` step would give, built with dict look-ups."""
@@ -153,7 +235,7 @@ class Scorer:
         """Probability of >50K for each row of an encoded matrix."""
         if len(matrix) == 0:
             return np.empty(0)
-        return self._estimator.predict_proba(matrix)[:, 1]
+        return self._predict(matrix)
 
     def predict_frame(self, features: pd.DataFrame) -> np.ndarray:
         return self.probabilities(self.encode(features))
