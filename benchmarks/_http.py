@@ -90,7 +90,7 @@ class Client:
                 return self._read_response()
             except (ConnectionError, HttpError) as exc:
                 self.close()
-                if attempt == 2 or isinstance(exc, HttpError) and "closed" not in str(exc):
+                if attempt == 2 or (isinstance(exc, HttpError) and "closed" not in str(exc)):
                     raise
         raise AssertionError("unreachable")
 
@@ -210,12 +210,12 @@ def wait_for(
 def _children(pid: int) -> list[int]:
     found = []
     try:
-        tasks = os.listdir(f"/proc/{pid}/task")
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except FileNotFoundError:
         return found
     for task in tasks:
         try:
-            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+            text = (task / "children").read_text()
         except (FileNotFoundError, PermissionError):
             continue
         for child in text.split():

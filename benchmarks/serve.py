@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import tempfile
 import textwrap
@@ -34,11 +35,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from census_salary.schema import EXAMPLE_ROW, NUMERICAL, canonical_name
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _http import (  # noqa: E402
+from _http import (
     ROOT,
     Client,
+    HttpError,
     free_port,
     median,
     percentile,
@@ -74,31 +78,6 @@ FLOOR_APP = textwrap.dedent(
     """
 )
 
-EXAMPLE_ROW = {
-    "age": 39,
-    "workclass": "State-gov",
-    "fnlgt": 77516,
-    "education": "Bachelors",
-    "education-num": 13,
-    "marital-status": "Never-married",
-    "occupation": "Adm-clerical",
-    "relationship": "Not-in-family",
-    "race": "White",
-    "sex": "Male",
-    "capital-gain": 2174,
-    "capital-loss": 0,
-    "hours-per-week": 40,
-    "native-country": "United-States",
-}
-NUMERIC = {
-    "age",
-    "fnlgt",
-    "education-num",
-    "capital-gain",
-    "capital-loss",
-    "hours-per-week",
-}
-
 
 def data_rows(n: int) -> list[dict]:
     """The first n rows of data/census.csv as JSON rows (hyphenated names, no label)."""
@@ -107,7 +86,9 @@ def data_rows(n: int) -> list[dict]:
         reader = csv.DictReader(handle, skipinitialspace=True)
         for record in reader:
             row = {k.strip(): v.strip() for k, v in record.items() if k.strip() != "salary"}
-            rows.append({k: int(v) if k in NUMERIC else v for k, v in row.items()})
+            rows.append(
+                {k: int(v) if canonical_name(k) in NUMERICAL else v for k, v in row.items()}
+            )
             if len(rows) == n:
                 break
     return rows
@@ -165,11 +146,11 @@ def concurrent(port: int, request: bytes, clients: int, duration: float):
     def work(i: int) -> None:
         with Client(HOST, port) as client:
             client.send_raw(request)  # connect and warm up outside the timed window
-            start.wait()
+            start.wait(timeout=60)
             while (t0 := time.perf_counter()) < deadline[0]:
                 try:
                     status = client.send_raw(request).status
-                except OSError:
+                except (OSError, HttpError):
                     status = 0
                 latencies[i].append(time.perf_counter() - t0)
                 if status != 200:
@@ -180,7 +161,7 @@ def concurrent(port: int, request: bytes, clients: int, duration: float):
         thread.start()
     began = time.perf_counter()
     deadline[0] = began + duration
-    start.wait()
+    start.wait(timeout=60)  # a client that failed to warm up breaks the barrier: we stop
     for thread in threads:
         thread.join(timeout=duration + 30)
     elapsed = time.perf_counter() - began
@@ -260,11 +241,24 @@ def main() -> None:
     parser.add_argument("--batch-runs", type=int, default=20, help="batch requests timed")
     parser.add_argument("--launches", type=int, default=3, help="server launches timed")
     parser.add_argument("--no-floor", action="store_true", help="skip the bare FastAPI floor")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment of our server, to try a setting (e.g. OMP_NUM_THREADS=1)",
+    )
     args = parser.parse_args()
+    server_env = dict(item.split("=", 1) for item in args.server_env)
 
-    print(f"Benchmarking census serve (1 worker) and a bare FastAPI floor on {HOST}...")
+    print(
+        f"Benchmarking census serve (1 worker) and a bare FastAPI floor on {HOST} "
+        f"(load average before: {os.getloadavg()[0]:.2f})..."
+    )
     port = free_port()
-    ours = measure("census serve", serve_command(port), None, port, args)
+    if server_env:
+        print(f"  our server's extra environment: {server_env}")
+    ours = measure("census serve", serve_command(port), server_env, port, args)
     floor = None
     if not args.no_floor:
         with tempfile.TemporaryDirectory() as tmp:
@@ -276,49 +270,123 @@ def main() -> None:
         return f"{a / b:.2f}x" if b else "-"
 
     lines = [
-        ("POST /predict 1 row, p50", "ms", median(ours.p50_ms), "<= 3", 3.0, "le",
-         floor and median(floor.p50_ms)),
-        ("POST /predict 1 row, p99", "ms", median(ours.p99_ms), "<= 10", 10.0, "le",
-         floor and median(floor.p99_ms)),
-        (f"throughput, {args.clients} clients", "req/s", median(ours.rps), ">= 400", 400.0, "ge",
-         floor and median(floor.rps)),
-        ("  latency under load, p50", "ms", median(ours.load_p50_ms), "", None, "",
-         floor and median(floor.load_p50_ms)),
-        ("  latency under load, p99", "ms", median(ours.load_p99_ms), "", None, "",
-         floor and median(floor.load_p99_ms)),
-        (f"POST /predict {args.rows} rows, median", "ms", median(ours.batch_ms), "<= 25", 25.0,
-         "le", floor and median(floor.batch_ms)),
-        ("launch to first prediction, median", "s", median(ours.launch_s), "<= 1.2", 1.2, "le",
-         floor and median(floor.launch_s)),
-        ("RSS idle after launch", "MB", ours.rss_idle_mb, "", None, "",
-         floor and floor.rss_idle_mb),
-        ("RSS after the load", "MB", ours.rss_after_mb, "<= 250", 250.0, "le",
-         floor and floor.rss_after_mb),
+        (
+            "POST /predict 1 row, p50",
+            "ms",
+            median(ours.p50_ms),
+            "<= 3",
+            3.0,
+            "le",
+            floor and median(floor.p50_ms),
+        ),
+        (
+            "POST /predict 1 row, p99",
+            "ms",
+            median(ours.p99_ms),
+            "<= 10",
+            10.0,
+            "le",
+            floor and median(floor.p99_ms),
+        ),
+        (
+            f"throughput, {args.clients} clients",
+            "req/s",
+            median(ours.rps),
+            ">= 400",
+            400.0,
+            "ge",
+            floor and median(floor.rps),
+        ),
+        (
+            "  latency under load, p50",
+            "ms",
+            median(ours.load_p50_ms),
+            "",
+            None,
+            "",
+            floor and median(floor.load_p50_ms),
+        ),
+        (
+            "  latency under load, p99",
+            "ms",
+            median(ours.load_p99_ms),
+            "",
+            None,
+            "",
+            floor and median(floor.load_p99_ms),
+        ),
+        (
+            f"POST /predict {args.rows} rows, median",
+            "ms",
+            median(ours.batch_ms),
+            "<= 25",
+            25.0,
+            "le",
+            floor and median(floor.batch_ms),
+        ),
+        (
+            "launch to first prediction, median",
+            "s",
+            median(ours.launch_s),
+            "<= 1.2",
+            1.2,
+            "le",
+            floor and median(floor.launch_s),
+        ),
+        (
+            "RSS idle after launch",
+            "MB",
+            ours.rss_idle_mb,
+            "",
+            None,
+            "",
+            floor and floor.rss_idle_mb,
+        ),
+        (
+            "RSS after the load",
+            "MB",
+            ours.rss_after_mb,
+            "<= 250",
+            250.0,
+            "le",
+            floor and floor.rss_after_mb,
+        ),
     ]
     rows = []
     for label, unit, value, target, limit, kind, base in lines:
         ok = "" if limit is None else verdict(value <= limit if kind == "le" else value >= limit)
         rows.append(
-            (label, f"{value:.3f}" if value < 10 else f"{value:.1f}", unit, target, ok,
-             "-" if base is None else (f"{base:.3f}" if base < 10 else f"{base:.1f}"),
-             ratio(value, base))
+            (
+                label,
+                f"{value:.3f}" if value < 10 else f"{value:.1f}",
+                unit,
+                target,
+                ok,
+                "-" if base is None else (f"{base:.3f}" if base < 10 else f"{base:.1f}"),
+                ratio(value, base),
+            )
         )
     print()
     print(
         f"census serve vs bare FastAPI floor; sequential: median of {args.runs} runs x "
         f"{args.requests}; load: {args.throughput_runs} x {args.duration:g} s; "
-        f"batch: median of {args.batch_runs}; launch: median of {args.launches}"
+        f"batch: median of {args.batch_runs}; launch: median of {args.launches}; "
+        f"load average after: {os.getloadavg()[0]:.2f}"
     )
     print_table(("figure", "ours", "unit", "target", "result", "floor", "ours/floor"), rows)
     print()
-    print(f"runs: p50 ms {[round(x, 3) for x in ours.p50_ms]}, "
-          f"p99 ms {[round(x, 3) for x in ours.p99_ms]}, "
-          f"launch s {[round(x, 3) for x in ours.launch_s]}, "
-          f"req/s {[round(x, 1) for x in ours.rps]}, errors under load {ours.errors}")
+    print(
+        f"runs: p50 ms {[round(x, 3) for x in ours.p50_ms]}, "
+        f"p99 ms {[round(x, 3) for x in ours.p99_ms]}, "
+        f"launch s {[round(x, 3) for x in ours.launch_s]}, "
+        f"req/s {[round(x, 1) for x in ours.rps]}, errors under load {ours.errors}"
+    )
     if floor is not None:
-        print(f"floor runs: p50 ms {[round(x, 3) for x in floor.p50_ms]}, "
-              f"launch s {[round(x, 3) for x in floor.launch_s]}, "
-              f"req/s {[round(x, 1) for x in floor.rps]}, errors under load {floor.errors}")
+        print(
+            f"floor runs: p50 ms {[round(x, 3) for x in floor.p50_ms]}, "
+            f"launch s {[round(x, 3) for x in floor.launch_s]}, "
+            f"req/s {[round(x, 1) for x in floor.rps]}, errors under load {floor.errors}"
+        )
 
 
 if __name__ == "__main__":

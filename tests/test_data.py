@@ -202,3 +202,21 @@ def test_csv_values_pass_through_as_written() -> None:
 def test_numbers_in_json_stay_numbers() -> None:
     (row,) = rows_of(json.dumps([EXAMPLE_ROW]))
     assert np.isclose(row["age"], 39)
+
+
+def test_true_is_not_taken_for_one_in_a_mixed_column() -> None:
+    raw = pd.DataFrame.from_records([{**EXAMPLE_ROW, "age": 1}, {**EXAMPLE_ROW, "age": True}])
+    assert raw["age"].dtype == object
+    checked = check_frame(raw)
+    assert [(p.row, p.field) for p in checked.problems] == [(2, "age")]
+
+
+def test_text_columns_and_object_columns_give_the_same_checks() -> None:
+    values = ["39", " 40 ", "x", "", "200", "39", "1.5", "?"]
+    raw = pd.concat([frame(age=v, workclass=v) for v in values], ignore_index=True)
+    as_text = check_frame(raw.astype({"age": "str", "workclass": "str"}))
+    as_objects = check_frame(
+        raw.astype({"age": object, "workclass": object}).assign(id=[[i] for i in range(8)])
+    )
+    assert as_text.problems == as_objects.problems
+    pd.testing.assert_frame_equal(as_text.features, as_objects.features)
