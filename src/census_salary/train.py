@@ -68,11 +68,15 @@ def split_data(data: CensusData, test_size: float, seed: int) -> Split:
     return Split(train_x, train_y, test_x, test_y)
 
 
-def load_training_data(settings: Settings, progress: Progress) -> CensusData:
-    path = ensure_census(settings.data_path, settings.data.url, progress)
+def read_labelled(settings: Settings, path: Path) -> CensusData:
+    """A labelled census file, with the label column and value the settings name."""
     return read_census(
         path, target=settings.data.target, positive_label=settings.data.positive_label
     )
+
+
+def load_training_data(settings: Settings, progress: Progress) -> CensusData:
+    return read_labelled(settings, ensure_census(settings.data_path, settings.data.url, progress))
 
 
 def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
@@ -239,9 +243,7 @@ def _search(
 
 def held_out(settings: Settings, metadata: BundleMetadata) -> tuple[pd.DataFrame, pd.Series]:
     """The test split the bundle was evaluated on, rebuilt from the same data and seed."""
-    data = read_census(
-        settings.data_path, target=settings.data.target, positive_label=settings.data.positive_label
-    )
+    data = read_labelled(settings, settings.data_path)
     if data.sha256 != metadata.data.sha256:
         raise ModelError(
             f"{settings.data_path} is not the file model {metadata.version} was trained on "
@@ -259,9 +261,7 @@ def labelled_rows(
     """The rows to audit: a labelled file if given, else the bundle's held-out split."""
     if data_path is None:
         return held_out(settings, bundle.metadata)
-    data = read_census(
-        data_path, target=settings.data.target, positive_label=settings.data.positive_label
-    )
+    data = read_labelled(settings, data_path)
     return data.features, data.target
 
 
