@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -393,3 +394,60 @@ def test_predict_input_that_is_not_utf8_is_exit_2(
     result = run(runner, small_settings, "predict", "-i", str(source))
     assert result.exit_code == ExitCode.USAGE, result.output
     assert "not UTF-8" in result.stderr
+
+
+@pytest.fixture
+def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, dict]]:
+    """Record what `census serve` hands to uvicorn instead of serving."""
+    import census_salary.server
+
+    calls: list[tuple[object, dict]] = []
+    monkeypatch.setattr(
+        census_salary.server.uvicorn, "run", lambda app, **kw: calls.append((app, kw))
+    )
+    monkeypatch.delenv("PORT", raising=False)
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    # run_server exports these for worker processes; setting them here makes the
+    # monkeypatch put the environment back as it was afterwards.
+    monkeypatch.setenv("CENSUS_CONFIG", "")
+    monkeypatch.setenv("CENSUS_LOG_LEVEL", "")
+    return calls
+
+
+def test_serve_takes_host_and_port_options(
+    runner: CliRunner, small_settings: Settings, uvicorn_calls: list[tuple[object, dict]]
+) -> None:
+    result = run(runner, small_settings, "serve", "--host", "0.0.0.0", "--port", "9999")
+    assert result.exit_code == 0, result.output
+    ((app_, options),) = uvicorn_calls
+    assert (options["host"], options["port"]) == ("0.0.0.0", 9999)
+    assert hasattr(app_, "openapi")
+
+
+def test_serve_port_and_workers_come_from_the_environment(
+    runner: CliRunner,
+    small_settings: Settings,
+    uvicorn_calls: list[tuple[object, dict]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PORT", "5123")
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    result = run(runner, small_settings, "serve")
+    assert result.exit_code == 0, result.output
+    ((factory, options),) = uvicorn_calls
+    assert options["port"] == 5123
+    assert options["workers"] == 3
+    assert factory == "census_salary.server:create_app_from_environment"
+    assert os.environ["CENSUS_CONFIG"] == str(small_settings.source)
+
+
+def test_serve_defaults_come_from_census_toml(
+    runner: CliRunner, small_settings: Settings, uvicorn_calls: list[tuple[object, dict]]
+) -> None:
+    result = run(runner, small_settings, "serve")
+    assert result.exit_code == 0, result.output
+    ((_, options),) = uvicorn_calls
+    assert (options["host"], options["port"]) == (
+        small_settings.serve.host,
+        small_settings.serve.port,
+    )
