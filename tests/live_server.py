@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx
 
 READY_TIMEOUT = 30.0
 EXIT_TIMEOUT = 10.0
