@@ -1,5 +1,9 @@
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +141,23 @@ def test_each_training_run_is_recorded(project_copy: Settings) -> None:
     runs = read_runs(project_copy.artifacts_dir)
     assert len(runs) == 2
     assert runs[-1]["metrics"]["roc_auc"] > 0.8
+
+
+@pytest.mark.slow
+def test_sigkill_during_training_leaves_a_loadable_bundle(project_copy: Settings) -> None:
+    """Kill `census train` at moments spread over its run: a bundle always loads, and it
+    is the previous one or a complete new one."""
+    census = Path(sys.executable).parent / "census"
+    command = [str(census), "--config", str(project_copy.source), "train"]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    full_run = time.perf_counter() - started
+    for fraction in (0.5, 0.65, 0.75, 0.85, 0.9, 0.95, 0.98):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(full_run * fraction)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        load_bundle(project_copy.artifacts_dir)  # raises if the current bundle is broken
+    train(project_copy)  # a later run cleans up what the killed ones left
+    leftovers = [p.name for p in project_copy.artifacts_dir.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
