@@ -162,11 +162,11 @@ def _bundle(settings: Settings) -> Bundle:
 
 
 @contextlib.contextmanager
-def _progress() -> Iterator[Progress]:
+def _progress(enabled: bool = True) -> Iterator[Progress]:
     """A rich progress bar on a terminal; silence when stderr is piped or captured."""
     from census_salary.progress import NoProgress
 
-    if not sys.stderr.isatty():
+    if not enabled or not sys.stderr.isatty():
         yield NoProgress()
         return
     from census_salary.render import RichProgress
@@ -340,16 +340,19 @@ def predict(
         scorer = RemoteScorer(url, api_key=api_key, batch_size=batch_size)
     else:
         scorer = _bundle(_settings(ctx)).scorer
-    problems = predict_file(
-        scorer,
-        input_path,
-        output,
-        input_format=input_format,
-        output_format=output_format,
-        threshold=threshold,
-        skip_bad=on_error is OnError.skip,
-        chunk_size=chunk_size,
-    )
+    # A bar on stderr would tangle with rows printed to the same terminal.
+    with _progress(enabled=output is not None or not sys.stdout.isatty()) as progress:
+        problems = predict_file(
+            scorer,
+            input_path,
+            output,
+            input_format=input_format,
+            output_format=output_format,
+            threshold=threshold,
+            skip_bad=on_error is OnError.skip,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
     for problem in problems:
         err_console().print(f"[yellow]Skipped[/] {problem}", highlight=False)
 

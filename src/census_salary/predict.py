@@ -16,6 +16,7 @@ import pandas as pd
 from census_salary.data import InputFormat, check_frame, read_rows, summarise
 from census_salary.errors import InputError, RowProblem
 from census_salary.files import atomic_open
+from census_salary.progress import NoProgress, Progress
 
 OutputFormat = Literal["csv", "json", "jsonl"]
 PREDICTION, PROBABILITY = "prediction", "probability"
@@ -96,6 +97,7 @@ def predict_file(
     threshold: float | None = None,
     skip_bad: bool = False,
     chunk_size: int = 50_000,
+    progress: Progress | None = None,
 ) -> list[RowProblem]:
     """Score a file (or stdin) to a file (or stdout); return the problems of skipped rows.
 
@@ -112,6 +114,7 @@ def predict_file(
                 raise InputError(f"Cannot read {input_path}: {exc.strerror}.") from None
         try:
             fmt, chunks = read_rows(handle, input_format, chunk_size)
+            chunks = _counted(chunks, progress or NoProgress())
             stream = score_chunks(
                 scorer, chunks, threshold=threshold, skip_bad=skip_bad, source=source
             )
@@ -125,3 +128,11 @@ def predict_file(
         except UnicodeDecodeError as exc:
             raise InputError(f"{source} is not UTF-8 text: {exc.reason}.") from None
     return stream.problems
+
+
+def _counted(chunks: Iterable[pd.DataFrame], progress: Progress) -> Iterator[pd.DataFrame]:
+    """Pass chunks through, counting their rows on the progress display."""
+    progress.start("Scoring rows")
+    for chunk in chunks:
+        yield chunk
+        progress.advance(len(chunk))
