@@ -451,3 +451,54 @@ def test_serve_defaults_come_from_census_toml(
         small_settings.serve.host,
         small_settings.serve.port,
     )
+
+
+def test_predict_refuses_to_overwrite_the_callers_prediction_column(
+    runner: CliRunner, small_settings: Settings
+) -> None:
+    result = run(
+        runner, small_settings, "predict", stdin=json.dumps([{**EXAMPLE_ROW, "prediction": "x"}])
+    )
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "prediction" in result.stderr
+
+
+def test_json_rows_with_new_fields_later_cannot_shift_csv_columns(
+    runner: CliRunner, small_settings: Settings
+) -> None:
+    rows = [{**EXAMPLE_ROW, "id": 1}, {**EXAMPLE_ROW, "id": 2, "note": "x"}]
+    args = ["predict", "--chunk-size", "1", "--output-format", "csv"]
+    result = run(runner, small_settings, *args, stdin=json.dumps(rows))
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "note" in result.stderr
+
+
+def test_json_rows_with_fewer_fields_later_keep_csv_columns(
+    runner: CliRunner, small_settings: Settings
+) -> None:
+    rows = [{**EXAMPLE_ROW, "id": 1, "note": "x"}, {**EXAMPLE_ROW, "id": 2}]
+    args = ["predict", "--chunk-size", "1", "--output-format", "csv"]
+    result = run(runner, small_settings, *args, stdin=json.dumps(rows))
+    assert result.exit_code == 0, result.output
+    out = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["id"], r["note"]) for r in out] == [("1", "x"), ("2", "")]
+
+
+def test_csv_row_with_too_many_fields_is_exit_2(
+    runner: CliRunner, small_settings: Settings
+) -> None:
+    text = rows_csv([EXAMPLE_ROW] * 3) + ",".join(["1"] * 20) + "\n"
+    result = run(runner, small_settings, "predict", "--chunk-size", "2", stdin=text)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "malformed" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "text", ["[" * 100_000, '[{"age": ' + "9" * 5000 + "}]", '{"age": ' + "9" * 5000 + "}\n"]
+)
+def test_json_beyond_pythons_limits_is_exit_2(
+    runner: CliRunner, small_settings: Settings, text: str
+) -> None:
+    result = run(runner, small_settings, "predict", stdin=text)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "Traceback" not in result.output

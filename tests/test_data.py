@@ -5,10 +5,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from census_salary.data import check_frame, detect_format, read_census, read_rows
 from census_salary.errors import InputError, RowProblem
-from census_salary.schema import EXAMPLE_ROW
+from census_salary.schema import EXAMPLE_ROW, CensusRow
 
 HEADER = (
     "age, workclass, fnlgt, education, education-num, marital-status, occupation, "
@@ -220,3 +221,42 @@ def test_text_columns_and_object_columns_give_the_same_checks() -> None:
     )
     assert as_text.problems == as_objects.problems
     pd.testing.assert_frame_equal(as_text.features, as_objects.features)
+
+
+SCHEMA_FAMILY = [
+    "39",
+    " 39 ",
+    "+39",
+    "-0",
+    "039",
+    "39.0",
+    "1e1",
+    "0x1f",
+    "39_0",
+    "",
+    "nan",
+    "inf",
+    "٣٩",
+    39,
+    39.0,
+    39.5,
+    -1,
+    True,
+    None,
+    "121",
+    10**30,
+]
+
+
+@pytest.mark.parametrize("value", SCHEMA_FAMILY, ids=repr)
+def test_bulk_check_and_row_schema_agree(value: object) -> None:
+    try:
+        CensusRow.model_validate({**EXAMPLE_ROW, "age": value})
+        schema_accepts = True
+    except ValidationError:
+        schema_accepts = False
+    raw = pd.DataFrame.from_records([{**EXAMPLE_ROW, "age": value}, EXAMPLE_ROW])
+    bulk_accepts = not check_frame(raw).problems
+    assert bulk_accepts == schema_accepts, (
+        f"schema {'accepts' if schema_accepts else 'refuses'} {value!r}"
+    )

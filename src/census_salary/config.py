@@ -35,7 +35,6 @@ class DataSettings(_Section):
     path: Path = Path("data/census.csv")
     url: str = "https://archive.ics.uci.edu/static/public/2/adult.zip"
     target: str = "salary"
-    positive_label: str = ">50K"
 
 
 class FeatureSettings(_Section):

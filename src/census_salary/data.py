@@ -35,6 +35,7 @@ from census_salary.schema import (
 logger = logging.getLogger(__name__)
 
 InputFormat = Literal["csv", "json", "jsonl"]
+_WHOLE = re.compile(r"\s*[+-]?\d{1,18}(\.0*)?\s*")
 TARGET_COLUMN = "salary"
 LABELS = {">50K": 1, "<=50K": 0}
 MAX_PROBLEMS_IN_MESSAGE = 10
@@ -68,9 +69,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_census(
-    path: Path, *, target: str = TARGET_COLUMN, positive_label: str = ">50K"
-) -> CensusData:
+def read_census(path: Path, *, target: str = TARGET_COLUMN) -> CensusData:
     """Read a labelled census file as published (or a variant of it), clean and validate it.
 
     Accepts the messy published layout: spaces after commas, `?` for missing values,
@@ -92,7 +91,7 @@ def read_census(
             f"(columns found: {', '.join(raw.columns)})."
         )
     checked = check_frame(raw, first_row=1)
-    labels, label_problems = _parse_labels(raw[target], positive_label)
+    labels, label_problems = _parse_labels(raw[target])
     problems = checked.problems + label_problems
     if problems:
         raise InputError(summarise(problems, path), problems)
@@ -145,7 +144,8 @@ def read_csv_text(
         raise InputError(f"The CSV input is malformed: {exc}") from None
 
 
-def _parse_labels(column: pd.Series, positive_label: str) -> tuple[pd.Series, list[RowProblem]]:
+def _parse_labels(column: pd.Series) -> tuple[pd.Series, list[RowProblem]]:
+    """1 for >50K, 0 for <=50K (a trailing period, as in adult.test, is allowed)."""
     text = column.astype(str).str.strip().str.rstrip(".")
     labels = text.map(LABELS)
     bad = labels.isna()
@@ -157,8 +157,7 @@ def _parse_labels(column: pd.Series, positive_label: str) -> tuple[pd.Series, li
         )
         for i in np.flatnonzero(bad.to_numpy())
     ]
-    positive = (text == positive_label.rstrip(".")).astype("int8")
-    return positive, problems
+    return labels.fillna(0).astype("int8"), problems
 
 
 def check_frame(raw: pd.DataFrame, first_row: int = 1) -> CheckedFrame:
@@ -226,12 +225,13 @@ def _check_numbers(column: pd.Series, name: str) -> tuple[pd.Series, np.ndarray]
 
 
 def _check_number_values(column: pd.Series, name: str) -> tuple[pd.Series, np.ndarray]:
-    is_bool = column.map(lambda v: isinstance(v, bool)).to_numpy(dtype=bool)
-    text = column.where(~is_bool).astype(object)
-    numbers = pd.to_numeric(
-        text.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce"
-    )
-    return _in_range(numbers, name, is_bool)
+    # As the row schema: true/false are refused, and text must be a whole number
+    # ("39" or "39.0", not "1e1"); JSON numbers may be floats with nothing after the point.
+    refused = column.map(
+        lambda v: isinstance(v, bool) or (isinstance(v, str) and not _WHOLE.fullmatch(v))
+    ).to_numpy(dtype=bool)
+    numbers = pd.to_numeric(column.where(~refused).astype(object), errors="coerce")
+    return _in_range(numbers, name, refused)
 
 
 def _in_range(numbers: pd.Series, name: str, refused: np.ndarray) -> tuple[pd.Series, np.ndarray]:
@@ -306,6 +306,8 @@ def detect_format(head: str) -> InputFormat:
             value = json.loads(first_line)
         except json.JSONDecodeError:
             return "json"  # an object spread over several lines: {"inputs": [...]}
+        except (ValueError, RecursionError):
+            return "jsonl"  # a whole line beyond Python's limits: reading it will say so
         return "json" if isinstance(value, dict) and "inputs" in value else "jsonl"
     return "csv"
 
@@ -328,7 +330,10 @@ def read_rows(
 
 def _chunks(stream: IO[str], fmt: InputFormat, chunk_size: int) -> Iterator[pd.DataFrame]:
     if fmt == "csv":
-        yield from read_csv_text(stream, chunksize=chunk_size)
+        try:
+            yield from read_csv_text(stream, chunksize=chunk_size)
+        except pd.errors.ParserError as exc:  # the reader parses lazily, chunk by chunk
+            raise InputError(f"The CSV input is malformed: {exc}") from None
         return
     records = _iter_jsonl(stream) if fmt == "jsonl" else _iter_json_array(stream)
     batch: list[dict[str, Any]] = []
@@ -383,6 +388,8 @@ def _iter_jsonl(stream: IO[str]) -> Iterator[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"Line {number} is not valid JSON: {exc.msg}.") from None
+        except (ValueError, RecursionError) as exc:  # nesting or number beyond Python's limits
+            raise InputError(f"Line {number} cannot be read as JSON rows: {exc}.") from None
         yield _as_record(record, number)
 
 
@@ -463,6 +470,8 @@ class _JsonArrayReader:
                 if self._fill():
                     continue
                 raise InputError(f"Invalid JSON input: {exc.msg}.") from None
+            except (ValueError, RecursionError) as exc:  # beyond Python's limits
+                raise InputError(f"The JSON input cannot be read as rows: {exc}.") from None
             # A value that ends the buffer (a number, say) may go on in the next block.
             if end == len(self._buffer) and self._fill():
                 continue

@@ -52,6 +52,11 @@ def score_chunks(
     def scored() -> Iterator[pd.DataFrame]:
         first_row = 1
         for raw in chunks:
+            if clash := sorted({PREDICTION, PROBABILITY} & set(raw.columns)):
+                raise InputError(
+                    f"The input already has column(s) {', '.join(clash)} (the output of an "
+                    "earlier run?); drop or rename them, since the output adds its own."
+                )
             checked = check_frame(raw, first_row=first_row)
             if checked.problems:
                 if not skip_bad:
@@ -69,11 +74,22 @@ def score_chunks(
 def write_predictions(chunks: Iterable[pd.DataFrame], fmt: OutputFormat, out: IO[str]) -> int:
     """Write scored chunks as CSV, a JSON array or JSON Lines; return the rows written."""
     rows = 0
+    header: list[str] | None = None
     if fmt == "json":
         out.write("[")
-    for index, chunk in enumerate(chunks):
+    for chunk in chunks:
         if fmt == "csv":
-            chunk.to_csv(out, index=False, header=index == 0, lineterminator="\n")
+            first = header is None
+            header = list(chunk.columns) if header is None else header
+            if added := [c for c in chunk.columns if c not in header]:
+                raise InputError(
+                    f"Rows after row {rows} bring field(s) {', '.join(map(str, added))} that "
+                    "earlier rows lack; CSV output needs one set of columns, so use "
+                    "--output-format json or jsonl."
+                )
+            chunk.reindex(columns=header).to_csv(
+                out, index=False, header=first, lineterminator="\n"
+            )
         elif len(chunk):
             text = chunk.to_json(orient="records", lines=True, double_precision=15)
             lines = text.rstrip("\n").split("\n")  # JSON escapes newlines inside strings

@@ -2,7 +2,7 @@
 
 Field names are snake_case; the published hyphenated names (`education-num`) and the
 other spellings of the same data (`fnlwgt`) are accepted as aliases. Bulk data is
-checked column by column against the same constraints (see `data.validate_frame`).
+checked column by column against the same constraints (see `data.check_frame`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 MISSING_MARKERS = frozenset({"", "?"})
 MAX_CATEGORY_LENGTH = 100
+MAX_MONEY = 1_000_000_000  # US$; far above the data's top-coded 99,999, and finite
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -77,7 +78,7 @@ class CensusRow(BaseModel):
 
     age: Count = Field(le=120, validation_alias=_alias("age"))
     workclass: Category = Field(validation_alias=_alias("workclass"))
-    fnlgt: Count = Field(validation_alias=_alias("fnlgt", "fnlwgt"))
+    fnlgt: Count = Field(le=100_000_000, validation_alias=_alias("fnlgt", "fnlwgt"))
     education: Category = Field(validation_alias=_alias("education"))
     education_num: Count = Field(ge=1, le=16, validation_alias=_alias("education_num"))
     marital_status: Category = Field(validation_alias=_alias("marital_status"))
@@ -85,8 +86,8 @@ class CensusRow(BaseModel):
     relationship: Category = Field(validation_alias=_alias("relationship"))
     race: Category = Field(validation_alias=_alias("race"))
     sex: Category = Field(validation_alias=_alias("sex"))
-    capital_gain: Count = Field(validation_alias=_alias("capital_gain"))
-    capital_loss: Count = Field(validation_alias=_alias("capital_loss"))
+    capital_gain: Count = Field(le=MAX_MONEY, validation_alias=_alias("capital_gain"))
+    capital_loss: Count = Field(le=MAX_MONEY, validation_alias=_alias("capital_loss"))
     hours_per_week: Count = Field(le=168, validation_alias=_alias("hours_per_week"))
     native_country: Category = Field(validation_alias=_alias("native_country"))
 
@@ -122,5 +123,7 @@ def expected(name: str) -> str:
     """What a column must hold, in words, for error messages."""
     if name in NUMERIC_RANGES:
         low, high = NUMERIC_RANGES[name]
-        return f"a whole number >= {low:g}" + ("" if math.isinf(high) else f" and <= {high:g}")
+        return f"a whole number >= {low:,.0f}" + (
+            "" if math.isinf(high) else f" and <= {high:,.0f}"
+        )
     return f"a text value of at most {MAX_CATEGORY_LENGTH} characters, or ? when unknown"

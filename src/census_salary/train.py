@@ -70,9 +70,7 @@ def split_data(data: CensusData, test_size: float, seed: int) -> Split:
 
 def read_labelled(settings: Settings, path: Path) -> CensusData:
     """A labelled census file, with the label column and value the settings name."""
-    return read_census(
-        path, target=settings.data.target, positive_label=settings.data.positive_label
-    )
+    return read_census(path, target=settings.data.target)
 
 
 def load_training_data(settings: Settings, progress: Progress) -> CensusData:
