@@ -209,7 +209,7 @@ def test_access_log_has_one_line_without_the_body(
     )
     lines = [r.getMessage() for r in caplog.records if r.name == "census_salary.access"]
     assert len(lines) == 1
-    assert "POST /predict 200" in lines[0]
+    assert "method=POST path=/predict status=200" in lines[0]
     assert "request_id=r1" in lines[0]
     assert "PRIVATE-DATA" not in caplog.text
 
@@ -269,3 +269,40 @@ def test_open_server_logs_that_it_is_open(
     with TestClient(create_app(small_settings, small_bundle)):
         pass
     assert "no API key set" in caplog.text
+
+
+def test_unexpected_error_is_a_500_problem_with_request_id(
+    client: TestClient, small_bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(matrix: object) -> None:
+        raise RuntimeError("internal detail")
+
+    monkeypatch.setattr(small_bundle.scorer, "probabilities", broken)
+    response = client.post("/predict", json=[EXAMPLE_ROW], headers={"X-Request-ID": "crash-1"})
+    body = assert_problem(response, 500)
+    assert response.headers["X-Request-ID"] == "crash-1"
+    assert "internal detail" not in response.text
+    assert body["request_id"] == "crash-1"
+
+
+def test_wrong_method_names_the_allowed_ones(client: TestClient) -> None:
+    assert client.get("/predict").headers["allow"] == "POST"
+
+
+def test_health_names_the_loaded_model(client: TestClient, small_bundle: Bundle) -> None:
+    assert client.get("/health").json()["model_version"] == small_bundle.metadata.version
+
+
+def test_metadata_without_a_model_is_503(small_settings: Settings, tmp_path: Path) -> None:
+    settings = small_settings.model_copy(
+        update={"artifacts": small_settings.artifacts.model_copy(update={"dir": tmp_path})}
+    )
+    with TestClient(create_app(settings)) as c:
+        assert_problem(c.get("/metadata"), 503)
+        assert c.get("/health").json()["model_version"] is None
+
+
+def test_big_batches_are_scored_like_small_ones(client: TestClient) -> None:
+    rows = [{**EXAMPLE_ROW, "age": 17 + i % 70} for i in range(50)]
+    one_by_one = [client.post("/predict", json=[row]).json()["probabilities"][0] for row in rows]
+    assert client.post("/predict", json=rows).json()["probabilities"] == one_by_one

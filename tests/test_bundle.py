@@ -82,6 +82,12 @@ def test_model_that_is_not_a_census_pipeline_is_refused(project_copy: Settings) 
         load_bundle(project_copy.artifacts_dir)
 
 
+def test_pipeline_without_our_encode_step_is_refused(project_copy: Settings) -> None:
+    _replace_model(project_copy, Pipeline([("encode", FunctionTransformer())]))
+    with pytest.raises(ModelError, match="does not hold a census pipeline"):
+        load_bundle(project_copy.artifacts_dir)
+
+
 def test_garbage_model_file_is_refused(project_copy: Settings) -> None:
     _replace_model(project_copy, None)
     folder = current_bundle_dir(project_copy.artifacts_dir)

@@ -332,7 +332,8 @@ def test_predict_empty_input_is_exit_2(runner: CliRunner, small_settings: Settin
 def test_runs_lists_the_history(runner: CliRunner, small_settings: Settings) -> None:
     result = run(runner, small_settings, "runs", "--json")
     assert result.exit_code == 0, result.output
-    assert len(json.loads(result.stdout)) >= 1
+    (only,) = json.loads(result.stdout)  # the session's project was trained once
+    assert only["version"] == (small_settings.artifacts_dir / "LATEST").read_text().strip()
 
 
 def test_log_file_keeps_a_log(runner: CliRunner, small_settings: Settings, tmp_path: Path) -> None:
@@ -405,6 +406,8 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, dict]]:
     monkeypatch.setattr(
         census_salary.server.uvicorn, "run", lambda app, **kw: calls.append((app, kw))
     )
+    # run_server installs a SIGTERM handler for the real server; pytest keeps its own.
+    monkeypatch.setattr(census_salary.server.signal, "signal", lambda *args: None)
     monkeypatch.delenv("PORT", raising=False)
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
     # run_server exports these for worker processes; setting them here makes the
@@ -502,3 +505,33 @@ def test_json_beyond_pythons_limits_is_exit_2(
     result = run(runner, small_settings, "predict", stdin=text)
     assert result.exit_code == ExitCode.USAGE, result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("PORT", "abc"), ("PORT", "70000"), ("WEB_CONCURRENCY", "two")]
+)
+def test_serve_refuses_bad_environment(
+    runner: CliRunner,
+    small_settings: Settings,
+    uvicorn_calls: list[tuple[object, dict]],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    result = run(runner, small_settings, "serve")
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"${variable}" in result.stderr
+    assert uvicorn_calls == []
+
+
+@pytest.mark.parametrize("option", [["--port", "70000"], ["--workers", "0"]])
+def test_serve_refuses_bad_options(
+    runner: CliRunner,
+    small_settings: Settings,
+    uvicorn_calls: list[tuple[object, dict]],
+    option: list[str],
+) -> None:
+    result = run(runner, small_settings, "serve", *option)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert uvicorn_calls == []

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from census_salary.config import find_config, load_settings
-from census_salary.errors import ConfigError, ExitCode
+from census_salary.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,10 +38,6 @@ def test_wrong_type_names_key(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "[split]\ntest_size = 'half'\n")
     with pytest.raises(ConfigError, match=r"split\.test_size"):
         load_settings(path, environ={})
-
-
-def test_config_errors_exit_with_usage_code() -> None:
-    assert ConfigError.exit_code == ExitCode.USAGE == 2
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
@@ -95,3 +91,28 @@ def test_find_config_prefers_census_config_variable(tmp_path: Path) -> None:
 def test_find_config_outside_a_project_says_how_to_fix_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--config PATH"):
         find_config(tmp_path, environ={})
+
+
+def test_api_key_in_the_file_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "[serve]\napi_key = 'oops'\n")
+    with pytest.raises(ConfigError, match="CENSUS_API_KEY"):
+        load_settings(path, environ={})
+
+
+def test_empty_api_key_means_no_key(tmp_path: Path) -> None:
+    assert (
+        load_settings(write(tmp_path, MINIMAL), environ={"CENSUS_API_KEY": ""}).serve.api_key
+        is None
+    )
+
+
+def test_unknown_slice_feature_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "[slices]\nfeatures = ['height']\n")
+    with pytest.raises(ConfigError, match=r"slices.*height"):
+        load_settings(path, environ={})
+
+
+def test_feature_listed_twice_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, '[features]\nnumerical = ["age", "age"]\ncategorical = []\n')
+    with pytest.raises(ConfigError, match="more than once"):
+        load_settings(path, environ={})

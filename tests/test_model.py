@@ -50,8 +50,10 @@ def test_scorer_falls_back_when_the_direct_path_disagrees(
     )
 
 
-def test_row_path_matches_the_batch_path(census_csv: Path, small_bundle: Bundle) -> None:
-    features = read_census(census_csv).features.head(500)
+def test_row_path_matches_the_batch_path_on_every_row(
+    census_csv: Path, small_bundle: Bundle
+) -> None:
+    features = read_census(census_csv).features
     records = features.astype(object).where(features.notna(), None).to_dict("records")
     rows = [CensusRow.model_validate(r) for r in records]
     scorer = small_bundle.scorer

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from http import HTTPStatus
 from importlib.resources import files
 from typing import Annotated, Any
 
@@ -25,6 +26,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,6 +44,8 @@ PROBLEM_JSON = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ROWS = TypeAdapter(list[CensusRow])
+# Up to this many rows are scored on the event loop (under ~5 ms); more go to a thread.
+INLINE_ROWS = 200
 
 
 class PredictRequest(BaseModel):
@@ -74,6 +78,7 @@ class HealthResponse(BaseModel):
     api_version: str
     package_version: str
     model_lib_version: str
+    model_version: str | None = Field(description="The loaded model's version, if any.")
 
 
 class ReadyResponse(BaseModel):
@@ -149,10 +154,12 @@ class RequestContext:
             "per request.",
         )
 
+        responded = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [
                     *message["headers"],
@@ -171,18 +178,27 @@ class RequestContext:
                     raise too_large
             return message
 
-        try:
+        async def guarded() -> None:
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > limit:
                 raise too_large
             await self.app(scope, limited_receive, send_with_id)
+
+        try:
+            await guarded()
         except Problem as problem:
-            scope["state"]["request_id"] = request_id
-            response = _problem_response(Request(scope), problem)
-            await response(scope, receive, send_with_id)
+            await _problem_response(Request(scope), problem)(scope, receive, send_with_id)
+        except Exception:
+            # Answered here, not by Starlette's outer error middleware, so that the 500 too
+            # carries the request id; the details go to the log, never to the client.
+            logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            if responded:
+                raise
+            crash = Problem(500, "Internal Server Error", "Something went wrong on our side.")
+            await _problem_response(Request(scope), crash)(scope, receive, send_with_id)
         finally:
             access_logger.info(
-                "%s %s %s %.1fms request_id=%s",
+                "method=%s path=%s status=%s duration_ms=%.1f request_id=%s",
                 scope["method"],
                 scope["path"],
                 status,
@@ -273,11 +289,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        from http import HTTPStatus
-
         title = HTTPStatus(exc.status_code).phrase
         detail = exc.detail if isinstance(exc.detail, str) else title
-        return _problem_response(request, Problem(exc.status_code, title, detail))
+        return _problem_response(
+            request, Problem(exc.status_code, title, detail, headers=exc.headers)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -288,14 +304,6 @@ def _add_error_handlers(app: FastAPI) -> None:
             request, Problem(422, "Unprocessable Content", "The request is not valid.", errors)
         )
 
-    @app.exception_handler(Exception)
-    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unexpected error on %s", request.url.path)
-        return _problem_response(
-            request,
-            Problem(500, "Internal Server Error", "Something went wrong on our side."),
-        )
-
 
 def _add_routes(app: FastAPI) -> None:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -303,9 +311,11 @@ def _add_routes(app: FastAPI) -> None:
         return HTMLResponse(_render_page(request.app))
 
     @app.get("/health", tags=["operations"])
-    async def health() -> HealthResponse:
+    async def health(request: Request) -> HealthResponse:
         """Liveness: cheap, never touches the model."""
+        bundle: Bundle | None = request.app.state.bundle
         return HealthResponse(
+            model_version=bundle.metadata.version if bundle else None,
             status="ok",
             name="census-salary",
             api_version=API_VERSION,
@@ -370,7 +380,11 @@ def _add_routes(app: FastAPI) -> None:
         """Score rows: N rows in, N predictions out, in order."""
         rows = _parse_rows(await request.body(), request.app.state.max_rows)
         scorer = bundle.scorer
-        probabilities = scorer.probabilities(scorer.encode_rows(rows))
+        matrix = scorer.encode_rows(rows)
+        if len(rows) <= INLINE_ROWS:
+            probabilities = scorer.probabilities(matrix)
+        else:  # a big batch in a thread, so /health and small requests are not held up
+            probabilities = await run_in_threadpool(scorer.probabilities, matrix)
         return PredictionResponse(
             predictions=scorer.labels(probabilities).tolist(),
             probabilities=probabilities.tolist(),

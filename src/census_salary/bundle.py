@@ -30,12 +30,14 @@ from typing import Any
 
 import skops.io as sio
 from pydantic import BaseModel, ValidationError
+from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from census_salary.errors import ModelError
-from census_salary.files import atomic_write, fsync_dir
+from census_salary.files import atomic_write, default_mode, fsync_dir
 from census_salary.metrics import Metrics
 from census_salary.model import Scorer
+from census_salary.schema import CensusRow
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +134,7 @@ def save_bundle(
     """Write a new bundle and make it current; return its folder."""
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=artifacts_dir, prefix=".staging-"))
+    staging.chmod(default_mode(0o777))  # mkdtemp's 0700 would hide the model from a server
     try:
         _write_file(staging / MODEL_FILE, model_bytes)
         for name, data in reports.items():
@@ -154,7 +157,10 @@ def _remove_stale(artifacts_dir: Path, keep: str) -> None:
         if entry.is_dir() and entry.name != keep and (entry / METADATA_FILE).exists():
             shutil.rmtree(entry, ignore_errors=True)
         elif entry.name.startswith((".staging-", f".{POINTER}.")):
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def append_run(artifacts_dir: Path, record: Mapping[str, Any]) -> None:
@@ -215,14 +221,20 @@ def load_bundle(artifacts_dir: Path) -> Bundle:
         data = model_path.read_bytes()
     except FileNotFoundError:
         raise ModelError(f"{model_path} is missing; run `census train`.") from None
+    except OSError as exc:
+        raise ModelError(f"Cannot read {model_path}: {exc.strerror}.") from None
     if sha256_bytes(data) != metadata.model_sha256:
         raise ModelError(
             f"{model_path} does not match the SHA-256 recorded in {METADATA_FILE}: the file "
             "was changed or damaged, so it will not be loaded. Run `census train` or restore it."
         )
     pipeline = _load_pipeline(data, model_path)
-    scorer = Scorer(pipeline, metadata.threshold)
-    _check_self_test(scorer, metadata, model_path)
+    try:
+        scorer = Scorer(pipeline, metadata.threshold)
+        row = CensusRow.model_validate(metadata.self_test.row)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ModelError(f"{model_path} does not fit this version of census: {exc}") from None
+    _check_self_test(scorer, row, metadata, model_path)
     _warn_on_version_drift(metadata)
     return Bundle(directory=bundle_dir, metadata=metadata, scorer=scorer)
 
@@ -241,15 +253,15 @@ def _load_pipeline(data: bytes, model_path: Path) -> Pipeline:
         pipeline = sio.loads(data, trusted=list(ALLOWED_TYPES))
     except Exception as exc:
         raise ModelError(f"{model_path} could not be loaded: {exc}") from None
-    if not isinstance(pipeline, Pipeline) or "encode" not in pipeline.named_steps:
+    encode = pipeline.named_steps.get("encode") if isinstance(pipeline, Pipeline) else None
+    if not isinstance(encode, ColumnTransformer):
         raise ModelError(f"{model_path} does not hold a census pipeline; run `census train`.")
     return pipeline
 
 
-def _check_self_test(scorer: Scorer, metadata: BundleMetadata, model_path: Path) -> None:
-    from census_salary.schema import CensusRow
-
-    row = CensusRow.model_validate(metadata.self_test.row)
+def _check_self_test(
+    scorer: Scorer, row: CensusRow, metadata: BundleMetadata, model_path: Path
+) -> None:
     got = float(scorer.probabilities(scorer.encode_rows([row]))[0])
     if abs(got - metadata.self_test.probability) > 1e-9:
         raise ModelError(

@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from census_salary.metrics import SliceReport
     from census_salary.progress import Progress
 
-logger = logging.getLogger("census_salary")
-
 
 class _CensusGroup(TyperGroup):
     """Turns the library's errors into one red line and a documented exit code."""
@@ -144,6 +142,11 @@ def _configure_logging(verbose: int, log_file: Path | None) -> None:
         handlers.append(handler)
         level = min(level, logging.INFO)
     root = logging.getLogger()
+    for old in root.handlers:
+        if getattr(old, "census_cli", False):  # ours from an earlier call: let go of files
+            old.close()
+    for handler in handlers:
+        handler.census_cli = True  # type: ignore[attr-defined]
     root.handlers = handlers
     root.setLevel(level)
 
@@ -362,10 +365,12 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[
-        int | None, typer.Option(help="Port (default: $PORT, then census.toml).")
+        int | None,
+        typer.Option(min=0, max=65535, help="Port (default: $PORT, then census.toml)."),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes (default: $WEB_CONCURRENCY, then config).")
+        int | None,
+        typer.Option(min=1, help="Worker processes (default: $WEB_CONCURRENCY, then config)."),
     ] = None,
 ) -> None:
     """Serve the model over HTTP: a form at /, /health, /ready, /predict and /docs."""

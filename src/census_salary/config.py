@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from census_salary.errors import ConfigError
 from census_salary.schema import CATEGORICAL, NUMERICAL
@@ -38,11 +46,11 @@ class DataSettings(_Section):
 
 
 class FeatureSettings(_Section):
-    numerical: list[str] = Field(min_length=0)
-    categorical: list[str] = Field(min_length=0)
+    numerical: list[str]
+    categorical: list[str]
 
     @model_validator(mode="after")
-    def _known_and_disjoint(self) -> FeatureSettings:
+    def _known_and_once(self) -> FeatureSettings:
         for name in self.numerical:
             if name not in NUMERICAL:
                 raise ValueError(f"{name!r} is not a numerical column; choose from {NUMERICAL}")
@@ -51,6 +59,8 @@ class FeatureSettings(_Section):
                 raise ValueError(f"{name!r} is not a categorical column; choose from {CATEGORICAL}")
         if not self.numerical and not self.categorical:
             raise ValueError("at least one feature is needed")
+        if len(set(self.all)) != len(self.all):
+            raise ValueError("a feature is listed more than once")
         return self
 
     @property
@@ -89,6 +99,13 @@ class SliceSettings(_Section):
     min_rows: int = Field(30, ge=1)
     features: list[str] = []
 
+    @model_validator(mode="after")
+    def _known(self) -> SliceSettings:
+        unknown = [name for name in self.features if name not in [*CATEGORICAL, *NUMERICAL]]
+        if unknown:
+            raise ValueError(f"unknown feature(s) {unknown}; choose from {CATEGORICAL + NUMERICAL}")
+        return self
+
 
 class ArtifactSettings(_Section):
     dir: Path = Path("artifacts")
@@ -102,8 +119,13 @@ class ServeSettings(_Section):
     workers: int = Field(1, ge=1)
     max_rows: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(5_000_000, ge=1024)
-    # Set it with CENSUS_API_KEY, never in census.toml; unset, /predict is open.
+    # Set it with CENSUS_API_KEY, never in census.toml; unset (or empty), /predict is open.
     api_key: SecretStr | None = None
+
+    @field_validator("api_key")
+    @classmethod
+    def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
 
 
 class Settings(_Section):
@@ -169,6 +191,11 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     if "source" in raw:
         raise ConfigError(f"{path}: source: unknown key")
+    if "api_key" in raw.get("serve", {}):
+        raise ConfigError(
+            f"{path}: serve.api_key: a secret does not belong in a file that is committed; "
+            "set CENSUS_API_KEY in the environment instead."
+        )
     sources = _apply_env_overrides(raw, environ)
     try:
         return Settings.model_validate({**raw, "source": path.resolve()})

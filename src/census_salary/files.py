@@ -10,6 +10,13 @@ from pathlib import Path
 from typing import IO
 
 
+def default_mode(full: int) -> int:
+    """The permissions `open` would give a new file (0o666) or folder (0o777) here."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return full & ~mask
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -26,6 +33,7 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO]:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, default_mode(0o666))  # mkstemp's 0600 would make the file private
     tmp = Path(tmp_name)
     try:
         with os.fdopen(

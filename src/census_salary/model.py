@@ -241,8 +241,7 @@ class Scorer:
         return self.probabilities(self.encode(features))
 
     def labels(self, probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        cut = self.threshold if threshold is None else threshold
-        return np.where(probabilities >= cut, POSITIVE, NEGATIVE)
+        return labels_at(probabilities, self.threshold if threshold is None else threshold)
 
     def unknown_categories(self, row: CensusRow) -> list[str]:
         """Fields whose value the model never saw in training (scored as missing)."""
@@ -251,6 +250,11 @@ class Scorer:
             for name, codes in zip(self.categorical, self._codes, strict=True)
             if (value := getattr(row, name)) is not None and value not in codes
         ]
+
+
+def labels_at(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """'>50K' where P(>50K) reaches the threshold, '<=50K' elsewhere."""
+    return np.where(probabilities >= threshold, POSITIVE, NEGATIVE)
 
 
 def choose_threshold(

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from census_salary.errors import RemoteError
-from census_salary.model import NEGATIVE, POSITIVE
+from census_salary.model import labels_at
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class RemoteScorer:
         cut = threshold if threshold is not None else self.threshold
         if cut is None:  # nothing was scored, so there is nothing to label
             return np.empty(0, dtype=object)
-        return np.where(probabilities >= cut, POSITIVE, NEGATIVE)
+        return labels_at(probabilities, cut)
 
     def _post(self, batch: pd.DataFrame) -> np.ndarray:
         records = batch.astype(object).where(batch.notna(), None).to_dict("records")
@@ -65,8 +65,14 @@ class RemoteScorer:
             ) from None
         except json.JSONDecodeError:
             raise RemoteError(f"{self.endpoint} did not answer with JSON.") from None
-        self.threshold = float(payload["threshold"])
-        probabilities = np.asarray(payload["probabilities"], dtype=float)
+        try:
+            self.threshold = float(payload["threshold"])
+            probabilities = np.asarray(payload["probabilities"], dtype=float)
+        except (KeyError, TypeError, ValueError):
+            raise RemoteError(
+                f"{self.endpoint} did not answer like a census server (no threshold and "
+                "probabilities); check --url."
+            ) from None
         if len(probabilities) != len(batch):
             raise RemoteError(
                 f"{self.endpoint} returned {len(probabilities)} predictions for {len(batch)} rows."

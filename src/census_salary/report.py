@@ -141,8 +141,13 @@ def render_model_card(metadata: BundleMetadata, slices: SliceReport) -> str:
         f"census-salary {metadata.package_version})",
         f"- Kind: `{metadata.model_kind}` with parameters `{params}`"
         + (f", search chose `{metadata.best_params}`" if metadata.best_params else ""),
-        f"- Decision threshold on P(>50K): {metadata.threshold:.4f}, chosen to maximise "
-        f"`{metadata.threshold_objective}` on out-of-fold predictions of the training split",
+        f"- Decision threshold on P(>50K): {metadata.threshold:.4f}, "
+        + (
+            "fixed in census.toml"
+            if metadata.threshold_objective == "fixed"
+            else f"chosen to maximise `{metadata.threshold_objective}` on out-of-fold "
+            "predictions of the training split"
+        ),
         f"- Model file SHA-256: `{metadata.model_sha256}`",
         "- Libraries: "
         + ", ".join(f"{k} {v}" for k, v in sorted(metadata.library_versions.items())),

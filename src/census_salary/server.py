@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from census_salary.config import Settings, load_settings
+from census_salary.errors import ConfigError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -38,6 +39,16 @@ def create_app_from_environment() -> FastAPI:
     return create_app(load_settings(Path(os.environ["CENSUS_CONFIG"])))
 
 
+def _from_env(name: str, default: int, low: int, high: int) -> int:
+    """A whole number from the environment (set by Heroku and the like), checked."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    if not text.strip().isdigit() or not low <= int(text) <= high:
+        raise ConfigError(f"${name} is {text!r}; expected a whole number from {low} to {high}.")
+    return int(text)
+
+
 def run_server(
     settings: Settings, host: str | None = None, port: int | None = None, workers: int | None = None
 ) -> None:
@@ -51,12 +62,13 @@ def run_server(
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     options: dict[str, Any] = {
         "host": host or settings.serve.host,
-        "port": port if port is not None else int(os.environ.get("PORT", settings.serve.port)),
+        "port": port if port is not None else _from_env("PORT", settings.serve.port, 0, 65535),
         "access_log": False,  # the app logs one structured line per request
         "log_config": None,  # logging is configured by the CLI
         "timeout_graceful_shutdown": 20,
     }
-    workers = workers or int(os.environ.get("WEB_CONCURRENCY", settings.serve.workers))
+    if workers is None:
+        workers = _from_env("WEB_CONCURRENCY", settings.serve.workers, 1, 1024)
     if workers > 1:
         os.environ["CENSUS_CONFIG"] = str(settings.source)
         level = logging.getLogger().getEffectiveLevel()
