@@ -2,7 +2,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from census_salary.errors import ModelError
 from census_salary.model import build_pipeline
 from census_salary.schema import CATEGORICAL, NUMERICAL
 from census_salary.train import train
+from live_server import census_executable
 
 
 def test_bundle_loads_with_its_metadata(small_settings: Settings) -> None:
@@ -153,7 +153,7 @@ def test_each_training_run_is_recorded(project_copy: Settings) -> None:
 def test_sigkill_during_training_leaves_a_loadable_bundle(project_copy: Settings) -> None:
     """Kill `census train` at moments spread over its run: a bundle always loads, and it
     is the previous one or a complete new one."""
-    census = Path(sys.executable).parent / "census"
+    census = census_executable()
     command = [str(census), "--config", str(project_copy.source), "train"]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)

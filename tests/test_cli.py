@@ -7,7 +7,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from census_salary.cli import app
 from census_salary.config import Settings
 from census_salary.errors import ExitCode
 from census_salary.schema import EXAMPLE_ROW
+from live_server import census_executable
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["train", "evaluate", "slice-report", "predict", "serve", "runs"]
@@ -346,7 +346,7 @@ def test_log_file_keeps_a_log(runner: CliRunner, small_settings: Settings, tmp_p
 
 
 def test_real_process_predicts_the_readme_example() -> None:
-    census = Path(sys.executable).parent / "census"
+    census = census_executable()
     with (ROOT / "examples" / "rows.json").open() as rows:
         done = subprocess.run(
             [str(census), "predict"],
@@ -363,7 +363,7 @@ def test_real_process_predicts_the_readme_example() -> None:
 
 
 def test_real_process_reports_errors_without_traceback(tmp_path: Path) -> None:
-    census = Path(sys.executable).parent / "census"
+    census = census_executable()
     done = subprocess.run(
         [str(census), "predict"], input="[{]", capture_output=True, text=True, cwd=ROOT, check=False
     )
@@ -373,7 +373,7 @@ def test_real_process_reports_errors_without_traceback(tmp_path: Path) -> None:
 
 
 def test_real_process_stops_quietly_when_the_reader_goes_away(census_csv: Path) -> None:
-    census = Path(sys.executable).parent / "census"
+    census = census_executable()
     line = f"{census} predict --chunk-size 1000 -i {census_csv} | head -n 2"
     done = subprocess.run(
         ["bash", "-o", "pipefail", "-c", line],

@@ -62,10 +62,10 @@ def readme_examples() -> list[str]:
     return [line for line in block.group(1).splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory, census_csv: Path) -> Path:
-    """A copy of the project where examples may write (train makes a new bundle)."""
-    folder = tmp_path_factory.mktemp("readme")
+@pytest.fixture
+def workdir(tmp_path: Path, census_csv: Path) -> Path:
+    """A fresh copy of the project for each example (train makes a new bundle)."""
+    folder = tmp_path
     for name in ("census.toml", "ModelCard.md"):
         shutil.copy(ROOT / name, folder / name)
     for name in ("examples", "artifacts"):

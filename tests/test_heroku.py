@@ -7,7 +7,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from census_salary.schema import EXAMPLE_ROW
+from live_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 60.0
@@ -132,12 +132,6 @@ def slug(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def dyno_environment(app: Path, port: int, web_concurrency: str) -> dict[str, str]:

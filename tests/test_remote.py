@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,14 +17,9 @@ from census_salary.cli import app
 from census_salary.config import Settings
 from census_salary.errors import ExitCode
 from census_salary.schema import EXAMPLE_ROW
+from live_server import free_port
 
 KEY = "s3cret-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
