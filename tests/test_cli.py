@@ -414,6 +414,7 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, dict]]:
     # monkeypatch put the environment back as it was afterwards.
     monkeypatch.setenv("CENSUS_CONFIG", "")
     monkeypatch.setenv("CENSUS_LOG_LEVEL", "")
+    monkeypatch.setenv("CENSUS_LOG_FILE", "")
     return calls
 
 
@@ -535,3 +536,25 @@ def test_serve_refuses_bad_options(
     result = run(runner, small_settings, "serve", *option)
     assert result.exit_code == ExitCode.USAGE, result.output
     assert uvicorn_calls == []
+
+
+def test_serve_workers_keep_the_log_file(
+    runner: CliRunner,
+    small_settings: Settings,
+    uvicorn_calls: list[tuple[object, dict]],
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "serve.log"
+    args = [
+        "--config",
+        str(small_settings.source),
+        "--log-file",
+        str(log),
+        "serve",
+        "--workers",
+        "2",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert os.environ["CENSUS_LOG_FILE"] == str(log)
+    assert os.environ["CENSUS_LOG_LEVEL"] == "INFO"

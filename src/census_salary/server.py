@@ -32,9 +32,13 @@ def create_app_from_environment() -> FastAPI:
     """
     from census_salary.api import create_app
 
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file := os.environ.get("CENSUS_LOG_FILE"):
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     logging.basicConfig(
         level=os.environ.get("CENSUS_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
     )
     return create_app(load_settings(Path(os.environ["CENSUS_CONFIG"])))
 
@@ -71,8 +75,11 @@ def run_server(
         workers = _from_env("WEB_CONCURRENCY", settings.serve.workers, 1, 1024)
     if workers > 1:
         os.environ["CENSUS_CONFIG"] = str(settings.source)
-        level = logging.getLogger().getEffectiveLevel()
-        os.environ["CENSUS_LOG_LEVEL"] = logging.getLevelName(level)
+        root = logging.getLogger()
+        os.environ["CENSUS_LOG_LEVEL"] = logging.getLevelName(root.getEffectiveLevel())
+        files = [h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)]
+        if files:  # --log-file: the workers keep the log too
+            os.environ["CENSUS_LOG_FILE"] = files[0]
         uvicorn.run(WORKER_FACTORY, factory=True, workers=workers, **options)
     else:
         from census_salary.api import create_app
