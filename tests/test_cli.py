@@ -89,7 +89,7 @@ def test_bad_config_is_one_line_and_exit_2(runner: CliRunner, tmp_path: Path) ->
 
 
 def test_train_writes_a_new_bundle(runner: CliRunner, project_copy: Settings) -> None:
-    result = run(runner, project_copy, "train", "--format", "json")
+    result = run(runner, project_copy, "train", "--json")
     assert result.exit_code == 0, result.output
     version = json.loads(result.stdout)["version"]
     assert (project_copy.artifacts_dir / "LATEST").read_text().strip() == version

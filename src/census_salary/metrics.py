@@ -9,6 +9,7 @@ import pandas as pd
 from pydantic import BaseModel
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
+from census_salary.errors import GateError
 from census_salary.schema import NUMERICAL
 
 
@@ -101,6 +102,16 @@ class SliceReport(BaseModel):
     slices: list[SliceMetrics]
     min_rows: int
     threshold: float
+
+    def check_f1_gap(self, max_gap: float) -> None:
+        """Raise GateError when a sized slice's F1 is more than `max_gap` below the whole's."""
+        worst = self.worst_f1_gap()
+        if worst is not None and worst.f1_gap is not None and worst.f1_gap < -max_gap:
+            raise GateError(
+                f"Slice {worst.feature} = {worst.value} has F1 {worst.f1:.3f}, "
+                f"{-worst.f1_gap:.3f} below the overall {self.overall.f1:.3f} "
+                f"(allowed: {max_gap})."
+            )
 
     def worst_f1_gap(self) -> SliceMetrics | None:
         """The sized slice whose F1 falls furthest below the overall F1."""
