@@ -93,3 +93,12 @@ def test_bad_rows_are_caught_before_sending(server_url: str) -> None:
     )
     assert result.exit_code == ExitCode.USAGE, result.output
     assert "row 1, field 'age'" in result.stderr
+
+
+def test_batches_shrink_to_the_servers_row_limit(server_url: str) -> None:
+    """The server takes 3 rows per request; the default batch is 1,000."""
+    result = CliRunner().invoke(
+        app, ["predict", "--url", server_url, "--api-key", KEY], input=json.dumps(ROWS)
+    )
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == len(ROWS)

@@ -6,6 +6,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from http import HTTPStatus
 from typing import Any
 
 import numpy as np
@@ -34,9 +35,10 @@ class RemoteScorer:
         self.threshold: float | None = None
 
     def predict_frame(self, features: pd.DataFrame) -> np.ndarray:
+        size = self.batch_size  # _post may lower it for later calls; this one keeps its own
         parts = [
-            self._post(features.iloc[start : start + self.batch_size])
-            for start in range(0, len(features), self.batch_size)
+            self._post(features.iloc[start : start + size])
+            for start in range(0, len(features), size)
         ]
         return np.concatenate(parts) if parts else np.empty(0)
 
@@ -57,6 +59,16 @@ class RemoteScorer:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 payload: dict[str, Any] = json.loads(response.read())
         except urllib.error.HTTPError as exc:
+            if exc.code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE and len(batch) > 1:
+                # The server's row or size limit is lower than our batch: halve and go on.
+                self.batch_size = max(1, len(batch) // 2)
+                logger.info(
+                    "%s refused %d rows; sending %d at a time",
+                    self.endpoint,
+                    len(batch),
+                    self.batch_size,
+                )
+                return self.predict_frame(batch)
             raise RemoteError(f"{self.endpoint} answered {exc.code}: {_detail(exc)}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
