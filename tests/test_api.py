@@ -10,9 +10,10 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from census_salary.api import create_app
-from census_salary.bundle import Bundle
+from census_salary.bundle import Bundle, RowScorer
 from census_salary.config import Settings
 from census_salary.schema import EXAMPLE_ROW
+from census_salary.trees import TreeTables
 
 KEY = "k3y-for-tests"
 
@@ -22,17 +23,19 @@ def settings_with(settings: Settings, **serve: object) -> Settings:
 
 
 @pytest.fixture
-def client(small_settings: Settings, small_bundle: Bundle) -> Iterator[TestClient]:
+def client(small_settings: Settings, serving_bundle: Bundle[RowScorer]) -> Iterator[TestClient]:
     with TestClient(
-        create_app(settings_with(small_settings, max_rows=50, max_body_bytes=20_000), small_bundle)
+        create_app(
+            settings_with(small_settings, max_rows=50, max_body_bytes=20_000), serving_bundle
+        )
     ) as c:
         yield c
 
 
 @pytest.fixture
-def keyed(small_settings: Settings, small_bundle: Bundle) -> Iterator[TestClient]:
+def keyed(small_settings: Settings, serving_bundle: Bundle[RowScorer]) -> Iterator[TestClient]:
     with TestClient(
-        create_app(settings_with(small_settings, api_key=SecretStr(KEY)), small_bundle)
+        create_app(settings_with(small_settings, api_key=SecretStr(KEY)), serving_bundle)
     ) as c:
         yield c
 
@@ -52,10 +55,10 @@ def test_health_is_cheap_and_keeps_the_classic_fields(client: TestClient) -> Non
     assert {"name", "api_version", "model_lib_version"} <= set(body)
 
 
-def test_ready_names_the_model(client: TestClient, small_bundle: Bundle) -> None:
+def test_ready_names_the_model(client: TestClient, serving_bundle: Bundle[RowScorer]) -> None:
     response = client.get("/ready")
     assert response.status_code == 200
-    assert response.json()["model_version"] == small_bundle.metadata.version
+    assert response.json()["model_version"] == serving_bundle.metadata.version
 
 
 def test_not_ready_without_a_model_says_why(small_settings: Settings, tmp_path: Path) -> None:
@@ -95,11 +98,11 @@ def test_predict_bare_list_keeps_order_and_duplicates(client: TestClient) -> Non
     assert body["probabilities"][0] == body["probabilities"][2]
 
 
-def test_predict_matches_the_scorer(client: TestClient, small_bundle: Bundle) -> None:
+def test_predict_gives_the_pipelines_probability(client: TestClient, small_bundle: Bundle) -> None:
     from census_salary.schema import CensusRow
 
     row = CensusRow.model_validate(EXAMPLE_ROW)
-    expected = small_bundle.scorer.probabilities(small_bundle.scorer.encode_rows([row]))[0]
+    expected = small_bundle.scorer.probabilities_of_rows([row])[0]
     assert client.post("/predict", json=[EXAMPLE_ROW]).json()["probabilities"][0] == expected
 
 
@@ -264,20 +267,20 @@ def test_open_endpoints_stay_open(keyed: TestClient, path: str) -> None:
 
 
 def test_open_server_logs_that_it_is_open(
-    small_settings: Settings, small_bundle: Bundle, caplog: pytest.LogCaptureFixture
+    small_settings: Settings, serving_bundle: Bundle[RowScorer], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with TestClient(create_app(small_settings, small_bundle)):
+    with TestClient(create_app(small_settings, serving_bundle)):
         pass
     assert "no API key set" in caplog.text
 
 
 def test_unexpected_error_is_a_500_problem_with_request_id(
-    client: TestClient, small_bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(matrix: object) -> None:
+    def broken(self: object, rows: object) -> None:
         raise RuntimeError("internal detail")
 
-    monkeypatch.setattr(small_bundle.scorer, "probabilities", broken)
+    monkeypatch.setattr(TreeTables, "probabilities_of_rows", broken)
     response = client.post("/predict", json=[EXAMPLE_ROW], headers={"X-Request-ID": "crash-1"})
     body = assert_problem(response, 500)
     assert response.headers["X-Request-ID"] == "crash-1"
@@ -289,8 +292,10 @@ def test_wrong_method_names_the_allowed_ones(client: TestClient) -> None:
     assert client.get("/predict").headers["allow"] == "POST"
 
 
-def test_health_names_the_loaded_model(client: TestClient, small_bundle: Bundle) -> None:
-    assert client.get("/health").json()["model_version"] == small_bundle.metadata.version
+def test_health_names_the_loaded_model(
+    client: TestClient, serving_bundle: Bundle[RowScorer]
+) -> None:
+    assert client.get("/health").json()["model_version"] == serving_bundle.metadata.version
 
 
 def test_metadata_without_a_model_is_503(small_settings: Settings, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from census_salary.bundle import (
     METADATA_FILE,
     MODEL_FILE,
     POINTER,
+    TREES_FILE,
     current_bundle_dir,
     load_bundle,
+    load_for_serving,
     read_metadata,
     read_runs,
     sha256_bytes,
@@ -25,7 +28,7 @@ from census_salary.bundle import (
 from census_salary.config import Settings
 from census_salary.data import read_census
 from census_salary.errors import ModelError
-from census_salary.model import build_pipeline
+from census_salary.model import Scorer, build_pipeline
 from census_salary.schema import CATEGORICAL, NUMERICAL
 from census_salary.train import train
 from live_server import census_executable
@@ -167,3 +170,44 @@ def test_sigkill_during_training_leaves_a_loadable_bundle(project_copy: Settings
     train(project_copy)  # a later run cleans up what the killed ones left
     leftovers = [p.name for p in project_copy.artifacts_dir.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_serving_loads_the_tree_tables_without_scikit_learn(small_settings: Settings) -> None:
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from census_salary.bundle import load_for_serving\n"
+        f"bundle = load_for_serving(Path({str(small_settings.artifacts_dir)!r}))\n"
+        "print(type(bundle.scorer).__name__)\n"
+        "print(sorted(m for m in ('sklearn', 'scipy', 'skops', 'pandas') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout.split("\n")
+    assert out[:2] == ["TreeTables", "[]"]
+
+
+def test_changed_trees_file_is_refused(project_copy: Settings) -> None:
+    trees = current_bundle_dir(project_copy.artifacts_dir) / TREES_FILE
+    data = bytearray(trees.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    trees.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"trees\.npz does not match the SHA-256"):
+        load_for_serving(project_copy.artifacts_dir)
+
+
+def test_trees_self_test_mismatch_is_refused(project_copy: Settings) -> None:
+    folder = current_bundle_dir(project_copy.artifacts_dir)
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    meta["self_test"]["probability"] += 0.01
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"trees\.npz loaded but scores its stored example"):
+        load_for_serving(project_copy.artifacts_dir)
+
+
+def test_serving_without_trees_loads_the_pipeline(project_copy: Settings) -> None:
+    folder = current_bundle_dir(project_copy.artifacts_dir)
+    (folder / TREES_FILE).unlink()
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    meta["trees_sha256"] = None
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    assert isinstance(load_for_serving(project_copy.artifacts_dir).scorer, Scorer)

@@ -1,14 +1,16 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from census_salary.bundle import Bundle, load_bundle
+from census_salary.bundle import Bundle
 from census_salary.config import load_settings
 from census_salary.data import read_census
 from census_salary.errors import ConfigError
-from census_salary.model import POSITIVE, Scorer, _DirectTrees, build_pipeline, choose_threshold
-from census_salary.schema import CATEGORICAL, EXAMPLE_ROW, NUMERICAL, CensusRow
+from census_salary.model import Scorer, build_pipeline, choose_threshold, export_trees
+from census_salary.schema import CATEGORICAL, EXAMPLE_ROW, NUMERICAL, POSITIVE, CensusRow
+from census_salary.trees import TreeTables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,34 +22,6 @@ def test_fast_encoder_matches_sklearn_on_every_row_of_the_data(
     scorer = small_bundle.scorer
     expected = scorer.pipeline.named_steps["encode"].transform(features)
     np.testing.assert_array_equal(scorer.encode(features), expected)
-
-
-@pytest.mark.parametrize("which", ["small", "committed"])
-def test_fast_path_probabilities_match_the_pipeline_on_every_row(
-    census_csv: Path, small_bundle: Bundle, which: str
-) -> None:
-    bundle = small_bundle if which == "small" else load_bundle(ROOT / "artifacts")
-    scorer = bundle.scorer
-    assert isinstance(scorer._predict, _DirectTrees), "the direct tree path should be in use"
-    features = read_census(census_csv).features
-    np.testing.assert_array_equal(
-        scorer.predict_frame(features), scorer.pipeline.predict_proba(features)[:, 1]
-    )
-
-
-def test_scorer_falls_back_when_the_direct_path_disagrees(
-    small_bundle: Bundle, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    original = _DirectTrees.__call__
-    monkeypatch.setattr(_DirectTrees, "__call__", lambda self, m: original(self, m) + 1e-12)
-    scorer = Scorer(small_bundle.scorer.pipeline, 0.5)
-    assert not isinstance(scorer._predict, _DirectTrees)
-    assert "disagrees" in caplog.text
-    row = scorer.encode_rows([CensusRow.model_validate(EXAMPLE_ROW)])
-    assert (
-        scorer.probabilities(row)[0]
-        == scorer.pipeline.named_steps["model"].predict_proba(row)[0, 1]
-    )
 
 
 def test_row_path_matches_the_batch_path_on_every_row(
@@ -65,9 +39,7 @@ def test_unknown_category_is_scored_as_missing(small_bundle: Bundle) -> None:
     odd = CensusRow.model_validate({**EXAMPLE_ROW, "workclass": "Astronaut"})
     missing = CensusRow.model_validate({**EXAMPLE_ROW, "workclass": None})
     assert scorer.unknown_categories(odd) == ["workclass"]
-    assert scorer.probabilities(scorer.encode_rows([odd])) == scorer.probabilities(
-        scorer.encode_rows([missing])
-    )
+    assert scorer.probabilities_of_rows([odd]) == scorer.probabilities_of_rows([missing])
 
 
 def test_labels_follow_the_threshold(small_bundle: Bundle) -> None:
@@ -81,7 +53,7 @@ def test_empty_batch_scores_to_nothing(small_bundle: Bundle) -> None:
 
 
 @pytest.mark.parametrize("kind", ["random_forest", "logistic_regression"])
-def test_other_kinds_train_and_score(kind: str, census_csv: Path) -> None:
+def test_other_kinds_train_score_and_have_no_tree_export(kind: str, census_csv: Path) -> None:
     data = read_census(census_csv)
     x, y = data.features.head(1500), data.target.head(1500)
     settings = load_settings(ROOT / "census.toml", environ={})
@@ -89,6 +61,31 @@ def test_other_kinds_train_and_score(kind: str, census_csv: Path) -> None:
     params.pop("n_jobs", None)
     pipeline = build_pipeline(kind, params, CATEGORICAL, NUMERICAL, seed=0).fit(x, y)
     assert pipeline.predict_proba(x).shape == (1500, 2)
+    assert export_trees(Scorer(pipeline, 0.5), x) is None
+
+
+def test_tree_export_matches_the_pipeline_on_every_row_of_the_data(
+    census_csv: Path, small_bundle: Bundle
+) -> None:
+    features = read_census(census_csv).features
+    tables = export_trees(small_bundle.scorer, features.head(100))
+    assert tables is not None
+    columns = {name: features[name].tolist() for name in tables.columns}
+    np.testing.assert_array_equal(
+        tables.probabilities(columns), small_bundle.scorer.predict_frame(features)
+    )
+
+
+def test_tree_export_is_dropped_when_it_disagrees(
+    small_bundle: Bundle, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    exact = TreeTables.probabilities
+    monkeypatch.setattr(
+        TreeTables, "probabilities", lambda self, columns: exact(self, columns) + 1e-12
+    )
+    rows = pd.DataFrame([CensusRow.model_validate(EXAMPLE_ROW).model_dump()])
+    assert export_trees(small_bundle.scorer, rows) is None
+    assert "disagree" in caplog.text
 
 
 def test_unknown_hyperparameter_is_a_config_error() -> None:

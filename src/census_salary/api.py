@@ -31,10 +31,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from census_salary import __version__
-from census_salary.bundle import Bundle, load_bundle
+from census_salary.bundle import Bundle, RowScorer, load_for_serving
 from census_salary.config import Settings
 from census_salary.errors import CensusError
-from census_salary.schema import EXAMPLE_ROW, CensusRow
+from census_salary.schema import EXAMPLE_ROW, CensusRow, labels_at
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("census_salary.access")
@@ -212,8 +212,8 @@ class RequestContext:
 
 # Dependencies are `async` although they wait for nothing: FastAPI runs plain `def`
 # dependencies in a thread pool, which costs more than they do.
-async def get_bundle(request: Request) -> Bundle:
-    bundle: Bundle | None = request.app.state.bundle
+async def get_bundle(request: Request) -> Bundle[RowScorer]:
+    bundle: Bundle[RowScorer] | None = request.app.state.bundle
     if bundle is None:
         raise Problem(
             503, "Service Unavailable", f"The model is not loaded: {request.app.state.not_ready}"
@@ -241,13 +241,13 @@ async def require_api_key(request: Request) -> None:
         )
 
 
-BundleDep = Annotated[Bundle, Depends(get_bundle)]
+BundleDep = Annotated[Bundle[RowScorer], Depends(get_bundle)]
 
 
 # --- the app -----------------------------------------------------------------------------
 
 
-def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
+def create_app(settings: Settings, bundle: Bundle[RowScorer] | None = None) -> FastAPI:
     """The API over the bundle in settings' artifacts folder (or the `bundle` given)."""
 
     @asynccontextmanager
@@ -255,7 +255,7 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
         app.state.bundle, app.state.not_ready = bundle, "loading"
         if app.state.bundle is None:
             try:
-                app.state.bundle = load_bundle(settings.artifacts_dir)
+                app.state.bundle = load_for_serving(settings.artifacts_dir)
             except CensusError as exc:
                 logger.error("model not loaded: %s", exc)
                 app.state.not_ready = str(exc)
@@ -313,7 +313,7 @@ def _add_routes(app: FastAPI) -> None:
     @app.get("/health", tags=["operations"])
     async def health(request: Request) -> HealthResponse:
         """Liveness: cheap, never touches the model."""
-        bundle: Bundle | None = request.app.state.bundle
+        bundle: Bundle[RowScorer] | None = request.app.state.bundle
         return HealthResponse(
             model_version=bundle.metadata.version if bundle else None,
             status="ok",
@@ -379,14 +379,13 @@ def _add_routes(app: FastAPI) -> None:
     async def predict(request: Request, bundle: BundleDep) -> PredictionResponse:
         """Score rows: N rows in, N predictions out, in order."""
         rows = _parse_rows(await request.body(), request.app.state.max_rows)
-        scorer = bundle.scorer
-        matrix = scorer.encode_rows(rows)
+        scorer, threshold = bundle.scorer, bundle.metadata.threshold
         if len(rows) <= INLINE_ROWS:
-            probabilities = scorer.probabilities(matrix)
+            probabilities = scorer.probabilities_of_rows(rows)
         else:  # a big batch in a thread, so /health and small requests are not held up
-            probabilities = await run_in_threadpool(scorer.probabilities, matrix)
+            probabilities = await run_in_threadpool(scorer.probabilities_of_rows, rows)
         return PredictionResponse(
-            predictions=scorer.labels(probabilities).tolist(),
+            predictions=labels_at(probabilities, threshold).tolist(),
             probabilities=probabilities.tolist(),
             warnings=[
                 [
@@ -396,7 +395,7 @@ def _add_routes(app: FastAPI) -> None:
                 for row in rows
             ],
             model_version=bundle.metadata.version,
-            threshold=scorer.threshold,
+            threshold=threshold,
             model_lib_version=_sklearn_version(),
             timestamp=datetime.now(UTC).isoformat(),
         )
@@ -463,7 +462,7 @@ def _page_template() -> str:
 
 def _render_page(app: FastAPI) -> str:
     """The form page, with the model's vocabularies and whether a key is needed."""
-    bundle: Bundle | None = app.state.bundle
+    bundle: Bundle[RowScorer] | None = app.state.bundle
     config = {
         "auth_required": app.state.api_key is not None,
         "example": EXAMPLE_ROW,

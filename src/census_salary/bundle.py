@@ -4,14 +4,21 @@ Layout under the artifacts folder:
 
     LATEST                    the version id of the current bundle (the commit point)
     <version>/model.skops     the fitted pipeline, in skops' format (no pickle)
+    <version>/trees.npz       its gradient-boosted trees as plain arrays (see `trees`), which
+                              `census serve` scores with; absent for other model kinds
     <version>/metadata.json   version, data hash, model hash, schema, threshold, metrics...
     <version>/evaluation.json, slices.json, slice_output.txt
     runs.jsonl                one line per training run
 
 A new bundle is written into a temporary folder, renamed to its version, and only then
 named in LATEST (replaced atomically). A crash at any point leaves the previous bundle
-whole and current. Loading checks the SHA-256 recorded in metadata.json before skops
-reads the file, and skops only builds types from its own safe set plus `ALLOWED_TYPES`.
+whole and current. Loading checks the SHA-256 recorded in metadata.json before a file
+is read, skops only builds types from its own safe set plus `ALLOWED_TYPES`, and the
+tree arrays are read by numpy without pickle. Either way a stored example must score
+its stored probability before the model is used.
+
+scikit-learn and skops are imported only when the pipeline itself is needed, so a
+server scoring from `trees.npz` starts without them.
 """
 
 from __future__ import annotations
@@ -22,27 +29,31 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-import skops.io as sio
+import numpy as np
 from pydantic import BaseModel, ValidationError
-from sklearn.compose import ColumnTransformer
-from sklearn.pipeline import Pipeline
 
 from census_salary.errors import ModelError
 from census_salary.files import atomic_write, default_mode, fsync_dir
 from census_salary.metrics import Metrics
-from census_salary.model import Scorer
 from census_salary.schema import CensusRow
+from census_salary.trees import TreeTables
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+    from census_salary.model import Scorer
 
 logger = logging.getLogger(__name__)
 
 POINTER = "LATEST"
 MODEL_FILE = "model.skops"
+TREES_FILE = "trees.npz"
 METADATA_FILE = "metadata.json"
 RUNS_FILE = "runs.jsonl"
 # Types skops does not trust by default that our pipelines are made of; nothing else is
@@ -84,6 +95,7 @@ class BundleMetadata(BaseModel):
     library_versions: dict[str, str]
     model_kind: str
     model_sha256: str
+    trees_sha256: str | None = None  # None: no trees.npz, serve from the pipeline
     data: DataInfo
     config: dict[str, Any]
     features: FeatureSchema
@@ -94,11 +106,22 @@ class BundleMetadata(BaseModel):
     self_test: SelfTest
 
 
+class RowScorer(Protocol):
+    """What scoring needs of a model: the pipeline's `Scorer` or the `TreeTables`."""
+
+    def probabilities_of_rows(self, rows: Sequence[CensusRow]) -> np.ndarray: ...
+
+    def unknown_categories(self, row: CensusRow) -> list[str]: ...
+
+
+ScorerT = TypeVar("ScorerT", bound=RowScorer)
+
+
 @dataclass(frozen=True)
-class Bundle:
+class Bundle(Generic[ScorerT]):
     directory: Path
     metadata: BundleMetadata
-    scorer: Scorer
+    scorer: ScorerT
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -112,6 +135,8 @@ def new_version(model_bytes: bytes, now: datetime | None = None) -> str:
 
 
 def dump_model(pipeline: Pipeline) -> bytes:
+    import skops.io as sio
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / MODEL_FILE
         sio.dump(pipeline, path)
@@ -128,6 +153,7 @@ def _write_file(path: Path, data: bytes) -> None:
 def save_bundle(
     artifacts_dir: Path,
     model_bytes: bytes,
+    trees_bytes: bytes | None,
     metadata: BundleMetadata,
     reports: Mapping[str, bytes],
 ) -> Path:
@@ -137,6 +163,8 @@ def save_bundle(
     staging.chmod(default_mode(0o777))  # mkdtemp's 0700 would hide the model from a server
     try:
         _write_file(staging / MODEL_FILE, model_bytes)
+        if trees_bytes is not None:
+            _write_file(staging / TREES_FILE, trees_bytes)
         for name, data in reports.items():
             _write_file(staging / name, data)
         _write_file(staging / METADATA_FILE, metadata.model_dump_json(indent=2).encode() + b"\n")
@@ -212,34 +240,53 @@ def read_metadata(bundle_dir: Path) -> BundleMetadata:
         ) from None
 
 
-def load_bundle(artifacts_dir: Path) -> Bundle:
-    """Load the current bundle, refusing a model file that is not the one recorded."""
+def load_bundle(artifacts_dir: Path) -> Bundle[Scorer]:
+    """Load the current bundle's pipeline, refusing a model file that is not the one recorded."""
+    from census_salary.model import Scorer
+
     bundle_dir = current_bundle_dir(artifacts_dir)
     metadata = read_metadata(bundle_dir)
     model_path = bundle_dir / MODEL_FILE
-    try:
-        data = model_path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"{model_path} is missing; run `census train`.") from None
-    except OSError as exc:
-        raise ModelError(f"Cannot read {model_path}: {exc.strerror}.") from None
-    if sha256_bytes(data) != metadata.model_sha256:
-        raise ModelError(
-            f"{model_path} does not match the SHA-256 recorded in {METADATA_FILE}: the file "
-            "was changed or damaged, so it will not be loaded. Run `census train` or restore it."
-        )
-    pipeline = _load_pipeline(data, model_path)
+    pipeline = _load_pipeline(_read_verified(model_path, metadata.model_sha256), model_path)
     try:
         scorer = Scorer(pipeline, metadata.threshold)
-        row = CensusRow.model_validate(metadata.self_test.row)
     except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise ModelError(f"{model_path} does not fit this version of census: {exc}") from None
-    _check_self_test(scorer, row, metadata, model_path)
-    _warn_on_version_drift(metadata)
-    return Bundle(directory=bundle_dir, metadata=metadata, scorer=scorer)
+    return _checked(Bundle(bundle_dir, metadata, scorer), model_path)
+
+
+def load_for_serving(artifacts_dir: Path) -> Bundle[RowScorer]:
+    """The current bundle with its fastest scorer: the tree arrays, else the pipeline."""
+    bundle_dir = current_bundle_dir(artifacts_dir)
+    metadata = read_metadata(bundle_dir)
+    if metadata.trees_sha256 is None:
+        return load_bundle(artifacts_dir)
+    trees_path = bundle_dir / TREES_FILE
+    data = _read_verified(trees_path, metadata.trees_sha256)
+    tables = TreeTables.from_bytes(data, str(trees_path))
+    return _checked(Bundle(bundle_dir, metadata, tables), trees_path)
+
+
+def _read_verified(path: Path, sha256: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{path} is missing; run `census train`.") from None
+    except OSError as exc:
+        raise ModelError(f"Cannot read {path}: {exc.strerror}.") from None
+    if sha256_bytes(data) != sha256:
+        raise ModelError(
+            f"{path} does not match the SHA-256 recorded in {METADATA_FILE}: the file "
+            "was changed or damaged, so it will not be loaded. Run `census train` or restore it."
+        )
+    return data
 
 
 def _load_pipeline(data: bytes, model_path: Path) -> Pipeline:
+    import skops.io as sio
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
     try:
         untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(ALLOWED_TYPES))
     except Exception as exc:  # skops raises many kinds on a damaged zip
@@ -259,16 +306,21 @@ def _load_pipeline(data: bytes, model_path: Path) -> Pipeline:
     return pipeline
 
 
-def _check_self_test(
-    scorer: Scorer, row: CensusRow, metadata: BundleMetadata, model_path: Path
-) -> None:
-    got = float(scorer.probabilities(scorer.encode_rows([row]))[0])
-    if abs(got - metadata.self_test.probability) > 1e-9:
+def _checked(bundle: Bundle[ScorerT], model_path: Path) -> Bundle[ScorerT]:
+    """The bundle, once its stored example scores the stored probability."""
+    stored = bundle.metadata.self_test
+    try:
+        got = float(bundle.scorer.probabilities_of_rows([CensusRow.model_validate(stored.row)])[0])
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ModelError(f"{model_path} does not fit this version of census: {exc}") from None
+    if abs(got - stored.probability) > 1e-9:
         raise ModelError(
             f"{model_path} loaded but scores its stored example {got:.6f} instead of "
-            f"{metadata.self_test.probability:.6f}; the installed libraries disagree with the "
+            f"{stored.probability:.6f}; the installed libraries disagree with the "
             "ones it was trained with. Retrain with `census train`."
         )
+    _warn_on_version_drift(bundle.metadata)
+    return bundle
 
 
 def _warn_on_version_drift(metadata: BundleMetadata) -> None:

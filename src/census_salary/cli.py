@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from census_salary.bundle import Bundle
     from census_salary.config import Settings
     from census_salary.metrics import SliceReport
+    from census_salary.model import Scorer
     from census_salary.progress import Progress
 
 
@@ -153,7 +154,7 @@ def _settings(ctx: typer.Context) -> Settings:
     return load_settings(path)
 
 
-def _bundle(settings: Settings) -> Bundle:
+def _bundle(settings: Settings) -> Bundle[Scorer]:
     from census_salary.bundle import load_bundle
 
     return load_bundle(settings.artifacts_dir)

@@ -1,16 +1,22 @@
-"""Evaluation metrics and slice metrics (performance on each slice of the data)."""
+"""Evaluation metrics and slice metrics (performance on each slice of the data).
+
+The result models are read by `census serve` with a model's metadata, so this module
+imports scikit-learn only where it computes.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from census_salary.errors import GateError
 from census_salary.schema import NUMERICAL
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class ConfusionMatrix(BaseModel):
@@ -57,6 +63,8 @@ def _f1(c: ConfusionMatrix) -> float | None:
 
 def evaluate(y_true: np.ndarray, probabilities: np.ndarray, threshold: float) -> Metrics:
     """Metrics of probabilities against 0/1 labels at a decision threshold."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
     y = np.asarray(y_true).astype(bool)
     p = np.asarray(probabilities, dtype=float)
     c = _counts(y, p >= threshold)

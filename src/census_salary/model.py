@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,11 +26,10 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from census_salary.config import ModelKind, ParamValue
 from census_salary.errors import ConfigError
-from census_salary.schema import CensusRow
+from census_salary.schema import CensusRow, labels_at
+from census_salary.trees import TreeTables
 
 logger = logging.getLogger(__name__)
-
-POSITIVE, NEGATIVE = ">50K", "<=50K"
 
 
 def build_pipeline(
@@ -101,57 +100,6 @@ def param_prefix(kind: ModelKind) -> str:
     return "model__" if kind == "hist_gradient_boosting" else "model__classifier__"
 
 
-# Below this many rows one thread is faster (and never starves a busy server of its cores).
-_THREADED_ROWS = 20_000
-
-
-class _DirectTrees:
-    """P(>50K) of a fitted HistGradientBoostingClassifier, straight from its trees.
-
-    `predict_proba` re-validates its input and re-encodes the categories on every call,
-    about 2 ms even for one row while the trees take 0.3 ms. This computes the same
-    numbers (baseline plus the sum of the trees' outputs, through the model's own link) from the
-    matrix our `encode` step gives. It reads scikit-learn internals, so `Scorer` checks
-    it against `predict_proba` when it is built and falls back if they ever differ.
-    """
-
-    def __init__(self, estimator: HistGradientBoostingClassifier) -> None:
-        self._trees = [trees[0] for trees in estimator._predictors]
-        self._baseline = float(np.ravel(estimator._baseline_prediction)[0])
-        self._loss = estimator._loss
-        self._bitsets, self._feature_map = estimator._bin_mapper.make_known_categories_bitsets()
-        encoder = estimator._preprocessor.named_transformers_["encoder"]
-        mask = np.asarray(estimator.is_categorical_)
-        # Our ordinal code -> the estimator's own category index (NaN where it never saw it).
-        self._remaps: list[tuple[int, np.ndarray]] = []
-        for column, known in zip(np.flatnonzero(mask), encoder.categories_, strict=True):
-            codes = np.asarray(known, dtype=float)
-            codes = codes[~np.isnan(codes)]
-            table = np.full(int(codes.max()) + 2 if len(codes) else 1, np.nan)
-            table[codes.astype(int)] = np.arange(len(codes), dtype=float)
-            self._remaps.append((int(column), table))
-
-    def __call__(self, matrix: np.ndarray) -> np.ndarray:
-        x = np.array(matrix, dtype=np.float64, order="C")
-        for column, table in self._remaps:
-            values = x[:, column]
-            known = ~np.isnan(values) & (values >= 0) & (values < len(table))
-            mapped = np.full(len(values), np.nan)
-            mapped[known] = table[values[known].astype(np.intp)]
-            x[:, column] = mapped
-        threads = 1 if len(x) < _THREADED_ROWS else _cpu_threads()
-        raw = np.full(len(x), self._baseline)
-        for tree in self._trees:
-            raw += tree.predict(x, self._bitsets, self._feature_map, threads)
-        return self._loss.predict_proba(raw)[:, 1]
-
-
-def _cpu_threads() -> int:
-    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
-
-    return int(_openmp_effective_n_threads())
-
-
 class Scorer:
     """A fitted pipeline with its fast encoder and decision threshold."""
 
@@ -159,7 +107,7 @@ class Scorer:
         self.pipeline = pipeline
         self.threshold = threshold
         encode: ColumnTransformer = pipeline.named_steps["encode"]
-        self._estimator = pipeline.named_steps["model"]
+        self.estimator = pipeline.named_steps["model"]
         encoder: OrdinalEncoder = encode.named_transformers_["categorical"]
         self.categorical: list[str] = list(encode.transformers_[0][2])
         self.numerical: list[str] = list(encode.transformers_[1][2])
@@ -171,41 +119,6 @@ class Scorer:
             {value: float(code) for code, value in enumerate(values) if isinstance(value, str)}
             for values in encoder.categories_
         ]
-        self._predict = self._fastest_predict()
-
-    def _fastest_predict(self) -> Callable[[np.ndarray], np.ndarray]:
-        """The direct tree path where it gives exactly predict_proba's numbers."""
-
-        def slow(matrix: np.ndarray) -> np.ndarray:
-            return self._estimator.predict_proba(matrix)[:, 1]
-
-        if not isinstance(self._estimator, HistGradientBoostingClassifier):
-            return slow
-        probe = self._probe_matrix()
-        try:
-            fast = _DirectTrees(self._estimator)
-            agrees = np.array_equal(fast(probe), slow(probe))
-        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
-            logger.warning("direct tree scoring unavailable (%s); using predict_proba", exc)
-            return slow
-        if not agrees:
-            logger.warning("direct tree scoring disagrees with predict_proba; using predict_proba")
-            return slow
-        return fast
-
-    def _probe_matrix(self) -> np.ndarray:
-        """Rows covering every known category, unknown and missing ones, and number ranges."""
-        width = max((len(codes) for codes in self._codes), default=0) + 2
-        n_cat, n_num = len(self.categorical), len(self.numerical)
-        probe = np.empty((width, n_cat + n_num))
-        for i, codes in enumerate(self._codes):
-            column = np.arange(width, dtype=float) % (len(codes) + 2)
-            column[column == len(codes)] = np.nan  # missing
-            column[column == len(codes) + 1] = len(codes) + 5  # never seen
-            probe[:, i] = column
-        rng = np.random.default_rng(0)
-        probe[:, n_cat:] = rng.integers(0, 100_000, size=(width, n_num)) * rng.random((width, 1))
-        return probe
 
     def encode(self, features: pd.DataFrame) -> np.ndarray:
         """The matrix scikit-learn's `encode` step would give, built with dict look-ups."""
@@ -235,7 +148,10 @@ class Scorer:
         """Probability of >50K for each row of an encoded matrix."""
         if len(matrix) == 0:
             return np.empty(0)
-        return self._predict(matrix)
+        return self.estimator.predict_proba(matrix)[:, 1]
+
+    def probabilities_of_rows(self, rows: Sequence[CensusRow]) -> np.ndarray:
+        return self.probabilities(self.encode_rows(rows))
 
     def predict_frame(self, features: pd.DataFrame) -> np.ndarray:
         return self.probabilities(self.encode(features))
@@ -250,11 +166,6 @@ class Scorer:
             for name, codes in zip(self.categorical, self._codes, strict=True)
             if (value := getattr(row, name)) is not None and value not in codes
         ]
-
-
-def labels_at(probabilities: np.ndarray, threshold: float) -> np.ndarray:
-    """'>50K' where P(>50K) reaches the threshold, '<=50K' elsewhere."""
-    return np.where(probabilities >= threshold, POSITIVE, NEGATIVE)
 
 
 def choose_threshold(
@@ -285,3 +196,117 @@ def choose_threshold(
             return float(np.nextafter(sorted_p[0], np.inf))
         return float(sorted_p[best])
     raise ConfigError(f"Unknown threshold objective {objective!r}; use f1, accuracy or fixed.")
+
+
+def export_trees(scorer: Scorer, features: pd.DataFrame) -> TreeTables | None:
+    """The fitted gradient-boosted trees as numpy tables (see `census_salary.trees`).
+
+    None for the other model kinds, and whenever the tables do not give exactly the
+    pipeline's probabilities on every row of `features` and on probe rows with every
+    known, unknown and missing category: the export reads scikit-learn internals, so it
+    is checked rather than trusted, and `census serve` loads the pipeline without it.
+    """
+    if not isinstance(scorer.estimator, HistGradientBoostingClassifier):
+        return None
+    try:
+        tables = _tables_of(scorer, scorer.estimator)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        logger.warning("cannot export the trees (%s); census serve will load the pipeline", exc)
+        return None
+    rows = pd.concat([features[list(tables.columns)], _probe_rows(tables)], ignore_index=True)
+    got = tables.probabilities({name: rows[name].tolist() for name in tables.columns})
+    if not np.array_equal(got, scorer.predict_frame(rows)):
+        logger.warning("the exported trees disagree with the pipeline; not saving them")
+        return None
+    return tables
+
+
+def _tables_of(scorer: Scorer, estimator: HistGradientBoostingClassifier) -> TreeTables:
+    if not np.array_equal(
+        estimator.is_categorical_,
+        [i < len(scorer.categorical) for i in range(estimator.n_features_in_)],
+    ):
+        raise ValueError("categorical columns are not first")
+    # Our ordinal code -> the estimator's own category index, which its trees test.
+    internal = estimator._preprocessor.named_transformers_["encoder"].categories_
+    category_bins = []
+    for codes, seen in zip(scorer._codes, internal, strict=True):
+        index = {float(code): i for i, code in enumerate(seen) if not np.isnan(code)}
+        category_bins.append(np.array([index[code] for code in codes.values()], dtype=np.intp))
+    trees = [predictors[0] for predictors in estimator._predictors]
+    cuts = []
+    for column in range(len(scorer.categorical), estimator.n_features_in_):
+        used = [
+            t.nodes[(t.nodes["is_leaf"] == 0) & (t.nodes["feature_idx"] == column)] for t in trees
+        ]
+        cuts.append(np.unique(np.concatenate([nodes["num_threshold"] for nodes in used])))
+    n_bins = [len(codes) for codes in scorer._codes] + [len(c) + 1 for c in cuts]
+    known, known_index = estimator._bin_mapper.make_known_categories_bitsets()
+
+    def in_bitset(bitset: np.ndarray, value: int) -> bool:
+        return bool((int(bitset[value // 32]) >> (value % 32)) & 1)
+
+    feature, child, value, go_right, roots = [], [], [], [], []
+    for tree in trees:
+        nodes, start = tree.nodes, len(feature)
+        order, new_id = [0], {0: start}
+        for old in order:  # breadth first, the two children of a node side by side
+            if not nodes["is_leaf"][old]:
+                for kid in (int(nodes["left"][old]), int(nodes["right"][old])):
+                    new_id[kid] = start + len(order)
+                    order.append(kid)
+        roots.append(start)
+        for old in order:
+            node = nodes[old]
+            right = np.zeros(max(n_bins) + 1, dtype=np.uint8)
+            if node["is_leaf"]:
+                feature.append(0)
+                child.append(new_id[old])
+                value.append(float(node["value"]))
+            else:
+                column = int(node["feature_idx"])
+                feature.append(column)
+                child.append(new_id[int(node["left"])])
+                value.append(0.0)
+                right[n_bins[column]] = not node["missing_go_to_left"]
+                if column < len(scorer.categorical):
+                    left_set = tree.raw_left_cat_bitsets[node["bitset_idx"]]
+                    for category in range(n_bins[column]):
+                        if in_bitset(left_set, category):
+                            continue
+                        is_known = in_bitset(known[known_index[column]], category)
+                        right[category] = is_known or not node["missing_go_to_left"]
+                else:
+                    at = int(
+                        np.searchsorted(
+                            cuts[column - len(scorer.categorical)], node["num_threshold"]
+                        )
+                    )
+                    right[at + 1 : n_bins[column]] = 1
+            go_right.append(right)
+    return TreeTables(
+        categorical=tuple(scorer.categorical),
+        numerical=tuple(scorer.numerical),
+        vocabularies=tuple(tuple(codes) for codes in scorer._codes),
+        category_bins=tuple(category_bins),
+        cuts=tuple(cuts),
+        feature=np.array(feature, dtype=np.intp),
+        child=np.array(child, dtype=np.intp),
+        go_right=np.array(go_right),
+        value=np.array(value),
+        roots=np.array(roots, dtype=np.intp),
+        baseline=float(np.ravel(estimator._baseline_prediction)[0]),
+    )
+
+
+def _probe_rows(tables: TreeTables) -> pd.DataFrame:
+    """Rows with every known category, a missing and an unseen one, every split threshold."""
+    columns: dict[str, list[Any]] = {}
+    for name, words in zip(tables.categorical, tables.vocabularies, strict=True):
+        columns[name] = [*words, None, "never seen in training"]
+    for name, cuts in zip(tables.numerical, tables.cuts, strict=True):
+        columns[name] = [*cuts.tolist(), *np.nextafter(cuts, np.inf).tolist(), 0.0, 1e9]
+    n_rows = max(len(values) for values in columns.values())
+    return pd.DataFrame(
+        {name: [v[i % len(v)] for i in range(n_rows)] for name, v in columns.items()}
+    )

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from census_salary.errors import RemoteError
-from census_salary.model import labels_at
+from census_salary.schema import labels_at
 
 logger = logging.getLogger(__name__)
 

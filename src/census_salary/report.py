@@ -149,6 +149,12 @@ def render_model_card(metadata: BundleMetadata, slices: SliceReport) -> str:
             "predictions of the training split"
         ),
         f"- Model file SHA-256: `{metadata.model_sha256}`",
+        (
+            f"- Served from its tree tables (`trees.npz`, SHA-256 `{metadata.trees_sha256}`), "
+            "checked at training to give the pipeline's probabilities on every row"
+            if metadata.trees_sha256
+            else "- Served from the pipeline itself (this model kind has no tree tables)"
+        ),
         "- Libraries: "
         + ", ".join(f"{k} {v}" for k, v in sorted(metadata.library_versions.items())),
         "",

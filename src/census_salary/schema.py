@@ -1,4 +1,5 @@
-"""The row contract: one pydantic model for an input row, shared by training, CLI and API.
+"""The row contract: one pydantic model for an input row, shared by training, CLI and API,
+and the two labels a row gets.
 
 Field names are snake_case; the published hyphenated names (`education-num`) and the
 other spellings of the same data (`fnlwgt`) are accepted as aliases. Bulk data is
@@ -11,9 +12,11 @@ import functools
 import math
 from typing import Annotated, Any
 
+import numpy as np
 from annotated_types import Ge, Le
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
+POSITIVE, NEGATIVE = ">50K", "<=50K"
 MISSING_MARKERS = frozenset({"", "?"})
 MAX_CATEGORY_LENGTH = 100
 MAX_MONEY = 1_000_000_000  # US$; far above the data's top-coded 99,999, and finite
@@ -127,3 +130,8 @@ def expected(name: str) -> str:
             "" if math.isinf(high) else f" and <= {high:,.0f}"
         )
     return f"a text value of at most {MAX_CATEGORY_LENGTH} characters, or ? when unknown"
+
+
+def labels_at(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """'>50K' where P(>50K) reaches the threshold, '<=50K' elsewhere."""
+    return np.where(probabilities >= threshold, POSITIVE, NEGATIVE)

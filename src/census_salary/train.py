@@ -36,7 +36,13 @@ from census_salary.download import ensure_census
 from census_salary.errors import InputError, ModelError
 from census_salary.files import atomic_write
 from census_salary.metrics import Metrics, SliceReport, evaluate, slice_metrics
-from census_salary.model import Scorer, build_pipeline, choose_threshold, param_prefix
+from census_salary.model import (
+    Scorer,
+    build_pipeline,
+    choose_threshold,
+    export_trees,
+    param_prefix,
+)
 from census_salary.progress import NoProgress, Progress
 from census_salary.report import render_model_card, render_slice_text
 from census_salary.schema import EXAMPLE_ROW, CensusRow
@@ -117,6 +123,8 @@ def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
     )
     progress.start("Writing the bundle")
     model_bytes = dump_model(pipeline)
+    trees = export_trees(scorer, data.features)
+    trees_bytes = trees.to_bytes() if trees is not None else None
     example = CensusRow.model_validate(EXAMPLE_ROW)
     metadata = BundleMetadata(
         version=new_version(model_bytes),
@@ -125,6 +133,7 @@ def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
         library_versions=library_versions(),
         model_kind=settings.model.kind,
         model_sha256=sha256_bytes(model_bytes),
+        trees_sha256=sha256_bytes(trees_bytes) if trees_bytes is not None else None,
         data=DataInfo(
             path=str(settings.data.path),
             sha256=data.sha256,
@@ -147,7 +156,7 @@ def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
         metrics=metrics,
         self_test=SelfTest(
             row=EXAMPLE_ROW,
-            probability=float(scorer.probabilities(scorer.encode_rows([example]))[0]),
+            probability=float(scorer.probabilities_of_rows([example])[0]),
         ),
     )
     reports = {
@@ -156,7 +165,7 @@ def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
         "slice_output.txt": render_slice_text(slices).encode(),
     }
     artifacts = settings.artifacts_dir
-    bundle_dir = save_bundle(artifacts, model_bytes, metadata, reports)
+    bundle_dir = save_bundle(artifacts, model_bytes, trees_bytes, metadata, reports)
     if settings.artifacts.keep_history:
         append_run(artifacts, run_record(metadata))
     write_model_card(settings, metadata, slices)
@@ -254,7 +263,7 @@ def held_out(settings: Settings, metadata: BundleMetadata) -> tuple[pd.DataFrame
 
 
 def labelled_rows(
-    settings: Settings, bundle: Bundle, data_path: Path | None
+    settings: Settings, bundle: Bundle[Scorer], data_path: Path | None
 ) -> tuple[pd.DataFrame, pd.Series]:
     """The rows to audit: a labelled file if given, else the bundle's held-out split."""
     if data_path is None:
@@ -263,13 +272,13 @@ def labelled_rows(
     return data.features, data.target
 
 
-def evaluate_bundle(settings: Settings, bundle: Bundle, data_path: Path | None) -> Metrics:
+def evaluate_bundle(settings: Settings, bundle: Bundle[Scorer], data_path: Path | None) -> Metrics:
     x, y = labelled_rows(settings, bundle, data_path)
     return evaluate(y.to_numpy(), bundle.scorer.predict_frame(x), bundle.metadata.threshold)
 
 
 def slice_bundle(
-    settings: Settings, bundle: Bundle, data_path: Path | None, columns: list[str] | None
+    settings: Settings, bundle: Bundle[Scorer], data_path: Path | None, columns: list[str] | None
 ) -> SliceReport:
     x, y = labelled_rows(settings, bundle, data_path)
     unknown = [c for c in columns or [] if c not in x.columns]
