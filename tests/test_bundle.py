@@ -211,3 +211,12 @@ def test_serving_without_trees_loads_the_pipeline(project_copy: Settings) -> Non
     meta["trees_sha256"] = None
     (folder / METADATA_FILE).write_text(json.dumps(meta))
     assert isinstance(load_for_serving(project_copy.artifacts_dir).scorer, Scorer)
+
+
+def test_trees_with_other_columns_than_the_metadata_are_refused(project_copy: Settings) -> None:
+    folder = current_bundle_dir(project_copy.artifacts_dir)
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    meta["features"]["numerical"] = dict(reversed(meta["features"]["numerical"].items()))
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="does not hold the columns"):
+        load_for_serving(project_copy.artifacts_dir)

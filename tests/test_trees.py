@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from census_salary import trees
 from census_salary.bundle import Bundle, RowScorer, load_bundle, load_for_serving
 from census_salary.data import read_census
 from census_salary.errors import ModelError
 from census_salary.model import Scorer
 from census_salary.schema import EXAMPLE_ROW, CensusRow
-from census_salary.trees import TreeTables
+from census_salary.trees import MAX_DEPTH, TreeTables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,15 +93,84 @@ def test_an_export_holding_python_objects_is_refused_unread() -> None:
         TreeTables.from_bytes(_npz(format=np.array([{"code": "here"}], dtype=object)), "x.npz")
 
 
+def chain(splits: int) -> TreeTables:
+    """One tree on `age` (cut at 30): each split sends age <= 30 left to a leaf worth its
+    depth and the rest right to the next split; the last right child is worth -1."""
+    n_nodes = 2 * splits + 1
+    child = np.arange(n_nodes)
+    value = np.zeros(n_nodes)
+    for depth in range(splits):
+        node = 2 * depth
+        child[node] = node + 1
+        value[node + 1] = depth + 1
+    value[-1] = -1
+    go_right = np.zeros((n_nodes, 3), dtype=np.uint8)
+    go_right[0 : 2 * splits : 2, 1] = 1  # bin 1: above the cut; bin 2: missing goes left
+    return TreeTables(
+        categorical=(),
+        numerical=("age",),
+        vocabularies=(),
+        category_bins=(),
+        cuts=(np.array([30.0]),),
+        feature=np.zeros(n_nodes, dtype=np.intp),
+        child=child,
+        go_right=go_right,
+        value=value,
+        roots=np.array([0]),
+        baseline=0.5,
+    )
+
+
+def test_a_hand_built_tree_scores_by_its_splits() -> None:
+    tables = chain(3)
+    p = tables.probabilities({"age": [30, 31, None]})
+    expected = [1 / (1 + np.exp(-(0.5 + leaf))) for leaf in (1, -1, 1)]
+    np.testing.assert_allclose(p, expected, rtol=0, atol=1e-15)
+
+
+def test_a_tree_deeper_than_the_limit_is_refused() -> None:
+    assert chain(MAX_DEPTH).probabilities({"age": [99]}).shape == (1,)
+    with pytest.raises(ValueError, match=f"deeper than {MAX_DEPTH}"):
+        chain(MAX_DEPTH + 1)
+
+
+def test_an_export_unpacking_to_too_much_is_refused(
+    serving_bundle: Bundle[RowScorer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tables_of(serving_bundle).to_bytes()
+    monkeypatch.setattr(trees, "MAX_ARRAY_BYTES", 1000)
+    with pytest.raises(ModelError, match="unpacks to"):
+        TreeTables.from_bytes(data, "trees.npz")
+
+
+def test_an_export_member_that_is_not_an_array_is_refused() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("format.npy", b"not an array")
+    with pytest.raises(ModelError, match="not a valid tree export"):
+        TreeTables.from_bytes(buffer.getvalue(), "x.npz")
+
+
+def _split_to_root(t: TreeTables) -> dict[str, object]:
+    child = t.child.copy()
+    split = int(np.flatnonzero(child != np.arange(len(child)))[-1])
+    child[split] = t.roots[0]
+    return {"child": child}
+
+
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        (lambda t: {"child": t.child[::-1].copy()}, "children come after their parent"),
+        (_split_to_root, "reached twice"),
+        (lambda t: {"roots": t.roots[:-1]}, "nodes no root reaches"),
+        (lambda t: {"child": t.child + len(t.child)}, "children are nodes"),
         (lambda t: {"feature": t.feature + 100}, "features name columns"),
         (lambda t: {"go_right": t.go_right * 2}, "directions are 0 or 1"),
         (lambda t: {"roots": t.roots + len(t.child)}, "roots are nodes"),
         (lambda t: {"value": np.full_like(t.value, np.nan)}, "finite values"),
         (lambda t: {"cuts": tuple(c[::-1] for c in t.cuts)}, "ascending cuts"),
+        (lambda t: {"category_bins": tuple(b[None, :] for b in t.category_bins)}, "one-dim"),
+        (lambda t: {"go_right": t.go_right[:, :2]}, "a bin column for every bin"),
     ],
 )
 def test_inconsistent_arrays_are_refused(

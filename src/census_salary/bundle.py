@@ -114,7 +114,7 @@ class RowScorer(Protocol):
     def unknown_categories(self, row: CensusRow) -> list[str]: ...
 
 
-ScorerT = TypeVar("ScorerT", bound=RowScorer)
+ScorerT = TypeVar("ScorerT", bound=RowScorer, covariant=True)
 
 
 @dataclass(frozen=True)
@@ -242,10 +242,34 @@ def read_metadata(bundle_dir: Path) -> BundleMetadata:
 
 def load_bundle(artifacts_dir: Path) -> Bundle[Scorer]:
     """Load the current bundle's pipeline, refusing a model file that is not the one recorded."""
-    from census_salary.model import Scorer
+    bundle_dir = current_bundle_dir(artifacts_dir)
+    return _load_pipeline_bundle(bundle_dir, read_metadata(bundle_dir))
 
+
+def load_for_serving(artifacts_dir: Path) -> Bundle[RowScorer]:
+    """The current bundle with its fastest scorer: the tree tables, else the pipeline."""
     bundle_dir = current_bundle_dir(artifacts_dir)
     metadata = read_metadata(bundle_dir)
+    if metadata.trees_sha256 is None:
+        return _load_pipeline_bundle(bundle_dir, metadata)
+    trees_path = bundle_dir / TREES_FILE
+    tables = TreeTables.from_bytes(
+        _read_verified(trees_path, metadata.trees_sha256), str(trees_path)
+    )
+    schema = metadata.features
+    if (tables.categorical, tables.numerical) != (
+        tuple(schema.categorical),
+        tuple(schema.numerical),
+    ):
+        raise ModelError(
+            f"{trees_path} does not hold the columns {METADATA_FILE} lists; run `census train`."
+        )
+    return _checked(Bundle(bundle_dir, metadata, tables), trees_path)
+
+
+def _load_pipeline_bundle(bundle_dir: Path, metadata: BundleMetadata) -> Bundle[Scorer]:
+    from census_salary.model import Scorer
+
     model_path = bundle_dir / MODEL_FILE
     pipeline = _load_pipeline(_read_verified(model_path, metadata.model_sha256), model_path)
     try:
@@ -253,18 +277,6 @@ def load_bundle(artifacts_dir: Path) -> Bundle[Scorer]:
     except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise ModelError(f"{model_path} does not fit this version of census: {exc}") from None
     return _checked(Bundle(bundle_dir, metadata, scorer), model_path)
-
-
-def load_for_serving(artifacts_dir: Path) -> Bundle[RowScorer]:
-    """The current bundle with its fastest scorer: the tree arrays, else the pipeline."""
-    bundle_dir = current_bundle_dir(artifacts_dir)
-    metadata = read_metadata(bundle_dir)
-    if metadata.trees_sha256 is None:
-        return load_bundle(artifacts_dir)
-    trees_path = bundle_dir / TREES_FILE
-    data = _read_verified(trees_path, metadata.trees_sha256)
-    tables = TreeTables.from_bytes(data, str(trees_path))
-    return _checked(Bundle(bundle_dir, metadata, tables), trees_path)
 
 
 def _read_verified(path: Path, sha256: str) -> bytes:
@@ -306,16 +318,16 @@ def _load_pipeline(data: bytes, model_path: Path) -> Pipeline:
     return pipeline
 
 
-def _checked(bundle: Bundle[ScorerT], model_path: Path) -> Bundle[ScorerT]:
-    """The bundle, once its stored example scores the stored probability."""
+def _checked(bundle: Bundle[ScorerT], path: Path) -> Bundle[ScorerT]:
+    """The bundle, once its stored example scores the stored probability with `path`."""
     stored = bundle.metadata.self_test
     try:
         got = float(bundle.scorer.probabilities_of_rows([CensusRow.model_validate(stored.row)])[0])
     except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
-        raise ModelError(f"{model_path} does not fit this version of census: {exc}") from None
+        raise ModelError(f"{path} does not fit this version of census: {exc}") from None
     if abs(got - stored.probability) > 1e-9:
         raise ModelError(
-            f"{model_path} loaded but scores its stored example {got:.6f} instead of "
+            f"{path} loaded but scores its stored example {got:.6f} instead of "
             f"{stored.probability:.6f}; the installed libraries disagree with the "
             "ones it was trained with. Retrain with `census train`."
         )

@@ -25,8 +25,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from census_salary.config import ModelKind, ParamValue
-from census_salary.errors import ConfigError
-from census_salary.schema import CensusRow, labels_at
+from census_salary.errors import ConfigError, ModelError
+from census_salary.schema import CensusRow, labels_at, unknown_categories
 from census_salary.trees import TreeTables
 
 logger = logging.getLogger(__name__)
@@ -111,19 +111,21 @@ class Scorer:
         encoder: OrdinalEncoder = encode.named_transformers_["categorical"]
         self.categorical: list[str] = list(encode.transformers_[0][2])
         self.numerical: list[str] = list(encode.transformers_[1][2])
-        self.vocabularies: dict[str, list[str]] = {
-            name: [value for value in values if isinstance(value, str)]
+        # column -> known value -> its ordinal code (NaN, the missing value, has none)
+        self._codes: dict[str, dict[str, float]] = {
+            name: {
+                value: float(code) for code, value in enumerate(values) if isinstance(value, str)
+            }
             for name, values in zip(self.categorical, encoder.categories_, strict=True)
         }
-        self._codes: list[dict[str, float]] = [
-            {value: float(code) for code, value in enumerate(values) if isinstance(value, str)}
-            for values in encoder.categories_
-        ]
+        self.vocabularies: dict[str, list[str]] = {
+            name: list(codes) for name, codes in self._codes.items()
+        }
 
     def encode(self, features: pd.DataFrame) -> np.ndarray:
         """The matrix scikit-learn's `encode` step would give, built with dict look-ups."""
         matrix = np.empty((len(features), len(self.categorical) + len(self.numerical)))
-        for i, (name, codes) in enumerate(zip(self.categorical, self._codes, strict=True)):
+        for i, (name, codes) in enumerate(self._codes.items()):
             matrix[:, i] = features[name].map(codes).to_numpy(dtype=float, na_value=np.nan)
         for j, name in enumerate(self.numerical, start=len(self.categorical)):
             matrix[:, j] = features[name].to_numpy(dtype=float)
@@ -134,10 +136,7 @@ class Scorer:
         nan = math.nan
         return np.array(
             [
-                [
-                    codes.get(getattr(row, name), nan)
-                    for name, codes in zip(self.categorical, self._codes, strict=True)
-                ]
+                [codes.get(getattr(row, name), nan) for name, codes in self._codes.items()]
                 + [getattr(row, name) for name in self.numerical]
                 for row in rows
             ],
@@ -160,12 +159,7 @@ class Scorer:
         return labels_at(probabilities, self.threshold if threshold is None else threshold)
 
     def unknown_categories(self, row: CensusRow) -> list[str]:
-        """Fields whose value the model never saw in training (scored as missing)."""
-        return [
-            name
-            for name, codes in zip(self.categorical, self._codes, strict=True)
-            if (value := getattr(row, name)) is not None and value not in codes
-        ]
+        return unknown_categories(row, self._codes)
 
 
 def choose_threshold(
@@ -203,19 +197,22 @@ def export_trees(scorer: Scorer, features: pd.DataFrame) -> TreeTables | None:
 
     None for the other model kinds, and whenever the tables do not give exactly the
     pipeline's probabilities on every row of `features` and on probe rows with every
-    known, unknown and missing category: the export reads scikit-learn internals, so it
-    is checked rather than trusted, and `census serve` loads the pipeline without it.
+    known, unknown and missing category and every split threshold. The tables checked
+    are the ones read back from their file. The export reads scikit-learn internals, so
+    it is checked rather than trusted, and without it `census serve` loads the pipeline.
     """
     if not isinstance(scorer.estimator, HistGradientBoostingClassifier):
         return None
     try:
-        tables = _tables_of(scorer, scorer.estimator)
-    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        exported = _tables_of(scorer, scorer.estimator)
+        tables = TreeTables.from_bytes(exported.to_bytes(), "the exported trees")
+        rows = pd.concat([features[list(tables.columns)], _probe_rows(tables)], ignore_index=True)
+        got = tables.probabilities({name: rows[name].tolist() for name in tables.columns})
+        agrees = np.array_equal(got, scorer.predict_frame(rows))
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, ModelError) as exc:
         logger.warning("cannot export the trees (%s); census serve will load the pipeline", exc)
         return None
-    rows = pd.concat([features[list(tables.columns)], _probe_rows(tables)], ignore_index=True)
-    got = tables.probabilities({name: rows[name].tolist() for name in tables.columns})
-    if not np.array_equal(got, scorer.predict_frame(rows)):
+    if not agrees:
         logger.warning("the exported trees disagree with the pipeline; not saving them")
         return None
     return tables
@@ -230,7 +227,7 @@ def _tables_of(scorer: Scorer, estimator: HistGradientBoostingClassifier) -> Tre
     # Our ordinal code -> the estimator's own category index, which its trees test.
     internal = estimator._preprocessor.named_transformers_["encoder"].categories_
     category_bins = []
-    for codes, seen in zip(scorer._codes, internal, strict=True):
+    for codes, seen in zip(scorer._codes.values(), internal, strict=True):
         index = {float(code): i for i, code in enumerate(seen) if not np.isnan(code)}
         category_bins.append(np.array([index[code] for code in codes.values()], dtype=np.intp))
     trees = [predictors[0] for predictors in estimator._predictors]
@@ -240,7 +237,7 @@ def _tables_of(scorer: Scorer, estimator: HistGradientBoostingClassifier) -> Tre
             t.nodes[(t.nodes["is_leaf"] == 0) & (t.nodes["feature_idx"] == column)] for t in trees
         ]
         cuts.append(np.unique(np.concatenate([nodes["num_threshold"] for nodes in used])))
-    n_bins = [len(codes) for codes in scorer._codes] + [len(c) + 1 for c in cuts]
+    n_bins = [len(codes) for codes in scorer._codes.values()] + [len(c) + 1 for c in cuts]
     known, known_index = estimator._bin_mapper.make_known_categories_bitsets()
 
     def in_bitset(bitset: np.ndarray, value: int) -> bool:
@@ -287,7 +284,7 @@ def _tables_of(scorer: Scorer, estimator: HistGradientBoostingClassifier) -> Tre
     return TreeTables(
         categorical=tuple(scorer.categorical),
         numerical=tuple(scorer.numerical),
-        vocabularies=tuple(tuple(codes) for codes in scorer._codes),
+        vocabularies=tuple(tuple(codes) for codes in scorer._codes.values()),
         category_bins=tuple(category_bins),
         cuts=tuple(cuts),
         feature=np.array(feature, dtype=np.intp),

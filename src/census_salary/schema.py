@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Container, Mapping
 from typing import Annotated, Any
 
 import numpy as np
@@ -135,3 +136,12 @@ def expected(name: str) -> str:
 def labels_at(probabilities: np.ndarray, threshold: float) -> np.ndarray:
     """'>50K' where P(>50K) reaches the threshold, '<=50K' elsewhere."""
     return np.where(probabilities >= threshold, POSITIVE, NEGATIVE)
+
+
+def unknown_categories(row: CensusRow, known: Mapping[str, Container[str]]) -> list[str]:
+    """Fields of `row` whose value is not among the `known` ones (a model scores it as missing)."""
+    return [
+        name
+        for name, values in known.items()
+        if (value := getattr(row, name)) is not None and value not in values
+    ]

@@ -1,15 +1,16 @@
 """A gradient-boosted model as plain arrays, scored with numpy alone.
 
 `census train` exports the fitted HistGradientBoostingClassifier into a `trees.npz`
-file beside `model.skops` (see `model.export_trees`, which checks the export gives
-exactly the pipeline's probabilities on every training and held-out row before it is
-saved). `census serve` scores from this file: it needs neither scikit-learn, scipy,
-pandas nor skops, so the server is ready in a fraction of the time and memory, and
-the file is read with `numpy.load(allow_pickle=False)`: arrays only, never code.
+file beside `model.skops` (see `model.export_trees`, which checks that the file, read
+back, gives exactly the pipeline's probabilities on every row of the data and on probe
+rows before it is saved). `census serve` scores from this file: it needs neither
+scikit-learn, scipy, pandas nor skops, so the server is ready in a fraction of the time
+and memory, and the file is read with `numpy.load(allow_pickle=False)`: arrays only,
+never code, and checked to be a well-formed forest of bounded size and depth.
 
-The layout. Each of the model's columns has a few *bins*: a category's bin is its
-index in the model's vocabulary; a number's bin is how many of the split thresholds
-on its column lie below it; the last bin of every column is "missing or unknown".
+The layout. Each of the model's columns has a few *bins*: a category's bin is the index
+the model's trees test it by; a number's bin is how many of the split thresholds on its
+column lie below it; the last bin of every column is "missing or unknown".
 Every node of every tree becomes one row of `go_right[node, bin]` (0 = left child,
 1 = right child) and the two children of a node are stored side by side, so one
 step for all (tree, row) pairs at once is `node = child[node] + go_right[node, bin]`.
@@ -29,9 +30,11 @@ from typing import Any
 import numpy as np
 
 from census_salary.errors import ModelError
-from census_salary.schema import CensusRow
+from census_salary.schema import CensusRow, unknown_categories
 
 _FORMAT = 1
+MAX_DEPTH = 256  # levels a tree may have; bounds the work of one request
+MAX_ARRAY_BYTES = 256 * 2**20  # what a trees.npz may unpack to (the default model's: 1 MB)
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,16 +53,18 @@ class TreeTables:
     roots: np.ndarray  # tree -> its root node, in the model's order
     baseline: float
     _is_leaf: np.ndarray = field(init=False, repr=False)
-    _codes: list[dict[str, int]] = field(init=False, repr=False)
+    _known: dict[str, dict[str, int]] = field(init=False, repr=False)  # column -> value -> bin
 
     def __post_init__(self) -> None:
         self._check()
         object.__setattr__(self, "_is_leaf", self.child == np.arange(len(self.child)))
-        codes = [
-            dict(zip(words, bins.tolist(), strict=True))
-            for words, bins in zip(self.vocabularies, self.category_bins, strict=True)
-        ]
-        object.__setattr__(self, "_codes", codes)
+        known = {
+            name: dict(zip(words, bins.tolist(), strict=True))
+            for name, words, bins in zip(
+                self.categorical, self.vocabularies, self.category_bins, strict=True
+            )
+        }
+        object.__setattr__(self, "_known", known)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -84,7 +89,7 @@ class TreeTables:
         n_rows = len(columns[self.columns[0]]) if self.columns else 0
         bins = np.empty((n_rows, len(self.columns)), dtype=np.intp)
         missing = self.missing_bins()
-        for j, (name, codes) in enumerate(zip(self.categorical, self._codes, strict=True)):
+        for j, (name, codes) in enumerate(self._known.items()):
             bins[:, j] = [codes.get(value, missing[j]) for value in columns[name]]
         for j, (name, cuts) in enumerate(
             zip(self.numerical, self.cuts, strict=True), start=len(self.categorical)
@@ -116,12 +121,7 @@ class TreeTables:
         return np.array([_expit(x) for x in raw.tolist()])
 
     def unknown_categories(self, row: CensusRow) -> list[str]:
-        """Fields whose value the model never saw in training (scored as missing)."""
-        return [
-            name
-            for name, codes in zip(self.categorical, self._codes, strict=True)
-            if (value := getattr(row, name)) is not None and value not in codes
-        ]
+        return unknown_categories(row, self._known)
 
     # --- the file ----------------------------------------------------------------------
 
@@ -150,44 +150,67 @@ class TreeTables:
     def from_bytes(cls, data: bytes, source: str) -> TreeTables:
         """Read a `trees.npz`; anything but a well-formed export is a ModelError."""
         try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                return cls._from_arrays({name: npz[name] for name in npz.files})
-        except (KeyError, OSError, TypeError, ValueError, zipfile.BadZipFile) as exc:
+            return cls._read(data)
+        except Exception as exc:  # numpy and zipfile raise many kinds on a damaged file
             raise ModelError(
-                f"{source} is not a valid tree export ({exc}); run `census train`."
+                f"{source} is not a valid tree export ({type(exc).__name__}: {exc}); "
+                "run `census train`."
             ) from None
 
     @classmethod
-    def _from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> TreeTables:
-        if int(arrays["format"]) != _FORMAT:
-            raise ValueError(f"format {int(arrays['format'])}, expected {_FORMAT}")
-        categorical = tuple(str(name) for name in arrays["categorical"])
-        numerical = tuple(str(name) for name in arrays["numerical"])
+    def _read(cls, data: bytes) -> TreeTables:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+        if unpacked > MAX_ARRAY_BYTES:
+            raise ValueError(f"it unpacks to {unpacked:,} bytes, over {MAX_ARRAY_BYTES:,}")
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return cls._from_arrays(npz)
+
+    @classmethod
+    def _from_arrays(cls, npz: Mapping[str, Any]) -> TreeTables:
+        def array(name: str, ndim: int, kinds: str) -> np.ndarray:
+            value = npz[name]
+            if (
+                not isinstance(value, np.ndarray)
+                or value.ndim != ndim
+                or value.dtype.kind not in kinds
+            ):
+                raise ValueError(f"{name} is not a {ndim}-d array of kind {kinds!r}")
+            return value
+
+        if int(array("format", 0, "iu")) != _FORMAT:
+            raise ValueError(f"format {int(npz['format'])}, expected {_FORMAT}")
+        categorical = tuple(str(name) for name in array("categorical", 1, "U"))
+        numerical = tuple(str(name) for name in array("numerical", 1, "U"))
         return cls(
             categorical=categorical,
             numerical=numerical,
             vocabularies=tuple(
-                tuple(str(word) for word in arrays[f"vocabulary_{i}"])
+                tuple(str(word) for word in array(f"vocabulary_{i}", 1, "U"))
                 for i in range(len(categorical))
             ),
             category_bins=tuple(
-                arrays[f"category_bins_{i}"].astype(np.intp) for i in range(len(categorical))
+                array(f"category_bins_{i}", 1, "iu").astype(np.intp)
+                for i in range(len(categorical))
             ),
-            cuts=tuple(arrays[f"cuts_{i}"].astype(np.float64) for i in range(len(numerical))),
-            feature=arrays["feature"].astype(np.intp),
-            child=arrays["child"].astype(np.intp),
-            go_right=arrays["go_right"].astype(np.uint8),
-            value=arrays["value"].astype(np.float64),
-            roots=arrays["roots"].astype(np.intp),
-            baseline=float(arrays["baseline"]),
+            cuts=tuple(
+                array(f"cuts_{i}", 1, "f").astype(np.float64) for i in range(len(numerical))
+            ),
+            feature=array("feature", 1, "iu").astype(np.intp),
+            child=array("child", 1, "iu").astype(np.intp),
+            go_right=array("go_right", 2, "iu"),
+            value=array("value", 1, "f").astype(np.float64),
+            roots=array("roots", 1, "iu").astype(np.intp),
+            baseline=float(array("baseline", 0, "f")),
         )
 
     def _check(self) -> None:
-        """Refuse arrays that could index out of bounds or walk in circles."""
+        """Refuse arrays that could index out of bounds, or that are not a forest."""
         n_nodes, n_columns = len(self.child), len(self.columns)
-        nodes = np.arange(n_nodes)
-        leaf = self.child == nodes
+        leaf = self.child == np.arange(n_nodes)
+        one_d = (self.feature, self.child, self.value, self.roots, *self.category_bins, *self.cuts)
         checks = {
+            "one-dimensional arrays": all(a.ndim == 1 for a in one_d) and self.go_right.ndim == 2,
             "one vocabulary and bin list per categorical column": len(self.vocabularies)
             == len(self.category_bins)
             == len(self.categorical)
@@ -197,26 +220,41 @@ class TreeTables:
             ),
             "ascending cuts per numerical column": len(self.cuts) == len(self.numerical)
             and all(np.all(np.diff(cuts) > 0) for cuts in self.cuts),
-            "node arrays of one length": self.feature.shape
-            == self.value.shape
-            == self.child.shape
-            == (n_nodes,)
-            and self.go_right.ndim == 2
-            and len(self.go_right) == n_nodes,
-            "every column has a bin column": self.go_right.shape[1]
-            >= max(self.missing_bins(), default=0) + 1,
+            "node arrays of one length": len(self.feature)
+            == len(self.value)
+            == len(self.go_right)
+            == n_nodes,
+            "a bin column for every bin": self.go_right.shape[1]
+            > max(self.missing_bins(), default=0),
             "directions are 0 or 1": bool(np.isin(self.go_right, (0, 1)).all()),
             "features name columns": bool(((self.feature >= 0) & (self.feature < n_columns)).all()),
-            "children come after their parent": bool(
-                (leaf | ((self.child > nodes) & (self.child + 1 < n_nodes))).all()
+            "children are nodes": bool(
+                (leaf | ((self.child >= 0) & (self.child + 1 < n_nodes))).all()
             ),
-            "leaves never turn right": not self.go_right[leaf].any(),
             "roots are nodes": bool(((self.roots >= 0) & (self.roots < n_nodes)).all()),
             "finite values": bool(np.isfinite(self.value).all()) and math.isfinite(self.baseline),
         }
         broken = [name for name, ok in checks.items() if not ok]
         if broken:
             raise ValueError("inconsistent arrays: " + "; ".join(broken))
+        self._check_forest(leaf)
+
+    def _check_forest(self, leaf: np.ndarray) -> None:
+        """Every node is reached from exactly one root, by one path of at most MAX_DEPTH steps."""
+        reached = np.zeros(len(self.child), dtype=bool)
+        level = self.roots
+        for _ in range(MAX_DEPTH + 1):
+            if reached[level].any() or len(np.unique(level)) < len(level):
+                raise ValueError("inconsistent arrays: a node is reached twice (not a forest)")
+            reached[level] = True
+            splits = level[~leaf[level]]
+            if not splits.size:
+                break
+            level = np.concatenate([self.child[splits], self.child[splits] + 1])
+        else:
+            raise ValueError(f"inconsistent arrays: a tree deeper than {MAX_DEPTH} levels")
+        if not reached.all():
+            raise ValueError("inconsistent arrays: nodes no root reaches")
 
 
 def _expit(x: float) -> float:
