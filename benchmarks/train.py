@@ -71,7 +71,7 @@ def main() -> None:
                 "CENSUS_ARTIFACTS__DIR": str(tmp / "artifacts"),
                 "CENSUS_ARTIFACTS__MODEL_CARD": str(tmp / "ModelCard.md"),
             }
-            command = [*census_command(), "--config", str(CONFIG), "train", "--format", "json"]
+            command = [*census_command(), "--config", str(CONFIG), "train", "--json"]
             runs.append(timed(command, env))
             if not (tmp / "artifacts" / "LATEST").exists():
                 raise RuntimeError("census train did not write into the temporary folder")

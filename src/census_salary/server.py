@@ -1,7 +1,7 @@
 """Run the API under uvicorn: ports, workers, logging in workers, clean shutdown.
 
-Kept apart from `api` so the supervisor of `--workers N` does not import scikit-learn,
-pandas and the model for nothing: only the worker processes build the app.
+Kept apart from `api` so the supervisor of `--workers N` does not import fastapi and
+the model for nothing: only the worker processes build the app.
 """
 
 from __future__ import annotations

@@ -1,0 +1,42 @@
+"""Each benchmark script still runs end to end (in its smallest form); timings are not judged."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALLEST = {
+    "cli_startup.py": ["--runs", "1"],
+    "train.py": ["--runs", "1", "--floor-runs", "1"],
+    "predict_stream.py": [
+        *("--rows", "2000", "--large-rows", "4000", "--jsonl-rows", "1000"),
+        *("--runs", "1", "--large-runs", "1"),
+    ],
+    "serve.py": [
+        *("--requests", "20", "--runs", "1", "--duration", "1", "--throughput-runs", "1"),
+        *("--rows", "50", "--batch-runs", "1", "--launches", "1", "--no-floor"),
+    ],
+}
+
+
+def test_every_benchmark_script_is_covered() -> None:
+    scripts = {p.name for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_")}
+    assert scripts == set(SMALLEST)
+
+
+@pytest.mark.parametrize("script", sorted(SMALLEST))
+def test_benchmark_script_runs_and_prints_its_figures(script: str, census_csv: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *SMALLEST[script]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^figure +ours +unit +target", result.stdout, re.MULTILINE), result.stdout
