@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -311,3 +314,24 @@ def test_big_batches_are_scored_like_small_ones(client: TestClient) -> None:
     rows = [{**EXAMPLE_ROW, "age": 17 + i % 70} for i in range(50)]
     one_by_one = [client.post("/predict", json=[row]).json()["probabilities"][0] for row in rows]
     assert client.post("/predict", json=rows).json()["probabilities"] == one_by_one
+
+
+def test_the_server_answers_without_scikit_learn_scipy_pandas_or_skops(
+    small_settings: Settings,
+) -> None:
+    """What keeps launch fast and memory small: the worker's whole import graph, run."""
+    script = (
+        "import sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from census_salary import cli, server\n"
+        "with TestClient(server.create_app_from_environment()) as client:\n"
+        "    assert client.get('/ready').status_code == 200\n"
+        f"    assert client.post('/predict', json=[{EXAMPLE_ROW!r}]).status_code == 200\n"
+        "print(sorted(m for m in ('sklearn', 'scipy', 'pandas', 'skops') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "CENSUS_CONFIG": str(small_settings.source)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]"
