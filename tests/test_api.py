@@ -335,3 +335,17 @@ def test_the_server_answers_without_scikit_learn_scipy_pandas_or_skops(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_scorer_setting_pipeline_serves_the_skops_model_with_the_same_numbers(
+    small_settings: Settings, client: TestClient
+) -> None:
+    from census_salary.model import Scorer
+
+    rows = [{**EXAMPLE_ROW, "age": age, "workclass": "Astronaut"} for age in (20, 40, 60)]
+    with TestClient(create_app(settings_with(small_settings, scorer="pipeline"))) as c:
+        assert isinstance(c.app.state.bundle.scorer, Scorer)
+        by_pipeline = c.post("/predict", json=rows).json()
+    by_trees = client.post("/predict", json=rows).json()
+    assert by_pipeline["probabilities"] == by_trees["probabilities"]
+    assert by_pipeline["warnings"] == by_trees["warnings"]

@@ -255,7 +255,9 @@ def create_app(settings: Settings, bundle: Bundle[RowScorer] | None = None) -> F
         app.state.bundle, app.state.not_ready = bundle, "loading"
         if app.state.bundle is None:
             try:
-                app.state.bundle = load_for_serving(settings.artifacts_dir)
+                app.state.bundle = load_for_serving(
+                    settings.artifacts_dir, use_trees=settings.serve.scorer == "trees"
+                )
             except CensusError as exc:
                 logger.error("model not loaded: %s", exc)
                 app.state.not_ready = str(exc)

@@ -246,11 +246,11 @@ def load_bundle(artifacts_dir: Path) -> Bundle[Scorer]:
     return _load_pipeline_bundle(bundle_dir, read_metadata(bundle_dir))
 
 
-def load_for_serving(artifacts_dir: Path) -> Bundle[RowScorer]:
+def load_for_serving(artifacts_dir: Path, *, use_trees: bool = True) -> Bundle[RowScorer]:
     """The current bundle with its fastest scorer: the tree tables, else the pipeline."""
     bundle_dir = current_bundle_dir(artifacts_dir)
     metadata = read_metadata(bundle_dir)
-    if metadata.trees_sha256 is None:
+    if metadata.trees_sha256 is None or not use_trees:
         return _load_pipeline_bundle(bundle_dir, metadata)
     trees_path = bundle_dir / TREES_FILE
     tables = TreeTables.from_bytes(

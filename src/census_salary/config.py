@@ -119,6 +119,9 @@ class ServeSettings(_Section):
     workers: int = Field(1, ge=1)
     max_rows: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(5_000_000, ge=1024)
+    # "trees": score from the bundle's trees.npz when it has one (fast start, no
+    # scikit-learn in the server); "pipeline": always load model.skops.
+    scorer: Literal["trees", "pipeline"] = "trees"
     # Set it with CENSUS_API_KEY, never in census.toml; unset (or empty), /predict is open.
     api_key: SecretStr | None = None
 
