@@ -4,6 +4,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import skops.io as sio
@@ -66,11 +67,10 @@ def test_changed_model_file_is_refused(project_copy: Settings) -> None:
 
 def _replace_model(settings: Settings, pipeline: object) -> None:
     """Swap in another model and record its hash, as an attacker with write access could."""
-    folder = current_bundle_dir(settings.artifacts_dir)
+    folder, meta = _edit_metadata(settings)
     sio.dump(pipeline, folder / MODEL_FILE)
-    meta = json.loads((folder / METADATA_FILE).read_text())
     meta["model_sha256"] = sha256_bytes((folder / MODEL_FILE).read_bytes())
-    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    _save_metadata(folder, meta)
 
 
 def test_model_with_a_type_outside_the_allow_list_is_refused(project_copy: Settings) -> None:
@@ -93,22 +93,33 @@ def test_pipeline_without_our_encode_step_is_refused(project_copy: Settings) -> 
 
 def test_garbage_model_file_is_refused(project_copy: Settings) -> None:
     _replace_model(project_copy, None)
-    folder = current_bundle_dir(project_copy.artifacts_dir)
+    folder, meta = _edit_metadata(project_copy)
     (folder / MODEL_FILE).write_bytes(b"not a zip")
-    meta = json.loads((folder / METADATA_FILE).read_text())
     meta["model_sha256"] = sha256_bytes(b"not a zip")
-    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    _save_metadata(folder, meta)
     with pytest.raises(ModelError, match="not a readable skops file"):
         load_bundle(project_copy.artifacts_dir)
 
 
-def test_self_test_mismatch_is_refused(project_copy: Settings) -> None:
-    folder = current_bundle_dir(project_copy.artifacts_dir)
-    meta = json.loads((folder / METADATA_FILE).read_text())
-    meta["self_test"]["probability"] += 0.01
+def _edit_metadata(settings: Settings) -> tuple[Path, dict[str, Any]]:
+    """The current bundle's folder and its metadata, to change and `_save_metadata`."""
+    folder = current_bundle_dir(settings.artifacts_dir)
+    return folder, json.loads((folder / METADATA_FILE).read_text())
+
+
+def _save_metadata(folder: Path, meta: dict[str, Any]) -> None:
     (folder / METADATA_FILE).write_text(json.dumps(meta))
-    with pytest.raises(ModelError, match="scores its stored example"):
-        load_bundle(project_copy.artifacts_dir)
+
+
+@pytest.mark.parametrize(
+    ("load", "scorer_file"), [(load_bundle, MODEL_FILE), (load_for_serving, TREES_FILE)]
+)
+def test_self_test_mismatch_is_refused(project_copy: Settings, load, scorer_file: str) -> None:
+    folder, meta = _edit_metadata(project_copy)
+    meta["self_test"]["probability"] += 0.01
+    _save_metadata(folder, meta)
+    with pytest.raises(ModelError, match=rf"{scorer_file} loaded but scores its stored example"):
+        load(project_copy.artifacts_dir)
 
 
 @pytest.mark.parametrize("kind", ["hist_gradient_boosting", "random_forest", "logistic_regression"])
@@ -185,28 +196,17 @@ def test_changed_trees_file_is_refused(project_copy: Settings) -> None:
         load_for_serving(project_copy.artifacts_dir)
 
 
-def test_trees_self_test_mismatch_is_refused(project_copy: Settings) -> None:
-    folder = current_bundle_dir(project_copy.artifacts_dir)
-    meta = json.loads((folder / METADATA_FILE).read_text())
-    meta["self_test"]["probability"] += 0.01
-    (folder / METADATA_FILE).write_text(json.dumps(meta))
-    with pytest.raises(ModelError, match=r"trees\.npz loaded but scores its stored example"):
-        load_for_serving(project_copy.artifacts_dir)
-
-
 def test_serving_without_trees_loads_the_pipeline(project_copy: Settings) -> None:
-    folder = current_bundle_dir(project_copy.artifacts_dir)
+    folder, meta = _edit_metadata(project_copy)
     (folder / TREES_FILE).unlink()
-    meta = json.loads((folder / METADATA_FILE).read_text())
     meta["trees_sha256"] = None
-    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    _save_metadata(folder, meta)
     assert isinstance(load_for_serving(project_copy.artifacts_dir).scorer, Scorer)
 
 
 def test_trees_with_other_columns_than_the_metadata_are_refused(project_copy: Settings) -> None:
-    folder = current_bundle_dir(project_copy.artifacts_dir)
-    meta = json.loads((folder / METADATA_FILE).read_text())
+    folder, meta = _edit_metadata(project_copy)
     meta["features"]["numerical"] = dict(reversed(meta["features"]["numerical"].items()))
-    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    _save_metadata(folder, meta)
     with pytest.raises(ModelError, match="does not hold the columns"):
         load_for_serving(project_copy.artifacts_dir)
