@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from census_salary.schema import EXAMPLE_ROW, NUMERICAL, canonical_name
+from census_salary.contract import EXAMPLE_ROW, NUMERICAL, canonical_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from census_salary.bundle import Bundle, RowScorer, load_bundle, load_for_serving
+from census_salary.bundle import Bundle, load_bundle
 from census_salary.config import Settings, load_settings
-from census_salary.model import Scorer
 from census_salary.train import TrainResult, train
 from live_server import LiveServer, live_server
 
@@ -81,15 +80,15 @@ def small_settings(trained_project: TrainResult) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def small_bundle(small_settings: Settings) -> Bundle[Scorer]:
-    """The small model's pipeline, as the CLI loads it."""
+def small_bundle(small_settings: Settings) -> Bundle:
+    """The small model as every door loads it: scored from its tree tables."""
     return load_bundle(small_settings.artifacts_dir)
 
 
 @pytest.fixture(scope="session")
-def serving_bundle(small_settings: Settings) -> Bundle[RowScorer]:
-    """The small model as `census serve` loads it: from its tree tables."""
-    return load_for_serving(small_settings.artifacts_dir)
+def pipeline_bundle(small_settings: Settings) -> Bundle:
+    """The small model scored with its scikit-learn pipeline (`[model] scorer = "pipeline"`)."""
+    return load_bundle(small_settings.artifacts_dir, "pipeline")
 
 
 @pytest.fixture

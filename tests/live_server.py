@@ -1,6 +1,6 @@
 """Start a real `census serve` process for tests that need a live server.
 
-Not a test module: `test_web.py` and `test_serve_process.py` import it.
+Not a test module: conftest.py and the tests of real processes import it.
 """
 
 from __future__ import annotations

@@ -18,18 +18,20 @@ from census_salary.bundle import (
     MODEL_FILE,
     POINTER,
     TREES_FILE,
+    Bundle,
+    ScorerChoice,
     current_bundle_dir,
     load_bundle,
-    load_for_serving,
     read_metadata,
     read_runs,
     sha256_bytes,
 )
 from census_salary.config import Settings
+from census_salary.contract import CATEGORICAL, NUMERICAL
 from census_salary.data import read_census
 from census_salary.errors import ModelError
-from census_salary.model import Scorer, build_pipeline
-from census_salary.schema import CATEGORICAL, NUMERICAL
+from census_salary.model import build_pipeline
+from census_salary.scoring import PipelineScorer
 from census_salary.train import train
 from census_salary.trees import TreeTables
 from live_server import census_executable
@@ -38,7 +40,7 @@ from live_server import census_executable
 def test_bundle_loads_with_its_metadata(small_settings: Settings) -> None:
     bundle = load_bundle(small_settings.artifacts_dir)
     assert bundle.metadata.version == current_bundle_dir(small_settings.artifacts_dir).name
-    assert bundle.scorer.threshold == bundle.metadata.threshold
+    assert bundle.threshold == bundle.metadata.threshold
 
 
 def test_metadata_records_schema_hashes_and_versions(small_settings: Settings) -> None:
@@ -47,8 +49,17 @@ def test_metadata_records_schema_hashes_and_versions(small_settings: Settings) -
     assert "Private" in meta.features.categorical["workclass"]
     assert meta.data.sha256 == sha256_bytes(small_settings.data_path.read_bytes())
     assert {"scikit-learn", "numpy", "pandas", "skops"} <= set(meta.library_versions)
-    assert meta.config["model"]["kind"] == "hist_gradient_boosting"
-    assert "api_key" not in meta.config["serve"]
+    assert meta.config.model.kind == "hist_gradient_boosting"
+    assert meta.schema_version == 2
+    assert "serve" not in meta.config.model_dump()  # nor its API key
+
+
+def test_metadata_with_an_unknown_key_is_refused(project_copy: Settings) -> None:
+    folder, meta = _edit_metadata(project_copy)
+    meta["config"]["model"]["kindd"] = "x"
+    _save_metadata(folder, meta)
+    with pytest.raises(ModelError, match=r"not valid model metadata .*kindd"):
+        load_bundle(project_copy.artifacts_dir)
 
 
 def test_missing_model_says_to_train(tmp_path: Path) -> None:
@@ -62,7 +73,7 @@ def test_changed_model_file_is_refused(project_copy: Settings) -> None:
     data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="does not match the SHA-256"):
-        load_bundle(project_copy.artifacts_dir)
+        load_bundle(project_copy.artifacts_dir, "pipeline")
 
 
 def _replace_model(settings: Settings, pipeline: object) -> None:
@@ -76,19 +87,19 @@ def _replace_model(settings: Settings, pipeline: object) -> None:
 def test_model_with_a_type_outside_the_allow_list_is_refused(project_copy: Settings) -> None:
     _replace_model(project_copy, Pipeline([("encode", FunctionTransformer(os.system))]))
     with pytest.raises(ModelError, match=r"types this version does not allow: .*posix\.system"):
-        load_bundle(project_copy.artifacts_dir)
+        load_bundle(project_copy.artifacts_dir, "pipeline")
 
 
 def test_model_that_is_not_a_census_pipeline_is_refused(project_copy: Settings) -> None:
     _replace_model(project_copy, {"not": "a pipeline"})
     with pytest.raises(ModelError, match="does not hold a census pipeline"):
-        load_bundle(project_copy.artifacts_dir)
+        load_bundle(project_copy.artifacts_dir, "pipeline")
 
 
 def test_pipeline_without_our_encode_step_is_refused(project_copy: Settings) -> None:
     _replace_model(project_copy, Pipeline([("encode", FunctionTransformer())]))
     with pytest.raises(ModelError, match="does not hold a census pipeline"):
-        load_bundle(project_copy.artifacts_dir)
+        load_bundle(project_copy.artifacts_dir, "pipeline")
 
 
 def test_garbage_model_file_is_refused(project_copy: Settings) -> None:
@@ -98,7 +109,7 @@ def test_garbage_model_file_is_refused(project_copy: Settings) -> None:
     meta["model_sha256"] = sha256_bytes(b"not a zip")
     _save_metadata(folder, meta)
     with pytest.raises(ModelError, match="not a readable skops file"):
-        load_bundle(project_copy.artifacts_dir)
+        load_bundle(project_copy.artifacts_dir, "pipeline")
 
 
 def _edit_metadata(settings: Settings) -> tuple[Path, dict[str, Any]]:
@@ -112,14 +123,16 @@ def _save_metadata(folder: Path, meta: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("load", "scorer_file"), [(load_bundle, MODEL_FILE), (load_for_serving, TREES_FILE)]
+    ("scorer", "scorer_file"), [("pipeline", MODEL_FILE), ("trees", TREES_FILE)]
 )
-def test_self_test_mismatch_is_refused(project_copy: Settings, load, scorer_file: str) -> None:
+def test_self_test_mismatch_is_refused(
+    project_copy: Settings, scorer: ScorerChoice, scorer_file: str
+) -> None:
     folder, meta = _edit_metadata(project_copy)
     meta["self_test"]["probability"] += 0.01
     _save_metadata(folder, meta)
     with pytest.raises(ModelError, match=rf"{scorer_file} loaded but scores its stored example"):
-        load(project_copy.artifacts_dir)
+        load_bundle(project_copy.artifacts_dir, scorer)
 
 
 @pytest.mark.parametrize("kind", ["hist_gradient_boosting", "random_forest", "logistic_regression"])
@@ -160,7 +173,19 @@ def test_each_training_run_is_recorded(project_copy: Settings) -> None:
     train(project_copy)
     runs = read_runs(project_copy.artifacts_dir)
     assert len(runs) == 2
-    assert runs[-1]["metrics"]["roc_auc"] > 0.8
+    assert runs[-1].metrics.roc_auc is not None
+    assert runs[-1].metrics.roc_auc > 0.8
+    assert runs[-1].version == current_bundle_dir(project_copy.artifacts_dir).name
+
+
+def test_a_run_history_line_that_is_not_a_run_is_skipped(
+    project_copy: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (project_copy.artifacts_dir / "runs.jsonl").open("a") as handle:
+        handle.write('{"version": "x"}\nnot json\n')
+    assert len(read_runs(project_copy.artifacts_dir)) == 1
+    assert "line 2" in caplog.text
+    assert "line 3" in caplog.text
 
 
 @pytest.mark.slow
@@ -183,8 +208,12 @@ def test_sigkill_during_training_leaves_a_loadable_bundle(project_copy: Settings
     assert leftovers == []
 
 
-def test_serving_loads_the_tree_tables(serving_bundle) -> None:
-    assert isinstance(serving_bundle.scorer, TreeTables)
+def test_the_default_scorer_is_the_tree_tables(small_bundle: Bundle) -> None:
+    assert isinstance(small_bundle.scorer, TreeTables)
+
+
+def test_the_pipeline_scorer_can_be_chosen(pipeline_bundle: Bundle) -> None:
+    assert isinstance(pipeline_bundle.scorer, PipelineScorer)
 
 
 def test_changed_trees_file_is_refused(project_copy: Settings) -> None:
@@ -193,15 +222,15 @@ def test_changed_trees_file_is_refused(project_copy: Settings) -> None:
     data[len(data) // 2] ^= 0xFF
     trees.write_bytes(bytes(data))
     with pytest.raises(ModelError, match=r"trees\.npz does not match the SHA-256"):
-        load_for_serving(project_copy.artifacts_dir)
+        load_bundle(project_copy.artifacts_dir)
 
 
-def test_serving_without_trees_loads_the_pipeline(project_copy: Settings) -> None:
+def test_a_bundle_without_trees_loads_the_pipeline(project_copy: Settings) -> None:
     folder, meta = _edit_metadata(project_copy)
     (folder / TREES_FILE).unlink()
     meta["trees_sha256"] = None
     _save_metadata(folder, meta)
-    assert isinstance(load_for_serving(project_copy.artifacts_dir).scorer, Scorer)
+    assert isinstance(load_bundle(project_copy.artifacts_dir).scorer, PipelineScorer)
 
 
 def test_trees_with_other_columns_than_the_metadata_are_refused(project_copy: Settings) -> None:
@@ -209,4 +238,4 @@ def test_trees_with_other_columns_than_the_metadata_are_refused(project_copy: Se
     meta["features"]["numerical"] = dict(reversed(meta["features"]["numerical"].items()))
     _save_metadata(folder, meta)
     with pytest.raises(ModelError, match="does not hold the columns"):
-        load_for_serving(project_copy.artifacts_dir)
+        load_bundle(project_copy.artifacts_dir)

@@ -7,16 +7,24 @@ import io
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+import census_salary.bundle
+from census_salary.api import create_app
+from census_salary.bundle import Bundle
 from census_salary.cli import app
-from census_salary.config import Settings
+from census_salary.config import Settings, load_settings
+from census_salary.contract import EXAMPLE_ROW, TARGET, canonical_name
 from census_salary.errors import ExitCode
-from census_salary.schema import EXAMPLE_ROW
-from live_server import census_executable
+from census_salary.scoring import PipelineScorer
+from census_salary.trees import TreeTables
+from live_server import census_executable, server_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["train", "evaluate", "slice-report", "predict", "serve", "runs"]
@@ -27,8 +35,14 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-def run(runner: CliRunner, settings: Settings, *args: str, stdin: str | None = None):
-    return runner.invoke(app, ["--config", str(settings.source), *args], input=stdin)
+def run(
+    runner: CliRunner,
+    settings: Settings,
+    *args: str,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+):
+    return runner.invoke(app, ["--config", str(settings.source), *args], input=stdin, env=env)
 
 
 def rows_csv(rows: list[dict]) -> str:
@@ -261,7 +275,21 @@ def test_predict_bad_row_names_row_and_field(runner: CliRunner, small_settings: 
     rows = [EXAMPLE_ROW, {**EXAMPLE_ROW, "hours-per-week": 500}]
     result = run(runner, small_settings, "predict", stdin=json.dumps(rows))
     assert result.exit_code == ExitCode.USAGE, result.output
-    assert "row 2, field 'hours_per_week': got 500" in result.stderr
+    assert (
+        "row 2, field 'hours_per_week': got 500; expected a whole number from 0 to 168"
+        in result.stderr
+    )
+
+
+@pytest.mark.parametrize("value", ["[/]", "[red]x", "[bold]"])
+def test_predict_quotes_a_bad_value_as_given(
+    runner: CliRunner, small_settings: Settings, value: str
+) -> None:
+    """The message quotes the value; text that looks like rich markup is printed as is."""
+    rows = [EXAMPLE_ROW, {**EXAMPLE_ROW, "age": value}]
+    result = run(runner, small_settings, "predict", stdin=json.dumps(rows))
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"row 2, field 'age': got {value!r};" in result.stderr
 
 
 def test_predict_failure_leaves_output_untouched(
@@ -293,6 +321,17 @@ def test_predict_skip_scores_good_rows_and_lists_bad(
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)) == 2
     assert "row 2, field 'age'" in result.stderr
+
+
+def test_predict_skip_lists_each_bad_row_on_one_line(
+    runner: CliRunner, small_settings: Settings
+) -> None:
+    rows = [{**EXAMPLE_ROW, "hours-per-week": 500}, EXAMPLE_ROW]
+    result = run(runner, small_settings, "predict", "--on-error", "skip", stdin=json.dumps(rows))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "Skipped row 1, field 'hours_per_week': got 500; expected a whole number from 0 to 168"
+    ], result.stderr
 
 
 def test_predict_from_file_to_file(
@@ -558,3 +597,154 @@ def test_serve_workers_keep_the_log_file(
     assert result.exit_code == 0, result.output
     assert os.environ["CENSUS_LOG_FILE"] == str(log)
     assert os.environ["CENSUS_LOG_LEVEL"] == "INFO"
+
+
+# --- one scorer behind every door --------------------------------------------------------
+
+SCORER_TYPES = {"trees": TreeTables, "pipeline": PipelineScorer}
+
+
+@pytest.fixture(scope="module")
+def published_rows(sample_frame: pd.DataFrame) -> list[dict[str, str]]:
+    """400 rows of the real file as published (spaces, `?` and all), without the label,
+    and two with categories the model never saw (scored as missing)."""
+    features = sample_frame.drop(
+        columns=[c for c in sample_frame.columns if canonical_name(c) == TARGET]
+    )
+    rows = features.head(400).to_dict("records")
+    country = next(c for c in features.columns if canonical_name(c) == "native_country")
+    sex = next(c for c in features.columns if canonical_name(c) == "sex")
+    return [*rows, {**rows[0], country: "Atlantis"}, {**rows[1], sex: "MALE"}]
+
+
+@pytest.fixture(scope="module", params=sorted(SCORER_TYPES))
+def api_answer(
+    request: pytest.FixtureRequest, small_settings: Settings, published_rows: list[dict[str, str]]
+) -> tuple[str, dict]:
+    """The scorer setting, and what POST /predict answers for the rows with it."""
+    scorer = request.param
+    settings = load_settings(small_settings.source, environ={"CENSUS_MODEL__SCORER": scorer})
+    with TestClient(create_app(settings)) as client:
+        assert isinstance(client.app.state.bundle.scorer, SCORER_TYPES[scorer])
+        response = client.post("/predict", json={"inputs": published_rows})
+    assert response.status_code == 200, response.text
+    return scorer, response.json()
+
+
+def as_input(rows: list[dict[str, str]], fmt: str) -> str:
+    if fmt == "csv":
+        return rows_csv(rows)
+    if fmt == "json":
+        return json.dumps(rows)
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def output_records(text: str, fmt: str) -> list[dict]:
+    if fmt == "csv":
+        return [
+            {**r, "probability": float(r["probability"])} for r in csv.DictReader(io.StringIO(text))
+        ]
+    if fmt == "json":
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+def test_predict_gives_the_apis_probabilities_to_the_last_bit(
+    runner: CliRunner,
+    small_settings: Settings,
+    published_rows: list[dict[str, str]],
+    api_answer: tuple[str, dict],
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+) -> None:
+    scorer, api = api_answer
+    loaded: list[Bundle] = []
+    load_bundle = census_salary.bundle.load_bundle
+
+    def spy(*args: object, **kwargs: object) -> Bundle:
+        loaded.append(load_bundle(*args, **kwargs))  # type: ignore[arg-type]
+        return loaded[-1]
+
+    monkeypatch.setattr(census_salary.bundle, "load_bundle", spy)
+    result = run(
+        runner,
+        small_settings,
+        "predict",
+        stdin=as_input(published_rows, fmt),
+        env={"CENSUS_MODEL__SCORER": scorer},
+    )
+
+    assert result.exit_code == 0, result.output
+    assert [type(bundle.scorer) for bundle in loaded] == [SCORER_TYPES[scorer]]
+    records = output_records(result.stdout, fmt)
+    assert [r["probability"] for r in records] == api["probabilities"]
+    assert [r["prediction"] for r in records] == api["predictions"]
+
+
+@pytest.mark.parametrize("command", ["predict", "serve"])
+def test_the_scorer_variable_of_serve_says_it_moved_to_model(
+    runner: CliRunner,
+    small_settings: Settings,
+    uvicorn_calls: list[tuple[object, dict]],
+    command: str,
+) -> None:
+    result = run(
+        runner,
+        small_settings,
+        command,
+        stdin=json.dumps([EXAMPLE_ROW]),
+        env={"CENSUS_SERVE__SCORER": "pipeline"},
+    )
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "CENSUS_SERVE__SCORER" in result.stderr
+    assert "moved to [model] scorer" in result.stderr
+    assert "CENSUS_MODEL__SCORER" in result.stderr
+    assert result.stdout == ""
+    assert uvicorn_calls == []
+
+
+def test_real_process_predicts_from_the_tree_tables_without_scikit_learn(
+    small_settings: Settings,
+) -> None:
+    """`census predict` starts like the server: numpy and the tree tables, no scikit-learn."""
+    script = (
+        "import sys\n"
+        "from census_salary.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    sys.stderr.write(f'scikit-learn imported: {\"sklearn\" in sys.modules}')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, "--config", str(small_settings.source), "predict"],
+        input=json.dumps([EXAMPLE_ROW]),
+        capture_output=True,
+        text=True,
+        env=server_environment(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) == 1
+    assert done.stderr.endswith("scikit-learn imported: False"), done.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_a_bad_first_chunk_leaves_stdout_empty(
+    runner: CliRunner, small_settings: Settings, fmt: str
+) -> None:
+    rows = [{**EXAMPLE_ROW, "age": "old"}, EXAMPLE_ROW]
+    result = run(runner, small_settings, "predict", "--output-format", fmt, stdin=json.dumps(rows))
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert result.stdout == ""
+    assert "row 1, field 'age'" in result.stderr
+
+
+def test_a_later_bad_chunk_says_how_many_rows_went_out(
+    runner: CliRunner, small_settings: Settings
+) -> None:
+    rows = [EXAMPLE_ROW, EXAMPLE_ROW, {**EXAMPLE_ROW, "age": "old"}]
+    result = run(runner, small_settings, "predict", "--chunk-size", "2", stdin=json.dumps(rows))
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert result.stdout.count('"prediction"') == 2
+    assert "2 row(s) were written to standard output before this" in result.stderr

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from census_salary.config import find_config, load_settings
+from census_salary.config import Settings, TrainingConfig, find_config, load_settings
 from census_salary.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,3 +116,68 @@ def test_feature_listed_twice_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, '[features]\nnumerical = ["age", "age"]\ncategorical = []\n')
     with pytest.raises(ConfigError, match="more than once"):
         load_settings(path, environ={})
+
+
+def test_scorer_is_a_model_setting(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    assert load_settings(path, environ={}).model.scorer == "trees"
+    overridden = load_settings(path, environ={"CENSUS_MODEL__SCORER": "pipeline"})
+    assert overridden.model.scorer == "pipeline"
+
+
+def test_scorer_under_serve_in_the_file_says_where_it_moved(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "[serve]\nscorer = 'pipeline'\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"census\.toml: serve\.scorer: moved to \[model\] scorer.*CENSUS_MODEL__SCORER",
+    ):
+        load_settings(path, environ={})
+
+
+def test_scorer_under_serve_in_a_variable_says_where_it_moved(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"^CENSUS_SERVE__SCORER \(overriding .*\): serve\.scorer: moved"
+    ):
+        load_settings(write(tmp_path, MINIMAL), environ={"CENSUS_SERVE__SCORER": "trees"})
+
+
+def test_unknown_section_variable_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"CENSUS_SERVEE__PORT.*servee: unknown key"):
+        load_settings(write(tmp_path, MINIMAL), environ={"CENSUS_SERVEE__PORT": "1"})
+
+
+def test_variable_reaches_a_key_the_file_spells_with_capitals(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "[model.params.logistic_regression]\nC = 1.0\n")
+    settings = load_settings(path, environ={"CENSUS_MODEL__PARAMS__LOGISTIC_REGRESSION__C": "2"})
+    assert settings.model.params["logistic_regression"] == {"C": 2}
+
+
+def test_origin_of_names_the_variable_behind_a_value(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    settings = load_settings(path, environ={"CENSUS_SPLIT__SEED": "7"})
+    assert settings.origin_of("split.seed") == f"CENSUS_SPLIT__SEED (overriding {path})"
+    assert settings.origin_of("split.test_size") == str(path)
+
+
+def test_settings_are_the_training_config_plus_where_and_how_to_serve() -> None:
+    training_only = set(TrainingConfig.model_fields)
+    assert training_only == {"data", "features", "split", "model", "search", "threshold", "slices"}
+    assert set(Settings.model_fields) - training_only == {"source", "artifacts", "serve"}
+
+
+def test_training_config_round_trips_unchanged() -> None:
+    environ = {
+        "CENSUS_SEARCH__GRID": '{"max_depth": [null, 3, 0.5, true, "x"]}',
+        "CENSUS_MODEL__PARAMS__LOGISTIC_REGRESSION__C": "1e400",  # infinity
+    }
+    training = load_settings(ROOT / "census.toml", environ=environ).training
+    assert type(training) is TrainingConfig
+    assert TrainingConfig.model_validate(training.model_dump(mode="json")) == training
+    assert TrainingConfig.model_validate_json(training.model_dump_json()) == training
+
+
+def test_a_list_where_one_parameter_value_belongs_is_one_error(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "[model.params.random_forest]\nn_estimators = [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"n_estimators: must be one number") as caught:
+        load_settings(path, environ={})
+    assert ";" not in str(caught.value)

@@ -18,7 +18,7 @@ import httpx2 as httpx
 import pytest
 from packaging.requirements import Requirement
 
-from census_salary.schema import EXAMPLE_ROW
+from census_salary.contract import EXAMPLE_ROW
 from live_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

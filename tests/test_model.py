@@ -1,91 +1,14 @@
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from census_salary.bundle import Bundle
 from census_salary.config import load_settings
-from census_salary.data import read_census
+from census_salary.contract import CATEGORICAL, NUMERICAL
 from census_salary.errors import ConfigError
-from census_salary.model import Scorer, build_pipeline, choose_threshold, export_trees
-from census_salary.schema import CATEGORICAL, EXAMPLE_ROW, NUMERICAL, POSITIVE, CensusRow
-from census_salary.trees import TreeTables
+from census_salary.model import build_pipeline, check_model_settings, choose_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_fast_encoder_matches_sklearn_on_every_row_of_the_data(
-    census_csv: Path, small_bundle: Bundle
-) -> None:
-    features = read_census(census_csv).features
-    scorer = small_bundle.scorer
-    expected = scorer.pipeline.named_steps["encode"].transform(features)
-    np.testing.assert_array_equal(scorer.encode(features), expected)
-
-
-def test_row_path_matches_the_batch_path_on_every_row(
-    census_csv: Path, small_bundle: Bundle
-) -> None:
-    features = read_census(census_csv).features
-    records = features.astype(object).where(features.notna(), None).to_dict("records")
-    rows = [CensusRow.model_validate(r) for r in records]
-    scorer = small_bundle.scorer
-    np.testing.assert_array_equal(scorer.encode_rows(rows), scorer.encode(features))
-
-
-def test_unknown_category_is_scored_as_missing(small_bundle: Bundle) -> None:
-    scorer = small_bundle.scorer
-    odd = CensusRow.model_validate({**EXAMPLE_ROW, "workclass": "Astronaut"})
-    missing = CensusRow.model_validate({**EXAMPLE_ROW, "workclass": None})
-    assert scorer.unknown_categories(odd) == ["workclass"]
-    assert scorer.probabilities_of_rows([odd]) == scorer.probabilities_of_rows([missing])
-
-
-def test_labels_follow_the_threshold(small_bundle: Bundle) -> None:
-    scorer = small_bundle.scorer
-    p = np.array([0.1, 0.5, 0.9])
-    assert scorer.labels(p, threshold=0.5).tolist() == ["<=50K", POSITIVE, POSITIVE]
-
-
-def test_empty_batch_scores_to_nothing(small_bundle: Bundle) -> None:
-    assert small_bundle.scorer.probabilities(np.empty((0, 14))).shape == (0,)
-
-
-@pytest.mark.parametrize("kind", ["random_forest", "logistic_regression"])
-def test_other_kinds_train_score_and_have_no_tree_export(kind: str, census_csv: Path) -> None:
-    data = read_census(census_csv)
-    x, y = data.features.head(1500), data.target.head(1500)
-    settings = load_settings(ROOT / "census.toml", environ={})
-    params = dict(settings.model.params[kind])
-    params.pop("n_jobs", None)
-    pipeline = build_pipeline(kind, params, CATEGORICAL, NUMERICAL, seed=0).fit(x, y)
-    assert pipeline.predict_proba(x).shape == (1500, 2)
-    assert export_trees(Scorer(pipeline, 0.5), x) is None
-
-
-def test_tree_export_matches_the_pipeline_on_every_row_of_the_data(
-    census_csv: Path, small_bundle: Bundle
-) -> None:
-    features = read_census(census_csv).features
-    tables = export_trees(small_bundle.scorer, features.head(100))
-    assert tables is not None
-    columns = {name: features[name].tolist() for name in tables.columns}
-    np.testing.assert_array_equal(
-        tables.probabilities(columns), small_bundle.scorer.predict_frame(features)
-    )
-
-
-def test_tree_export_is_dropped_when_it_disagrees(
-    small_bundle: Bundle, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    exact = TreeTables.probabilities
-    monkeypatch.setattr(
-        TreeTables, "probabilities", lambda self, columns: exact(self, columns) + 1e-12
-    )
-    rows = pd.DataFrame([CensusRow.model_validate(EXAMPLE_ROW).model_dump()])
-    assert export_trees(small_bundle.scorer, rows) is None
-    assert "disagree" in caplog.text
 
 
 def test_unknown_hyperparameter_is_a_config_error() -> None:
@@ -116,3 +39,69 @@ def test_accuracy_threshold_may_predict_no_positive() -> None:
 
 def test_fixed_threshold_is_used_as_given() -> None:
     assert choose_threshold(np.array([0, 1]), np.array([0.2, 0.8]), "fixed", fixed=0.3) == 0.3
+
+
+TWO_FEATURES = '[features]\nnumerical = ["age"]\ncategorical = ["sex"]\n'
+
+
+def check_config(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> None:
+    path = tmp_path / "census.toml"
+    path.write_text(TWO_FEATURES + text, encoding="utf-8")
+    check_model_settings(load_settings(path, environ=environ or {}))
+
+
+def test_parameter_typo_names_the_file_the_key_and_the_real_name(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"census\.toml: model\.params\.hist_gradient_boosting\.learning_rat: not a "
+        r"parameter of HistGradientBoostingClassifier \(did you mean learning_rate\?\)$",
+    ):
+        check_config(tmp_path, "[model.params.hist_gradient_boosting]\nlearning_rat = 0.1\n")
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("learning_rate = 'fast'", r"learning_rate: The 'learning_rate' parameter .* Got 'fast'"),
+        ("max_iter = -1", r"max_iter: The 'max_iter' parameter .* range \[1, inf\)\. Got -1"),
+    ],
+)
+def test_bad_parameter_value_is_one_line_with_scikit_learns_reason(
+    tmp_path: Path, line: str, reason: str
+) -> None:
+    text = f"[model.params.hist_gradient_boosting]\n{line}\n"
+    with pytest.raises(ConfigError, match=rf"census\.toml: model\.params\.[a-z_]+\.{reason}"):
+        check_config(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        check_config(tmp_path, text)
+    assert "\n" not in str(caught.value)
+    assert len(str(caught.value)) < 300, str(caught.value)
+
+
+def test_bad_value_from_a_variable_names_the_variable(tmp_path: Path) -> None:
+    environ = {"CENSUS_MODEL__PARAMS__RANDOM_FOREST__N_ESTIMATORS": "0"}
+    with pytest.raises(
+        ConfigError, match=r"^CENSUS_MODEL__PARAMS__RANDOM_FOREST__N_ESTIMATORS \(overriding "
+    ):
+        check_config(tmp_path, "", environ)
+
+
+def test_bad_search_grid_key_names_the_file_and_the_key(tmp_path: Path) -> None:
+    text = "[search]\nenabled = true\n[search.grid]\nmax_leafnodes = [15, 31]\n"
+    with pytest.raises(
+        ConfigError,
+        match=r"census\.toml: search\.grid\.max_leafnodes: not a parameter of "
+        r"HistGradientBoostingClassifier \(did you mean max_leaf_nodes\?\)",
+    ):
+        check_config(tmp_path, text)
+
+
+def test_bad_search_grid_value_names_the_key(tmp_path: Path) -> None:
+    text = "[search]\nenabled = true\n[search.grid]\nmax_leaf_nodes = [15, 1]\n"
+    with pytest.raises(ConfigError, match=r"search\.grid\.max_leaf_nodes: .* Got 1 instead"):
+        check_config(tmp_path, text)
+
+
+@pytest.mark.parametrize("environ", [{}, {"CENSUS_SEARCH__ENABLED": "true"}])
+def test_the_project_model_settings_pass_the_check(environ: dict[str, str]) -> None:
+    check_model_settings(load_settings(ROOT / "census.toml", environ=environ))

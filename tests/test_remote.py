@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import uvicorn
@@ -15,8 +17,8 @@ from typer.testing import CliRunner
 from census_salary.api import create_app
 from census_salary.cli import app
 from census_salary.config import Settings
+from census_salary.contract import EXAMPLE_ROW
 from census_salary.errors import ExitCode
-from census_salary.schema import EXAMPLE_ROW
 from live_server import free_port
 
 KEY = "s3cret-key"
@@ -77,13 +79,90 @@ def test_remote_refusal_is_exit_6_with_the_server_reason(server_url: str) -> Non
     assert result.exit_code == ExitCode.REMOTE, result.output
     assert "401" in result.stderr
     assert "API key" in result.stderr
+    assert result.stdout == ""
 
 
-def test_unreachable_server_is_exit_6() -> None:
+INPUTS = {
+    "csv": ",".join(EXAMPLE_ROW) + "\n" + ",".join(map(str, EXAMPLE_ROW.values())) + "\n",
+    "json": json.dumps(ROWS[:1]),
+    "jsonl": json.dumps(ROWS[0]) + "\n",
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(INPUTS))
+def test_unreachable_server_is_exit_6_with_nothing_on_stdout(fmt: str) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    result = CliRunner().invoke(app, ["predict", "--url", url], input=json.dumps(ROWS[:1]))
+    result = CliRunner().invoke(app, ["predict", "--url", url], input=INPUTS[fmt])
     assert result.exit_code == ExitCode.REMOTE, result.output
     assert "Cannot reach" in result.stderr
+    assert result.stdout == ""
+
+
+@contextmanager
+def answering(reply: bytes) -> Iterator[str]:
+    """A server on loopback that answers every connection with `reply`, then closes it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.recv(65536)
+                connection.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def http_reply(body: bytes, content_type: str = "application/json") -> bytes:
+    head = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (b"SSH-2.0-OpenSSH_9.6\r\n", "did not answer like an HTTP server"),
+        (http_reply(b"<html>hello</html>", "text/html"), "did not answer with JSON"),
+        (http_reply(b"\xff\xfe{}"), "did not answer with JSON"),
+        (http_reply(b'{"status": "ok"}'), "model metadata"),
+        (http_reply(b"[1, 2]"), "model metadata"),
+    ],
+    ids=["not-http", "html", "not-utf8", "other-json", "json-list"],
+)
+def test_a_server_that_is_not_census_is_exit_6_with_nothing_on_stdout(
+    reply: bytes, message: str
+) -> None:
+    with answering(reply) as url:
+        result = CliRunner().invoke(app, ["predict", "--url", url], input=json.dumps(ROWS[:1]))
+    assert result.exit_code == ExitCode.REMOTE, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+
+
+def test_remote_threshold_can_be_overridden(server_url: str) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["predict", "--url", server_url, "--api-key", KEY, "--threshold", "0"],
+        input=json.dumps(ROWS),
+    )
+    assert result.exit_code == 0, result.output
+    assert {row["prediction"] for row in json.loads(result.stdout)} == {">50K"}
 
 
 def test_bad_rows_are_caught_before_sending(server_url: str) -> None:

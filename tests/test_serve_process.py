@@ -14,10 +14,17 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from census_salary.bundle import Bundle
+from census_salary.bundle import TREES_FILE, Bundle, current_bundle_dir
 from census_salary.config import Settings
-from census_salary.schema import EXAMPLE_ROW
-from live_server import LiveServer, free_port, live_server
+from census_salary.contract import EXAMPLE_ROW
+from census_salary.errors import ExitCode
+from live_server import (
+    LiveServer,
+    census_executable,
+    free_port,
+    live_server,
+    server_environment,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -150,3 +157,40 @@ def test_port_comes_from_the_environment_without_option(
         response = httpx.get(f"http://127.0.0.1:{port}/health")
 
         assert response.status_code == 200, server.log()
+
+
+def test_the_model_scorer_setting_reaches_the_server(
+    open_server: LiveServer, project_copy: Settings, tmp_path: Path
+) -> None:
+    """Without trees.npz only the pipeline can score, so a ready server proves it used it;
+    and it answers what the tree tables answer, to the last bit."""
+    (current_bundle_dir(project_copy.artifacts_dir) / TREES_FILE).unlink()
+
+    with live_server(
+        project_copy.source, tmp_path / "serve.log", env={"CENSUS_MODEL__SCORER": "pipeline"}
+    ) as pipeline_server:
+        from_pipeline = predict(pipeline_server, {"inputs": ROWS})
+    from_trees = predict(open_server, {"inputs": ROWS})
+
+    assert from_pipeline.status_code == 200, from_pipeline.text
+    assert from_pipeline.json()["probabilities"] == from_trees.json()["probabilities"]
+
+
+def test_the_old_scorer_variable_stops_the_server_before_it_listens(
+    small_settings: Settings,
+) -> None:
+    port = free_port()
+    command = [str(census_executable()), "--config", str(small_settings.source), "serve"]
+    done = subprocess.run(
+        [*command, "--port", str(port)],
+        env=server_environment({"CENSUS_SERVE__SCORER": "pipeline"}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert done.returncode == ExitCode.USAGE, done.stderr
+    assert "moved to [model] scorer" in done.stderr, done.stderr
+    assert "CENSUS_MODEL__SCORER" in done.stderr, done.stderr
+    assert "Uvicorn running" not in done.stderr, done.stderr

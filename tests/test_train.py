@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from census_salary.cli import app
 from census_salary.config import Settings, load_settings
-from census_salary.schema import EXAMPLE_ROW
+from census_salary.contract import EXAMPLE_ROW
 from census_salary.train import TrainResult, train
 from conftest import SMALL_CONFIG, make_project
 

@@ -1,78 +1,31 @@
-"""The tree tables `census serve` scores with: same numbers as the pipeline, safe to read."""
+"""The tree tables every door scores with by default: safe to read, exact by their splits."""
 
 from __future__ import annotations
 
 import io
 import zipfile
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from census_salary import trees
-from census_salary.bundle import Bundle, RowScorer, load_bundle, load_for_serving
-from census_salary.data import read_census
+from census_salary.bundle import Bundle
+from census_salary.contract import EXAMPLE_ROW, check_records
 from census_salary.errors import ModelError
-from census_salary.model import Scorer
-from census_salary.schema import EXAMPLE_ROW, CensusRow
 from census_salary.trees import MAX_DEPTH, TreeTables
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def tables_of(bundle: Bundle[RowScorer]) -> TreeTables:
-    assert isinstance(bundle.scorer, TreeTables), "serving should use the tree tables"
+def tables_of(bundle: Bundle) -> TreeTables:
+    assert isinstance(bundle.scorer, TreeTables), "the default scorer should be the tree tables"
     return bundle.scorer
 
 
-@pytest.mark.parametrize("which", ["small", "committed"])
-def test_serving_scores_every_row_of_the_data_as_the_pipeline_does(
-    census_csv: Path, small_settings, which: str
-) -> None:
-    artifacts = small_settings.artifacts_dir if which == "small" else ROOT / "artifacts"
-    tables = tables_of(load_for_serving(artifacts))
-    features = read_census(census_csv).features
-    columns = {name: features[name].tolist() for name in tables.columns}
-    np.testing.assert_array_equal(
-        tables.probabilities(columns), load_bundle(artifacts).scorer.predict_frame(features)
-    )
-
-
-def test_rows_score_as_their_columns(
-    census_csv: Path, serving_bundle: Bundle[RowScorer], small_bundle: Bundle[Scorer]
-) -> None:
-    features = read_census(census_csv).features.head(2000)
-    records = features.astype(object).where(features.notna(), None).to_dict("records")
-    rows = [CensusRow.model_validate(record) for record in records]
-    np.testing.assert_array_equal(
-        tables_of(serving_bundle).probabilities_of_rows(rows),
-        small_bundle.scorer.probabilities_of_rows(rows),
-    )
-
-
-def test_unknown_category_is_flagged_and_scored_as_missing(
-    serving_bundle: Bundle[RowScorer],
-) -> None:
-    tables = tables_of(serving_bundle)
-    odd = CensusRow.model_validate({**EXAMPLE_ROW, "workclass": "Astronaut"})
-    missing = CensusRow.model_validate({**EXAMPLE_ROW, "workclass": None})
-    assert tables.unknown_categories(odd) == ["workclass"]
-    assert tables.unknown_categories(missing) == []
-    assert tables.probabilities_of_rows([odd]) == tables.probabilities_of_rows([missing])
-
-
-def test_no_rows_score_to_nothing(serving_bundle: Bundle[RowScorer]) -> None:
-    assert tables_of(serving_bundle).probabilities_of_rows([]).shape == (0,)
-
-
-def test_file_round_trip_keeps_every_number(serving_bundle: Bundle[RowScorer]) -> None:
-    tables = tables_of(serving_bundle)
+def test_file_round_trip_keeps_every_number(small_bundle: Bundle) -> None:
+    tables = tables_of(small_bundle)
     again = TreeTables.from_bytes(tables.to_bytes(), "trees.npz")
-    rows = [CensusRow.model_validate({**EXAMPLE_ROW, "age": age}) for age in range(17, 91)]
-    np.testing.assert_array_equal(
-        again.probabilities_of_rows(rows), tables.probabilities_of_rows(rows)
-    )
+    columns = check_records([{**EXAMPLE_ROW, "age": age} for age in range(17, 91)]).columns
+    np.testing.assert_array_equal(again.probabilities(columns), tables.probabilities(columns))
 
 
 def _npz(**arrays: object) -> bytes:
@@ -135,9 +88,9 @@ def test_a_tree_deeper_than_the_limit_is_refused() -> None:
 
 
 def test_an_export_unpacking_to_too_much_is_refused(
-    serving_bundle: Bundle[RowScorer], monkeypatch: pytest.MonkeyPatch
+    small_bundle: Bundle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = tables_of(serving_bundle).to_bytes()
+    data = tables_of(small_bundle).to_bytes()
     monkeypatch.setattr(trees, "MAX_ARRAY_BYTES", 1000)
     with pytest.raises(ModelError, match="unpacks to"):
         TreeTables.from_bytes(data, "trees.npz")
@@ -173,9 +126,7 @@ def _split_to_root(t: TreeTables) -> dict[str, object]:
         (lambda t: {"go_right": t.go_right[:, :2]}, "a bin column for every bin"),
     ],
 )
-def test_inconsistent_arrays_are_refused(
-    serving_bundle: Bundle[RowScorer], change, problem: str
-) -> None:
-    tables = tables_of(serving_bundle)
+def test_inconsistent_arrays_are_refused(small_bundle: Bundle, change, problem: str) -> None:
+    tables = tables_of(small_bundle)
     with pytest.raises(ValueError, match=problem):
         replace(tables, **change(tables))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
 
 from census_salary.config import Settings
-from census_salary.schema import EXAMPLE_ROW, canonical_name
+from census_salary.contract import EXAMPLE_ROW, canonical_name, contract_document
 from live_server import LiveServer, live_server
 
 pytestmark = pytest.mark.slow
@@ -197,6 +198,53 @@ def test_out_of_range_value_is_refused_before_sending(page: Page, server: LiveSe
     assert not [url for url in sent if url.endswith("/predict")], sent
 
 
+def test_number_limits_are_the_servers_columns(page: Page, server: LiveServer) -> None:
+    served = httpx.get(f"{server.url}/metadata").json()["columns"]
+    open_form(page, server)
+
+    numbers = [column["name"] for column in served if column["kind"] == "number"]
+    shown = {
+        name: (
+            page.locator(f"#field-{name}").get_attribute("min"),
+            page.locator(f"#field-{name}").get_attribute("max"),
+        )
+        for name in numbers
+    }
+
+    assert served == contract_document(), served
+    assert shown == {
+        column["name"]: (str(column["minimum"]), str(column["maximum"]))
+        for column in contract_document()
+        if column["kind"] == "number"
+    }, shown
+    assert shown["age"] == ("0", "120"), shown
+
+
+def test_number_limits_follow_the_page_config(page: Page, server: LiveServer) -> None:
+    """Nothing in the page hard-codes a limit: change the served columns, the inputs follow."""
+    config_script = re.compile(
+        r'(<script id="census-config" type="application/json">)(.*?)(</script>)'
+    )
+
+    def with_other_age_limits(route: Route) -> None:
+        response = route.fetch()
+        found = config_script.search(response.text())
+        assert found, "the page has no census-config script"
+        config = json.loads(found.group(2))
+        for column in config["columns"]:
+            if column["name"] == "age":
+                column.update(minimum=16, maximum=99)
+        data = json.dumps(config).replace("<", "\\u003c")
+        html = config_script.sub(lambda m: m.group(1) + data + m.group(3), response.text())
+        route.fulfill(response=response, body=html)
+
+    page.route(f"{server.url}/", with_other_age_limits)
+    open_form(page, server)
+    age = page.locator("#field-age")
+
+    assert (age.get_attribute("min"), age.get_attribute("max")) == ("16", "99")
+
+
 def test_server_validation_error_shows_its_detail(page: Page, server: LiveServer) -> None:
     open_form(page, server)
     # Lift the browser's own limit so the server's check is the one that answers.
@@ -207,6 +255,7 @@ def test_server_validation_error_shows_its_detail(page: Page, server: LiveServer
 
     error = page.locator("#error")
     expect(error).to_contain_text("row 0, field 'age'")
+    expect(error).to_contain_text("Age: got 130; expected a whole number from 0 to 120")
     expect(error).to_have_attribute("role", "alert")
     expect(page.locator("#field-age")).to_have_attribute("aria-invalid", "true")
 

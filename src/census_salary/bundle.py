@@ -5,7 +5,7 @@ Layout under the artifacts folder:
     LATEST                    the version id of the current bundle (the commit point)
     <version>/model.skops     the fitted pipeline, in skops' format (no pickle)
     <version>/trees.npz       its gradient-boosted trees as plain arrays (see `trees`), which
-                              `census serve` scores with; absent for other model kinds
+                              every command scores with; absent for other model kinds
     <version>/metadata.json   version, data hash, model hash, schema, threshold, metrics...
     <version>/evaluation.json, slices.json, slice_output.txt
     runs.jsonl                one line per training run
@@ -17,37 +17,38 @@ is read, skops only builds types from its own safe set plus `ALLOWED_TYPES`, and
 tree arrays are read by numpy without pickle. Either way a stored example must score
 its stored probability before the model is used.
 
+Which scorer a loaded bundle gets is decided here and only here (`load_bundle`): the
+tree tables when the bundle has them, unless `[model] scorer = "pipeline"`; otherwise
+the pipeline. Both give the same probabilities to the last bit (checked at training).
 scikit-learn and skops are imported only when the pipeline itself is needed, so a
-server scoring from `trees.npz` starts without them.
+process scoring from `trees.npz` starts without them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from census_salary.contract import Columns, check_records, labels_at
 from census_salary.errors import ModelError
 from census_salary.files import atomic_write, default_mode, fsync_dir
-from census_salary.metrics import Metrics
-from census_salary.schema import CensusRow
+from census_salary.metadata import BundleMetadata, RunRecord
+from census_salary.scoring import PipelineScorer, Scorer
 from census_salary.trees import TreeTables
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
-
-    from census_salary.model import Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -65,63 +66,47 @@ ALLOWED_TYPES: tuple[str, ...] = (
     "sklearn.tree._tree.Tree",
     "sklearn.utils.validation.check_array",
 )
-
-
-class DataInfo(BaseModel):
-    path: str
-    sha256: str
-    rows_read: int
-    duplicates_dropped: int
-    rows_train: int
-    rows_test: int
-
-
-class FeatureSchema(BaseModel):
-    categorical: dict[str, list[str]]  # column -> vocabulary seen in training
-    numerical: dict[str, tuple[float, float]]  # column -> (min, max) seen in training
-
-
-class SelfTest(BaseModel):
-    """A stored row and the probability the model gave it, replayed on load."""
-
-    row: dict[str, Any]
-    probability: float
-
-
-class BundleMetadata(BaseModel):
-    version: str
-    created_at: datetime
-    package_version: str
-    library_versions: dict[str, str]
-    model_kind: str
-    model_sha256: str
-    trees_sha256: str | None = None  # None: no trees.npz, serve from the pipeline
-    data: DataInfo
-    config: dict[str, Any]
-    features: FeatureSchema
-    threshold: float
-    threshold_objective: str
-    best_params: dict[str, Any] = {}
-    metrics: Metrics
-    self_test: SelfTest
-
-
-class RowScorer(Protocol):
-    """What scoring needs of a model: the pipeline's `Scorer` or the `TreeTables`."""
-
-    def probabilities_of_rows(self, rows: Sequence[CensusRow]) -> np.ndarray: ...
-
-    def unknown_categories(self, row: CensusRow) -> list[str]: ...
-
-
-ScorerT = TypeVar("ScorerT", bound=RowScorer, covariant=True)
+ScorerChoice = Literal["trees", "pipeline"]
 
 
 @dataclass(frozen=True)
-class Bundle(Generic[ScorerT]):
-    directory: Path
+class Bundle:
+    """A loaded model: its metadata (threshold, vocabularies...) and one `Scorer`.
+
+    Every door scores through this: the CLI, the API, auditing, and `predict --url`
+    (whose bundle is a remote server's metadata with a `RemoteScorer`).
+    """
+
     metadata: BundleMetadata
-    scorer: ScorerT
+    scorer: Scorer
+    source: str  # the folder or URL it came from, for messages
+
+    @property
+    def version(self) -> str:
+        return self.metadata.version
+
+    @property
+    def threshold(self) -> float:
+        return self.metadata.threshold
+
+    def probabilities(self, columns: Columns) -> np.ndarray:
+        """P(>50K) for checked rows (`contract.check_columns(...).columns`)."""
+        return self.scorer.probabilities(columns)
+
+    def labels(self, probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        return labels_at(probabilities, self.threshold if threshold is None else threshold)
+
+    def warnings(self, columns: Columns) -> list[list[str]]:
+        """Per row: the categories the model never saw, which it scores as missing."""
+        vocabularies = self.metadata.features.categorical
+        n_rows = len(next(iter(columns.values()))) if columns else 0
+        found: list[list[str]] = [[] for _ in range(n_rows)]
+        for name, words in vocabularies.items():
+            known = frozenset(words)
+            for i, value in enumerate(columns[name]):
+                if isinstance(value, str) and value not in known:
+                    found[i].append(f"{name}: unknown value {value!r}, scored as missing")
+        return found
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -191,14 +176,15 @@ def _remove_stale(artifacts_dir: Path, keep: str) -> None:
                 entry.unlink(missing_ok=True)
 
 
-def append_run(artifacts_dir: Path, record: Mapping[str, Any]) -> None:
+def append_run(artifacts_dir: Path, record: RunRecord) -> None:
     """Add one line to the run history (a single small append, so lines never interleave)."""
-    line = json.dumps(record, sort_keys=True, default=str) + "\n"
+    line = record.model_dump_json() + "\n"
     with (artifacts_dir / RUNS_FILE).open("a", encoding="utf-8") as handle:
         handle.write(line)
 
 
-def read_runs(artifacts_dir: Path) -> list[dict[str, Any]]:
+def read_runs(artifacts_dir: Path) -> list[RunRecord]:
+    """The run history, oldest first; a line that is not a run record is skipped and logged."""
     path = artifacts_dir / RUNS_FILE
     if not path.exists():
         return []
@@ -207,9 +193,9 @@ def read_runs(artifacts_dir: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            runs.append(json.loads(line))
-        except json.JSONDecodeError:
-            logger.warning("skipping line %d of %s: not JSON", number, path)
+            runs.append(RunRecord.model_validate_json(line))
+        except ValidationError as exc:
+            logger.warning("skipping line %d of %s: not a run record (%s)", number, path, exc)
     return runs
 
 
@@ -240,43 +226,30 @@ def read_metadata(bundle_dir: Path) -> BundleMetadata:
         ) from None
 
 
-def load_bundle(artifacts_dir: Path) -> Bundle[Scorer]:
-    """Load the current bundle's pipeline, refusing a model file that is not the one recorded."""
-    bundle_dir = current_bundle_dir(artifacts_dir)
-    return _load_pipeline_bundle(bundle_dir, read_metadata(bundle_dir))
-
-
-def load_for_serving(artifacts_dir: Path, *, use_trees: bool = True) -> Bundle[RowScorer]:
-    """The current bundle with its fastest scorer: the tree tables, else the pipeline."""
+def load_bundle(artifacts_dir: Path, scorer: ScorerChoice = "trees") -> Bundle:
+    """The current bundle, checked, with its scorer: the tree tables when it has them and
+    `scorer` is "trees", else the pipeline. A file not the one recorded is refused."""
     bundle_dir = current_bundle_dir(artifacts_dir)
     metadata = read_metadata(bundle_dir)
-    if metadata.trees_sha256 is None or not use_trees:
-        return _load_pipeline_bundle(bundle_dir, metadata)
-    trees_path = bundle_dir / TREES_FILE
-    tables = TreeTables.from_bytes(
-        _read_verified(trees_path, metadata.trees_sha256), str(trees_path)
-    )
-    schema = metadata.features
-    if (tables.categorical, tables.numerical) != (
-        tuple(schema.categorical),
-        tuple(schema.numerical),
-    ):
-        raise ModelError(
-            f"{trees_path} does not hold the columns {METADATA_FILE} lists; run `census train`."
-        )
-    return _checked(Bundle(bundle_dir, metadata, tables), trees_path)
-
-
-def _load_pipeline_bundle(bundle_dir: Path, metadata: BundleMetadata) -> Bundle[Scorer]:
-    from census_salary.model import Scorer
-
-    model_path = bundle_dir / MODEL_FILE
-    pipeline = _load_pipeline(_read_verified(model_path, metadata.model_sha256), model_path)
+    if metadata.trees_sha256 is not None and scorer == "trees":
+        path = bundle_dir / TREES_FILE
+        tables = TreeTables.from_bytes(_read_verified(path, metadata.trees_sha256), str(path))
+        schema = metadata.features
+        if (tables.categorical, tables.numerical) != (
+            tuple(schema.categorical),
+            tuple(schema.numerical),
+        ):
+            raise ModelError(
+                f"{path} does not hold the columns {METADATA_FILE} lists; run `census train`."
+            )
+        return _checked(Bundle(metadata, tables, str(bundle_dir)), path)
+    path = bundle_dir / MODEL_FILE
+    pipeline = load_pipeline(_read_verified(path, metadata.model_sha256), path)
     try:
-        scorer = Scorer(pipeline, metadata.threshold)
+        pipeline_scorer = PipelineScorer(pipeline)
     except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
-        raise ModelError(f"{model_path} does not fit this version of census: {exc}") from None
-    return _checked(Bundle(bundle_dir, metadata, scorer), model_path)
+        raise ModelError(f"{path} does not fit this version of census: {exc}") from None
+    return _checked(Bundle(metadata, pipeline_scorer, str(bundle_dir)), path)
 
 
 def _read_verified(path: Path, sha256: str) -> bytes:
@@ -294,7 +267,8 @@ def _read_verified(path: Path, sha256: str) -> bytes:
     return data
 
 
-def _load_pipeline(data: bytes, model_path: Path) -> Pipeline:
+def load_pipeline(data: bytes, model_path: Path) -> Pipeline:
+    """The pipeline in a skops file's bytes, built only from skops' safe types and ours."""
     import skops.io as sio
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
@@ -318,11 +292,11 @@ def _load_pipeline(data: bytes, model_path: Path) -> Pipeline:
     return pipeline
 
 
-def _checked(bundle: Bundle[ScorerT], path: Path) -> Bundle[ScorerT]:
+def _checked(bundle: Bundle, path: Path) -> Bundle:
     """The bundle, once its stored example scores the stored probability with `path`."""
     stored = bundle.metadata.self_test
     try:
-        got = float(bundle.scorer.probabilities_of_rows([CensusRow.model_validate(stored.row)])[0])
+        got = float(bundle.probabilities(check_records([stored.row]).columns)[0])
     except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise ModelError(f"{path} does not fit this version of census: {exc}") from None
     if abs(got - stored.probability) > 1e-9:

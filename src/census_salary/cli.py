@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from census_salary import __version__
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from census_salary.bundle import Bundle
     from census_salary.config import Settings
     from census_salary.metrics import SliceReport
-    from census_salary.model import Scorer
     from census_salary.progress import Progress
 
 
@@ -38,7 +38,10 @@ class _CensusGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except CensusError as exc:
-            err_console().print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escape: the message may quote the user's values, such as "[/]"
+            err_console().print(
+                f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(exc.exit_code) from None
         except BrokenPipeError:
             # The reader went away (`census predict ... | head`): stop quietly, as cat does.
@@ -154,10 +157,10 @@ def _settings(ctx: typer.Context) -> Settings:
     return load_settings(path)
 
 
-def _bundle(settings: Settings) -> Bundle[Scorer]:
+def _bundle(settings: Settings) -> Bundle:
     from census_salary.bundle import load_bundle
 
-    return load_bundle(settings.artifacts_dir)
+    return load_bundle(settings.artifacts_dir, settings.model.scorer)
 
 
 @contextlib.contextmanager
@@ -206,8 +209,8 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Metrics of the current model on its held-out split or on a labelled file."""
+    from census_salary.audit import evaluate_bundle
     from census_salary.render import metrics_table
-    from census_salary.train import evaluate_bundle
 
     settings = _settings(ctx)
     metrics = evaluate_bundle(settings, _bundle(settings), data)
@@ -246,7 +249,7 @@ def slice_report(
     ] = None,
 ) -> None:
     """Metrics on every slice of the data, to expose where the model does worse."""
-    from census_salary.train import slice_bundle
+    from census_salary.audit import slice_bundle
 
     settings = _settings(ctx)
     report = slice_bundle(settings, _bundle(settings), data, feature)
@@ -322,19 +325,18 @@ def predict(
     ] = 1000,
 ) -> None:
     """Score rows (CSV, JSON array, {"inputs": [...]} or JSON Lines) from a file or stdin."""
-    from census_salary.predict import RowScorer, predict_file
+    from census_salary.predict import predict_file
 
-    scorer: RowScorer
     if url is not None:
-        from census_salary.remote import RemoteScorer
+        from census_salary.remote import open_remote
 
-        scorer = RemoteScorer(url, api_key=api_key, batch_size=batch_size)
+        bundle = open_remote(url, api_key=api_key, batch_size=batch_size)
     else:
-        scorer = _bundle(_settings(ctx)).scorer
+        bundle = _bundle(_settings(ctx))
     # A bar on stderr would tangle with rows printed to the same terminal.
     with _progress(enabled=output is not None or not sys.stdout.isatty()) as progress:
         problems = predict_file(
-            scorer,
+            bundle,
             input_path,
             output,
             input_format=input_format,
@@ -345,7 +347,9 @@ def predict(
             progress=progress,
         )
     for problem in problems:
-        err_console().print(f"[yellow]Skipped[/] {problem}", highlight=False)
+        err_console().print(
+            f"[yellow]Skipped[/] {escape(str(problem))}", highlight=False, soft_wrap=True
+        )
 
 
 @app.command()
@@ -378,7 +382,7 @@ def runs(
 
     history = read_runs(_settings(ctx).artifacts_dir)
     if as_json:
-        _print_json(history)
+        _print_json([run.model_dump(mode="json") for run in history])
     else:
         Console().print(runs_table(history))
 

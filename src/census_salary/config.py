@@ -11,32 +11,51 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from census_salary.contract import CATEGORICAL, NUMERICAL
 from census_salary.errors import ConfigError
-from census_salary.schema import CATEGORICAL, NUMERICAL
 
 CONFIG_NAME = "census.toml"
 ENV_PREFIX = "CENSUS_"
 # Short names for settings that people set from the environment (secrets above all).
 ENV_ALIASES = {"CENSUS_API_KEY": "CENSUS_SERVE__API_KEY"}
+# Settings that moved: {old dotted key: new dotted key}. Saying the old one is an error that
+# names the new place, rather than a bare "unknown key".
+MOVED_KEYS = {"serve.scorer": "model.scorer"}
 
 ModelKind = Literal["hist_gradient_boosting", "random_forest", "logistic_regression"]
-ParamValue = bool | int | float | str | None
+
+
+def _one_value(value: object) -> object:
+    # One error for a list or a table, rather than one per member of the union.
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise ValueError("must be one number, string or boolean (not a list or a table)")
+
+
+# A scikit-learn parameter as the file or a variable gives it; model.py checks it further.
+ParamValue = Annotated[
+    bool | int | float | str | None,
+    PlainValidator(_one_value, json_schema_input_type=bool | int | float | str | None),
+]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Infinity stays Infinity in JSON (not null), so a snapshot reads back as it was.
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
 
 
 class DataSettings(_Section):
@@ -76,6 +95,10 @@ class SplitSettings(_Section):
 class ModelSettings(_Section):
     kind: ModelKind = "hist_gradient_boosting"
     params: dict[ModelKind, dict[str, ParamValue]] = {}
+    # How every command scores (predict, evaluate, slice-report, serve). "trees": from the
+    # bundle's trees.npz when it has one (fast start, no scikit-learn needed); "pipeline":
+    # always load model.skops. Both give the same numbers.
+    scorer: Literal["trees", "pipeline"] = "trees"
 
     @property
     def selected_params(self) -> dict[str, ParamValue]:
@@ -119,9 +142,6 @@ class ServeSettings(_Section):
     workers: int = Field(1, ge=1)
     max_rows: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(5_000_000, ge=1024)
-    # "trees": score from the bundle's trees.npz when it has one (fast start, no
-    # scikit-learn in the server); "pipeline": always load model.skops.
-    scorer: Literal["trees", "pipeline"] = "trees"
     # Set it with CENSUS_API_KEY, never in census.toml; unset (or empty), /predict is open.
     api_key: SecretStr | None = None
 
@@ -131,10 +151,12 @@ class ServeSettings(_Section):
         return value if value is not None and value.get_secret_value() else None
 
 
-class Settings(_Section):
-    """Everything census.toml can say, and the file it came from (`source`)."""
+class TrainingConfig(_Section):
+    """The sections that define a trained model; the bundle keeps a copy in its metadata.
 
-    source: Path
+    It round-trips through `model_dump(mode="json")` and `model_validate` unchanged.
+    """
+
     data: DataSettings = DataSettings()
     features: FeatureSettings
     split: SplitSettings = SplitSettings()
@@ -142,8 +164,25 @@ class Settings(_Section):
     search: SearchSettings = SearchSettings()
     threshold: ThresholdSettings = ThresholdSettings()
     slices: SliceSettings = SliceSettings()
+
+
+class Settings(TrainingConfig):
+    """Everything census.toml can say, and the file it came from (`source`)."""
+
+    source: Path
     artifacts: ArtifactSettings = ArtifactSettings()
     serve: ServeSettings = ServeSettings()
+    # {dotted key: the CENSUS_* variable that set it}, so later checks name the variable too.
+    _overrides: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def origin_of(self, key: str) -> str:
+        """Where the value at dotted `key` came from: the file, or the variable overriding it."""
+        return _where(key, self.source, self._overrides)
+
+    @property
+    def training(self) -> TrainingConfig:
+        """Only the sections that define a trained model (what the bundle records)."""
+        return TrainingConfig(**{name: getattr(self, name) for name in TrainingConfig.model_fields})
 
     @property
     def root(self) -> Path:
@@ -200,10 +239,13 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
             "set CENSUS_API_KEY in the environment instead."
         )
     sources = _apply_env_overrides(raw, environ)
+    _refuse_moved_keys(raw, path, sources)
     try:
-        return Settings.model_validate({**raw, "source": path.resolve()})
+        settings = Settings.model_validate({**raw, "source": path.resolve()})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, sources)) from None
+    settings._overrides = sources
+    return settings
 
 
 def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
@@ -217,14 +259,21 @@ def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dic
         if not all(keys):
             raise ConfigError(f"{name}: empty key; write CENSUS_<SECTION>__<KEY>.")
         node = raw
-        for key in keys[:-1]:
+        for depth, key in enumerate(keys[:-1]):
+            keys[depth] = key = _file_spelling(node, key)
             child = node.setdefault(key, {})
             if not isinstance(child, dict):
                 raise ConfigError(f"{name}: {'.'.join(keys)} does not name a setting.")
             node = child
+        keys[-1] = _file_spelling(node, keys[-1])
         node[keys[-1]] = value if given in ENV_ALIASES else _parse_env_value(value)
         sources[".".join(keys)] = given
     return sources
+
+
+def _file_spelling(node: dict[str, Any], key: str) -> str:
+    """`key` as the file spells it: variable names have no case, but LogisticRegression's C has."""
+    return next((given for given in node if given.lower() == key), key)
 
 
 def _parse_env_value(value: str) -> Any:
@@ -235,19 +284,41 @@ def _parse_env_value(value: str) -> Any:
         return value
 
 
+def _refuse_moved_keys(raw: dict[str, Any], path: Path, sources: dict[str, str]) -> None:
+    for old, new in MOVED_KEYS.items():
+        section, key = old.split(".")
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            new_section, new_key = new.split(".")
+            variable = f"{ENV_PREFIX}{new_section.upper()}__{new_key.upper()}"
+            raise ConfigError(
+                f"{_where(old, path, sources)}: {old}: moved to [{new_section}] {new_key}; "
+                f"set it there (or with {variable}) instead."
+            )
+
+
+def _where(key: str, path: Path, sources: dict[str, str]) -> str:
+    """The file, or the variables that overrode the file, behind the value at `key`."""
+    # A variable is behind `key` when it set it, a section around it (CENSUS_SEARCH__GRID),
+    # or a key inside it (CENSUS_SERVEE__PORT is behind the unknown section `servee`).
+    origins = sorted(
+        variable
+        for dotted, variable in sources.items()
+        if key == dotted or key.startswith(f"{dotted}.") or dotted.startswith(f"{key}.")
+    )
+    return f"{', '.join(origins)} (overriding {path})" if origins else str(path)
+
+
 def _describe(exc: ValidationError, path: Path, sources: dict[str, str]) -> str:
     lines = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
-        origin = next(
-            (var for dotted, var in sources.items() if key == dotted or key.startswith(dotted)),
-            None,
-        )
-        where = f"{origin} (overriding {path})" if origin else str(path)
+        where = _where(key, path, sources)
         if error["type"] == "extra_forbidden":
             message = "unknown key"
         elif error["type"] == "missing":
             message = "required key is missing"
+        elif error["type"] == "value_error":
+            message = str(error["ctx"]["error"])  # without pydantic's "Value error, "
         else:
             message = error["msg"]
         lines.append(f"{where}: {key}: {message}")

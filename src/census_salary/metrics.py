@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel
 
+from census_salary.contract import NUMERICAL
 from census_salary.errors import GateError
-from census_salary.schema import NUMERICAL
 
 if TYPE_CHECKING:
     import pandas as pd

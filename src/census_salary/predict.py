@@ -8,26 +8,20 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal, Protocol
+from typing import IO, Literal
 
-import numpy as np
 import pandas as pd
 
-from census_salary.data import InputFormat, check_frame, read_rows, summarise
-from census_salary.errors import InputError, RowProblem
+from census_salary.bundle import Bundle
+from census_salary.contract import check_columns
+from census_salary.data import summarise
+from census_salary.errors import CensusError, InputError, RowProblem
 from census_salary.files import atomic_open
 from census_salary.progress import NoProgress, Progress
+from census_salary.rows import InputFormat, RowChunk, read_rows
 
 OutputFormat = Literal["csv", "json", "jsonl"]
 PREDICTION, PROBABILITY = "prediction", "probability"
-
-
-class RowScorer(Protocol):
-    """What scoring needs: the local `Scorer` or a `RemoteScorer`."""
-
-    def predict_frame(self, features: pd.DataFrame) -> np.ndarray: ...
-
-    def labels(self, probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray: ...
 
 
 @dataclass
@@ -39,45 +33,51 @@ class ScoredStream:
 
 
 def score_chunks(
-    scorer: RowScorer,
-    chunks: Iterable[pd.DataFrame],
+    bundle: Bundle,
+    chunks: Iterable[RowChunk],
     *,
     threshold: float | None = None,
     skip_bad: bool = False,
     source: str = "the input",
 ) -> ScoredStream:
-    """Score raw chunks as they come. A bad row raises InputError unless `skip_bad`."""
+    """Score chunks as they come. A bad row raises InputError unless `skip_bad`."""
     stream = ScoredStream(chunks=iter(()))
 
     def scored() -> Iterator[pd.DataFrame]:
         first_row = 1
-        for raw in chunks:
-            if clash := sorted({PREDICTION, PROBABILITY} & set(raw.columns)):
+        for chunk in chunks:
+            if clash := sorted({PREDICTION, PROBABILITY} & set(chunk.table.columns)):
                 raise InputError(
                     f"The input already has column(s) {', '.join(clash)} (the output of an "
                     "earlier run?); drop or rename them, since the output adds its own."
                 )
-            checked = check_frame(raw, first_row=first_row)
+            checked = check_columns(chunk.columns, first_row=first_row)
             if checked.problems:
                 if not skip_bad:
                     raise InputError(summarise(checked.problems, source), checked.problems)
                 stream.problems.extend(checked.problems)
-            first_row += len(raw)
-            kept = raw.loc[checked.good].reset_index(drop=True)
-            p = scorer.predict_frame(checked.features)
-            yield kept.assign(**{PREDICTION: scorer.labels(p, threshold), PROBABILITY: p})
+            first_row += len(checked.good)
+            kept = chunk.table.loc[checked.good].reset_index(drop=True)
+            p = bundle.probabilities(checked.columns)
+            yield kept.assign(**{PREDICTION: bundle.labels(p, threshold), PROBABILITY: p})
 
     stream.chunks = scored()
     return stream
 
 
 def write_predictions(chunks: Iterable[pd.DataFrame], fmt: OutputFormat, out: IO[str]) -> int:
-    """Write scored chunks as CSV, a JSON array or JSON Lines; return the rows written."""
+    """Write scored chunks as CSV, a JSON array or JSON Lines; return the rows written.
+
+    Nothing is written before the first chunk has been scored, so an input that fails at
+    once leaves the output empty.
+    """
     rows = 0
     header: list[str] | None = None
-    if fmt == "json":
-        out.write("[")
+    opened = False
     for chunk in chunks:
+        if fmt == "json" and not opened:
+            out.write("[")
+            opened = True
         if fmt == "csv":
             first = header is None
             header = list(chunk.columns) if header is None else header
@@ -91,20 +91,36 @@ def write_predictions(chunks: Iterable[pd.DataFrame], fmt: OutputFormat, out: IO
                 out, index=False, header=first, lineterminator="\n"
             )
         elif len(chunk):
-            text = chunk.to_json(orient="records", lines=True, double_precision=15)
-            lines = text.rstrip("\n").split("\n")  # JSON escapes newlines inside strings
+            lines = _json_lines(chunk)
             if fmt == "jsonl":
                 out.write("\n".join(lines) + "\n")
             else:
                 out.write(("\n" if rows == 0 else ",\n") + ",\n".join(lines))
         rows += len(chunk)
     if fmt == "json":
-        out.write("\n]\n" if rows else "]\n")
+        out.write(("\n]\n" if rows else "]\n") if opened else "[]\n")
     return rows
 
 
+def _json_lines(chunk: pd.DataFrame) -> list[str]:
+    """One JSON object per scored row, its probability written to the last bit.
+
+    pandas writes at most 15 significant digits, which changes most probabilities in their
+    last bits; they get Python's shortest round-trip text instead (what the API sends).
+    """
+    # Never empty: the prediction column is always there, before the probability.
+    text = chunk.drop(columns=PROBABILITY).to_json(
+        orient="records", lines=True, double_precision=15
+    )
+    lines = text.rstrip("\n").split("\n")  # JSON escapes newlines inside strings
+    return [
+        f'{line[:-1]},"{PROBABILITY}":{p!r}}}'
+        for line, p in zip(lines, chunk[PROBABILITY].tolist(), strict=True)
+    ]
+
+
 def predict_file(
-    scorer: RowScorer,
+    bundle: Bundle,
     input_path: Path | None,
     output_path: Path | None,
     *,
@@ -132,12 +148,11 @@ def predict_file(
             fmt, chunks = read_rows(handle, input_format, chunk_size)
             chunks = _counted(chunks, progress or NoProgress())
             stream = score_chunks(
-                scorer, chunks, threshold=threshold, skip_bad=skip_bad, source=source
+                bundle, chunks, threshold=threshold, skip_bad=skip_bad, source=source
             )
             out_fmt = output_format or fmt
             if output_path is None:
-                write_predictions(stream.chunks, out_fmt, sys.stdout)
-                sys.stdout.flush()
+                _write_to_stdout(stream.chunks, out_fmt)
             else:
                 with atomic_open(output_path) as out:
                     write_predictions(stream.chunks, out_fmt, out)
@@ -146,9 +161,28 @@ def predict_file(
     return stream.problems
 
 
-def _counted(chunks: Iterable[pd.DataFrame], progress: Progress) -> Iterator[pd.DataFrame]:
+def _write_to_stdout(chunks: Iterator[pd.DataFrame], fmt: OutputFormat) -> None:
+    """Rows go out as they are scored; a failure later on says how many already went."""
+    written = 0
+
+    def counted() -> Iterator[pd.DataFrame]:
+        nonlocal written
+        for chunk in chunks:
+            yield chunk
+            written += len(chunk)  # resumed once the chunk has been written
+
+    try:
+        write_predictions(counted(), fmt, sys.stdout)
+    except CensusError as exc:
+        if written:
+            exc.args = (f"{exc} ({written} row(s) were written to standard output before this.)",)
+        raise
+    sys.stdout.flush()
+
+
+def _counted(chunks: Iterable[RowChunk], progress: Progress) -> Iterator[RowChunk]:
     """Pass chunks through, counting their rows on the progress display."""
     progress.start("Scoring rows")
     for chunk in chunks:
         yield chunk
-        progress.advance(len(chunk))
+        progress.advance(len(chunk.table))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -16,7 +16,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
+from census_salary.metadata import RunRecord
 from census_salary.metrics import Metrics, SliceReport
 from census_salary.report import fmt, metric_rows, slice_cells
 
@@ -59,7 +61,7 @@ class RichProgress:
 
 
 def metrics_table(metrics: Metrics, title: str) -> Table:
-    table = Table(title=title, show_header=False)
+    table = Table(title=Text(title), show_header=False)
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     for name, value in metric_rows(metrics):
@@ -74,7 +76,7 @@ def train_table(result: TrainResult) -> Table:
     table.add_row("training rows", str(meta.data.rows_train))
     table.add_row("duplicates dropped", str(meta.data.duplicates_dropped))
     table.add_row("seconds", f"{result.seconds:.1f}")
-    table.add_row("bundle", str(result.bundle_dir))
+    table.add_row("bundle", Text(str(result.bundle_dir)))
     return table
 
 
@@ -100,26 +102,25 @@ def slice_table(report: SliceReport) -> Table:
     for name in headers:
         left = name in ("feature", "value")
         table.add_column(name, justify="left" if left else "right", no_wrap=not left)
-    table.add_row(*slice_cells(report.overall), style="bold")
+    table.add_row(*map(Text, slice_cells(report.overall)), style="bold")
     for s in report.slices:
         style = "dim" if s.too_small else ("red" if (s.f1_gap or 0) < -0.1 else None)
-        table.add_row(*slice_cells(s), style=style)
+        table.add_row(*map(Text, slice_cells(s)), style=style)  # values are data, not markup
     return table
 
 
-def runs_table(runs: list[dict[str, Any]]) -> Table:
+def runs_table(runs: list[RunRecord]) -> Table:
     table = Table(title=f"{len(runs)} training run(s)")
     for name in ("version", "model", "threshold", "accuracy", "F1", "ROC AUC", "data SHA-256"):
         table.add_column(name)
     for run in runs:
-        metrics = run.get("metrics", {})
         table.add_row(
-            str(run.get("version")),
-            str(run.get("model_kind")),
-            fmt(run.get("threshold"), 4),
-            fmt(metrics.get("accuracy")),
-            fmt(metrics.get("f1")),
-            fmt(metrics.get("roc_auc")),
-            str(run.get("data_sha256", ""))[:12],
+            run.version,
+            run.model_kind,
+            fmt(run.threshold, 4),
+            fmt(run.metrics.accuracy),
+            fmt(run.metrics.f1),
+            fmt(run.metrics.roc_auc),
+            run.data_sha256[:12],
         )
     return table

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 
-from census_salary.bundle import BundleMetadata
+from census_salary.metadata import BundleMetadata
 from census_salary.metrics import Metrics, SliceMetrics, SliceReport
 
 SLICE_COLUMNS = (
@@ -129,7 +129,7 @@ def render_model_card(metadata: BundleMetadata, slices: SliceReport) -> str:
     features = metadata.features
     worst = _largest_gaps(slices, 8)
     too_small = [s for s in slices.slices if s.too_small]
-    params = metadata.config["model"]["params"].get(metadata.model_kind, {})
+    params = metadata.params
     lines = [
         "# Model card: census income classifier",
         "",
@@ -150,10 +150,10 @@ def render_model_card(metadata: BundleMetadata, slices: SliceReport) -> str:
         ),
         f"- Model file SHA-256: `{metadata.model_sha256}`",
         (
-            f"- Served from its tree tables (`trees.npz`, SHA-256 `{metadata.trees_sha256}`), "
+            f"- Scored from its tree tables (`trees.npz`, SHA-256 `{metadata.trees_sha256}`), "
             "checked at training to give the pipeline's probabilities on every row"
             if metadata.trees_sha256
-            else "- Served from the pipeline itself (this model kind has no tree tables)"
+            else "- Scored with the pipeline itself (this model kind has no tree tables)"
         ),
         "- Libraries: "
         + ", ".join(f"{k} {v}" for k, v in sorted(metadata.library_versions.items())),
@@ -171,7 +171,7 @@ def render_model_card(metadata: BundleMetadata, slices: SliceReport) -> str:
         "database; licence CC BY 4.0. "
         f"File SHA-256 `{d.sha256}`: {d.rows_read} rows read, {d.duplicates_dropped} exact "
         f"duplicates dropped, then a stratified split into {d.rows_train} training and "
-        f"{d.rows_test} held-out rows (seed {metadata.config['split']['seed']}).",
+        f"{d.rows_test} held-out rows (seed {metadata.config.split.seed}).",
         "",
         f"Features: {len(features.categorical)} categorical "
         f"({', '.join(features.categorical)}) and {len(features.numerical)} numerical "

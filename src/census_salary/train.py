@@ -1,4 +1,4 @@
-"""Training and auditing: split, (search), fit, threshold, evaluate, slice, write the bundle."""
+"""Training: split, (search), fit, threshold, evaluate, slice, write the bundle and card."""
 
 from __future__ import annotations
 
@@ -18,11 +18,6 @@ from sklearn.pipeline import Pipeline
 
 from census_salary import __version__
 from census_salary.bundle import (
-    Bundle,
-    BundleMetadata,
-    DataInfo,
-    FeatureSchema,
-    SelfTest,
     append_run,
     dump_model,
     library_versions,
@@ -31,21 +26,23 @@ from census_salary.bundle import (
     sha256_bytes,
 )
 from census_salary.config import Settings
+from census_salary.contract import EXAMPLE_ROW, check_records
 from census_salary.data import CensusData, read_census
 from census_salary.download import ensure_census
-from census_salary.errors import InputError, ModelError
+from census_salary.errors import InputError
 from census_salary.files import atomic_write
-from census_salary.metrics import Metrics, SliceReport, evaluate, slice_metrics
+from census_salary.metadata import BundleMetadata, DataInfo, FeatureSchema, RunRecord, SelfTest
+from census_salary.metrics import SliceReport, evaluate, slice_metrics
 from census_salary.model import (
-    Scorer,
     build_pipeline,
+    check_model_settings,
     choose_threshold,
-    export_trees,
     param_prefix,
 )
 from census_salary.progress import NoProgress, Progress
 from census_salary.report import render_model_card, render_slice_text
-from census_salary.schema import EXAMPLE_ROW, CensusRow
+from census_salary.scoring import PipelineScorer
+from census_salary.tree_export import export_trees
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +84,7 @@ def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
     """Fit the configured model and make it the current bundle in the artifacts folder."""
     progress = progress or NoProgress()
     began = time.perf_counter()
+    check_model_settings(settings)
     progress.start("Reading data")
     data = load_training_data(settings, progress)
     split = split_data(data, settings.split.test_size, settings.split.seed)
@@ -108,9 +106,9 @@ def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
         threshold = choose_threshold(split.train_y.to_numpy(), oof, settings.threshold.objective)
     progress.start("Fitting the model")
     pipeline = clone(pipeline).fit(split.train_x[features.all], split.train_y)
-    scorer = Scorer(pipeline, threshold)
+    scorer = PipelineScorer(pipeline)
     progress.start("Evaluating")
-    test_p = scorer.predict_frame(split.test_x)
+    test_p = scorer.probabilities(split.test_x)
     metrics = evaluate(split.test_y.to_numpy(), test_p, threshold)
     slice_columns = settings.slices.features or features.all
     slices = slice_metrics(
@@ -125,7 +123,6 @@ def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
     model_bytes = dump_model(pipeline)
     trees = export_trees(scorer, data.features)
     trees_bytes = trees.to_bytes() if trees is not None else None
-    example = CensusRow.model_validate(EXAMPLE_ROW)
     metadata = BundleMetadata(
         version=new_version(model_bytes),
         created_at=datetime.now(UTC).replace(microsecond=0),
@@ -142,7 +139,7 @@ def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
             rows_train=len(split.train_y),
             rows_test=len(split.test_y),
         ),
-        config=settings.model_dump(mode="json", exclude={"source": True, "serve": {"api_key"}}),
+        config=settings.training,
         features=FeatureSchema(
             categorical=scorer.vocabularies,
             numerical={
@@ -156,7 +153,7 @@ def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
         metrics=metrics,
         self_test=SelfTest(
             row=EXAMPLE_ROW,
-            probability=float(scorer.probabilities_of_rows([example])[0]),
+            probability=float(scorer.probabilities(check_records([EXAMPLE_ROW]).columns)[0]),
         ),
     )
     reports = {
@@ -167,7 +164,7 @@ def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
     artifacts = settings.artifacts_dir
     bundle_dir = save_bundle(artifacts, model_bytes, trees_bytes, metadata, reports)
     if settings.artifacts.keep_history:
-        append_run(artifacts, run_record(metadata))
+        append_run(artifacts, RunRecord.of(metadata))
     write_model_card(settings, metadata, slices)
     seconds = time.perf_counter() - began
     logger.info("trained %s in %.1f s: %s", metadata.version, seconds, metrics)
@@ -176,20 +173,6 @@ def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
 
 def write_model_card(settings: Settings, metadata: BundleMetadata, slices: SliceReport) -> None:
     atomic_write(settings.model_card_path, render_model_card(metadata, slices).encode())
-
-
-def run_record(metadata: BundleMetadata) -> dict[str, Any]:
-    m = metadata.metrics
-    return {
-        "version": metadata.version,
-        "created_at": metadata.created_at.isoformat(),
-        "model_kind": metadata.model_kind,
-        "params": metadata.config["model"]["params"].get(metadata.model_kind, {}),
-        "best_params": metadata.best_params,
-        "threshold": metadata.threshold,
-        "data_sha256": metadata.data.sha256,
-        "metrics": {"accuracy": m.accuracy, "f1": m.f1, "roc_auc": m.roc_auc, "pr_auc": m.pr_auc},
-    }
 
 
 def _out_of_fold(
@@ -246,52 +229,3 @@ def _search(
     best = {key.removeprefix(prefix): value for key, value in searcher.best_params_.items()}
     logger.info("best parameters: %s (ROC AUC %.4f)", best, searcher.best_score_)
     return clone(pipeline).set_params(**searcher.best_params_), best
-
-
-def held_out(settings: Settings, metadata: BundleMetadata) -> tuple[pd.DataFrame, pd.Series]:
-    """The test split the bundle was evaluated on, rebuilt from the same data and seed."""
-    data = read_labelled(settings, settings.data_path)
-    if data.sha256 != metadata.data.sha256:
-        raise ModelError(
-            f"{settings.data_path} is not the file model {metadata.version} was trained on "
-            "(its SHA-256 differs), so its held-out split cannot be rebuilt. "
-            "Pass --data FILE to evaluate on a labelled file, or retrain."
-        )
-    split_cfg = metadata.config["split"]
-    split = split_data(data, split_cfg["test_size"], split_cfg["seed"])
-    return split.test_x, split.test_y
-
-
-def labelled_rows(
-    settings: Settings, bundle: Bundle[Scorer], data_path: Path | None
-) -> tuple[pd.DataFrame, pd.Series]:
-    """The rows to audit: a labelled file if given, else the bundle's held-out split."""
-    if data_path is None:
-        return held_out(settings, bundle.metadata)
-    data = read_labelled(settings, data_path)
-    return data.features, data.target
-
-
-def evaluate_bundle(settings: Settings, bundle: Bundle[Scorer], data_path: Path | None) -> Metrics:
-    x, y = labelled_rows(settings, bundle, data_path)
-    return evaluate(y.to_numpy(), bundle.scorer.predict_frame(x), bundle.metadata.threshold)
-
-
-def slice_bundle(
-    settings: Settings, bundle: Bundle[Scorer], data_path: Path | None, columns: list[str] | None
-) -> SliceReport:
-    x, y = labelled_rows(settings, bundle, data_path)
-    unknown = [c for c in columns or [] if c not in x.columns]
-    if unknown:
-        raise InputError(
-            f"Unknown feature(s) {', '.join(unknown)}; choose from {', '.join(x.columns)}."
-        )
-    chosen = (
-        columns
-        or settings.slices.features
-        or list(bundle.scorer.categorical + bundle.scorer.numerical)
-    )
-    p = bundle.scorer.predict_frame(x)
-    return slice_metrics(
-        x, y.to_numpy(), p, bundle.metadata.threshold, chosen, settings.slices.min_rows
-    )

@@ -1,10 +1,11 @@
 """A gradient-boosted model as plain arrays, scored with numpy alone.
 
 `census train` exports the fitted HistGradientBoostingClassifier into a `trees.npz`
-file beside `model.skops` (see `model.export_trees`, which checks that the file, read
+file beside `model.skops` (see `tree_export.export_trees`, which checks that the file, read
 back, gives exactly the pipeline's probabilities on every row of the data and on probe
-rows before it is saved). `census serve` scores from this file: it needs neither
-scikit-learn, scipy, pandas nor skops, so the server is ready in a fraction of the time
+rows before it is saved). Every command scores from this file when the bundle has it
+(`bundle.load_bundle`): it needs neither scikit-learn, scipy, pandas nor skops, so the
+server is ready in a fraction of the time
 and memory, and the file is read with `numpy.load(allow_pickle=False)`: arrays only,
 never code, and checked to be a well-formed forest of bounded size and depth.
 
@@ -23,14 +24,14 @@ from __future__ import annotations
 import io
 import math
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from census_salary.contract import Columns
 from census_salary.errors import ModelError
-from census_salary.schema import CensusRow, unknown_categories
 
 _FORMAT = 1
 MAX_DEPTH = 256  # levels a tree may have; bounds the work of one request
@@ -76,16 +77,11 @@ class TreeTables:
 
     # --- scoring ---------------------------------------------------------------------
 
-    def probabilities(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+    def probabilities(self, columns: Columns) -> np.ndarray:
         """P(>50K) for rows given column by column (None or NaN for a missing value)."""
         return self._probabilities_of_bins(self._bins(columns))
 
-    def probabilities_of_rows(self, rows: Sequence[CensusRow]) -> np.ndarray:
-        return self.probabilities(
-            {name: [getattr(row, name) for row in rows] for name in self.columns}
-        )
-
-    def _bins(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+    def _bins(self, columns: Columns) -> np.ndarray:
         n_rows = len(columns[self.columns[0]]) if self.columns else 0
         bins = np.empty((n_rows, len(self.columns)), dtype=np.intp)
         missing = self.missing_bins()
@@ -119,9 +115,6 @@ class TreeTables:
         for tree in leaves:  # in the model's order, as scikit-learn adds them
             raw += tree
         return np.array([_expit(x) for x in raw.tolist()])
-
-    def unknown_categories(self, row: CensusRow) -> list[str]:
-        return unknown_categories(row, self._known)
 
     # --- the file ----------------------------------------------------------------------
 

@@ -3,13 +3,6 @@
 "use strict";
 
 (function () {
-  const CATEGORICAL = [
-    "workclass", "education", "marital_status", "occupation",
-    "relationship", "race", "sex", "native_country",
-  ];
-  const NUMERICAL = [
-    "age", "fnlgt", "education_num", "capital_gain", "capital_loss", "hours_per_week",
-  ];
   // The UCI Adult data codes each education level as a number; keep the two in step.
   const EDUCATION_LEVEL = {
     "Preschool": 1, "1st-4th": 2, "5th-6th": 3, "7th-8th": 4, "9th": 5, "10th": 6,
@@ -24,10 +17,14 @@
   const resultBox = document.getElementById("result");
   const apiKeyInput = document.getElementById("field-api_key");
   const config = readConfig();
+  // The row contract's columns, with their limits, come from the server (as /metadata).
+  const COLUMNS = config.columns || [];
+  const CATEGORICAL = COLUMNS.filter((c) => c.kind === "category").map((c) => c.name);
+  const NUMERICAL = COLUMNS.filter((c) => c.kind === "number").map((c) => c.name);
 
   function readConfig() {
     const fallback = {
-      auth_required: false, example: {}, vocabularies: {}, ranges: {},
+      auth_required: false, example: {}, columns: [], vocabularies: {}, ranges: {},
       threshold: null, model_version: null,
     };
     try {
@@ -71,6 +68,22 @@
     for (const name of NUMERICAL) {
       const value = exampleValue(name);
       input(name).value = value === undefined || value === null ? "" : String(value);
+    }
+  }
+
+  function applyLimits() {
+    for (const column of COLUMNS) {
+      const element = input(column.name);
+      if (!element || column.kind !== "number") continue;
+      element.min = String(column.minimum);
+      element.max = String(column.maximum);
+      const hint = document.getElementById("hint-" + column.name);
+      if (!hint) continue;
+      const allowed = document.createElement("span");
+      allowed.className = "allowed";
+      allowed.textContent = " Allowed: " + formatNumber(column.minimum) + " to " +
+        formatNumber(column.maximum) + ".";
+      hint.append(allowed);
     }
   }
 
@@ -251,6 +264,7 @@
   function init() {
     for (const name of CATEGORICAL) fillSelect(name);
     setDefaults();
+    applyLimits();
     describeRanges();
     if (config.auth_required) {
       document.getElementById("auth").hidden = false;

@@ -1,0 +1,46 @@
+"""Dependencies of the routes: the loaded bundle and the API key check."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from census_salary.api.problems import Problem
+from census_salary.bundle import Bundle
+
+
+# Dependencies are `async` although they wait for nothing: FastAPI runs plain `def`
+# dependencies in a thread pool, which costs more than they do.
+async def get_bundle(request: Request) -> Bundle:
+    bundle: Bundle | None = request.app.state.bundle
+    if bundle is None:
+        raise Problem(
+            503, "Service Unavailable", f"The model is not loaded: {request.app.state.not_ready}"
+        )
+    return bundle
+
+
+async def require_api_key(request: Request) -> None:
+    """When an API key is configured, demand it as X-API-Key or Authorization: Bearer."""
+    expected: str | None = request.app.state.api_key
+    if expected is None:
+        return
+    given = request.headers.get("x-api-key")
+    authorization = request.headers.get("authorization", "")
+    if given is None and authorization.lower().startswith("bearer "):
+        given = authorization[7:].strip()
+    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Problem(
+            401,
+            "Unauthorized",
+            "This server needs an API key: send it as the X-API-Key header or as "
+            "'Authorization: Bearer <key>'."
+            + (" The key given is wrong." if given is not None else ""),
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+BundleDep = Annotated[Bundle, Depends(get_bundle)]
+KeyRequired = Depends(require_api_key)

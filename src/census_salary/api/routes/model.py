@@ -1,0 +1,124 @@
+"""The model's routes: its metadata and scoring."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from census_salary.api.deps import BundleDep, KeyRequired
+from census_salary.api.models import PredictionResponse
+from census_salary.api.problems import Problem
+from census_salary.api.routes.operations import sklearn_version
+from census_salary.contract import EXAMPLE_ROW, CheckedColumns, check_records, contract_document
+from census_salary.errors import InputError, RowProblem
+
+router = APIRouter(tags=["model"], dependencies=[KeyRequired])
+# Up to this many rows are scored on the event loop (under ~5 ms); more go to a thread.
+INLINE_ROWS = 200
+
+_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/PredictRequest"},
+                        {"$ref": "#/components/schemas/RowList"},
+                    ]
+                },
+                "examples": {
+                    "inputs": {"summary": "Rows under inputs", "value": {"inputs": [EXAMPLE_ROW]}},
+                    "list": {"summary": "A bare list of rows", "value": [EXAMPLE_ROW, EXAMPLE_ROW]},
+                },
+            }
+        },
+    }
+}
+
+
+@router.get("/metadata")
+async def metadata(bundle: BundleDep) -> dict[str, Any]:
+    """Model version, training time, threshold, metrics, feature schema, versions, and the
+    row contract's columns with their limits (`columns`)."""
+    return {**bundle.metadata.model_dump(mode="json"), "columns": contract_document()}
+
+
+@router.post(
+    "/predict",
+    openapi_extra=_BODY,
+    responses={
+        400: {"description": "The body is not JSON, or not rows."},
+        401: {"description": "An API key is required and was missing or wrong."},
+        413: {"description": "Too many rows or too large a body."},
+        422: {"description": "A row is invalid; `errors` names the row index and field."},
+    },
+)
+async def predict(request: Request, bundle: BundleDep) -> PredictionResponse:
+    """Score rows: N rows in, N predictions out, in order."""
+    checked = parse_rows(await request.body(), request.app.state.max_rows)
+    columns = checked.columns
+    if len(checked) <= INLINE_ROWS:
+        probabilities = bundle.probabilities(columns)
+    else:  # a big batch in a thread, so /health and small requests are not held up
+        probabilities = await run_in_threadpool(bundle.probabilities, columns)
+    return PredictionResponse(
+        predictions=bundle.labels(probabilities).tolist(),
+        probabilities=probabilities.tolist(),
+        warnings=bundle.warnings(columns),
+        model_version=bundle.version,
+        threshold=bundle.threshold,
+        model_lib_version=sklearn_version(),
+        timestamp=datetime.now(UTC).isoformat(),
+    )
+
+
+def parse_rows(body: bytes, max_rows: int) -> CheckedColumns:
+    """Rows from `{"inputs": [...]}` or `[...]`, checked, or a Problem naming what is wrong."""
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Problem(400, "Bad Request", f"The body is not valid JSON: {exc}.") from None
+    except (ValueError, RecursionError) as exc:  # nesting or a number beyond Python's limits
+        raise Problem(400, "Bad Request", f"The body cannot be read as rows: {exc}.") from None
+    rows = payload.get("inputs") if isinstance(payload, dict) else payload
+    if not isinstance(rows, list):
+        raise Problem(
+            400,
+            "Bad Request",
+            'Expected {"inputs": [rows]} or a JSON array of rows, each an object of census fields.',
+        )
+    if not rows:
+        raise Problem(422, "Unprocessable Content", "No rows given: send at least one row.")
+    if len(rows) > max_rows:
+        raise Problem(
+            413,
+            "Payload Too Large",
+            f"{len(rows)} rows is more than the limit of {max_rows} per request; "
+            "send them in batches.",
+        )
+    try:
+        checked = check_records(rows)
+    except InputError as exc:
+        raise _invalid(exc.problems) from None
+    if checked.problems:
+        raise _invalid(checked.problems)
+    return checked
+
+
+def _invalid(problems: list[RowProblem]) -> Problem:
+    errors = [
+        {"index": p.row - 1, "field": p.field or None, "message": p.message} for p in problems
+    ]
+    first = errors[0]
+    return Problem(
+        422,
+        "Unprocessable Content",
+        f"{len(errors)} invalid value(s); the first: row {first['index']}, "
+        f"field {first['field']!r}: {first['message']}.",
+        errors,
+    )

@@ -1,0 +1,368 @@
+"""The row contract: the one declaration of the 14 census columns, and all that derives
+from it.
+
+`COLUMN_SPECS` says, per column, its name and other spellings, whether it is a number or
+a category, its range, a description and an example. From it come the column lists,
+the one coercion rule (`parse_value`), the vectorised check every door runs
+(`check_columns`, `check_records`), the pydantic row model `CensusRow` (the OpenAPI
+schema and its example) and the column document that `/metadata` and the form page
+show (`contract_document`). Category vocabularies are not declared here: they are
+learned from the training data and travel in the model bundle.
+
+The coercion rule, the same at every door (the API, `census predict` in every format,
+and the training-data check):
+
+- Numbers are whole and within the column's range. Accepted: a JSON integer; a JSON
+  number with nothing after the point (`39.0`); text that, with surrounding white space
+  removed, is ASCII digits with an optional sign and an optional point followed only by
+  zeros (`"39"`, `" +39 "`, `"39."`, `"39.00"`). Refused: `true`/`false`, NaN and
+  infinity, fractions, exponents (`"1e1"`), separators (`"2,174"`, `"1_0"`), other
+  scripts' digits, empty text, `?` and null (a number cannot be missing).
+- Categories are text of at most 100 characters after surrounding white space is
+  removed; the case is kept as given. Empty text, `?`, null and NaN mean "missing".
+  A value the model never saw (including another case of a known one) is scored as
+  missing and reported as a warning. Numbers, booleans, lists and objects are refused.
+- Field names may be snake_case, hyphenated as published, or another published
+  spelling (`fnlwgt`), in any case, with surrounding spaces. Other fields pass through.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import create_model as _create_model
+
+from census_salary.errors import InputError, RowProblem
+
+POSITIVE, NEGATIVE = ">50K", "<=50K"
+TARGET = "salary"
+MAX_CATEGORY_LENGTH = 100
+MAX_MONEY = 1_000_000_000  # US$; far above the data's top-coded 99,999, and finite
+MISSING_MARKERS = frozenset({"", "?"})
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One census column. Numbers have a range; categories learn their values in training."""
+
+    name: str
+    kind: Literal["number", "category"]
+    description: str
+    example: int | str
+    low: int = 0
+    high: int = MAX_MONEY
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def published_name(self) -> str:
+        return self.name.replace("_", "-")
+
+    @property
+    def expected(self) -> str:
+        """What the column must hold, in words, for error messages."""
+        if self.kind == "number":
+            return f"a whole number from {self.low:,} to {self.high:,}"
+        return f"text of at most {MAX_CATEGORY_LENGTH} characters, or ? (or null) when unknown"
+
+
+def _number(name: str, description: str, example: int, **limits: Any) -> ColumnSpec:
+    return ColumnSpec(name, "number", description, example, **limits)
+
+
+def _category(name: str, description: str, example: str) -> ColumnSpec:
+    return ColumnSpec(name, "category", description, example)
+
+
+COLUMN_SPECS: tuple[ColumnSpec, ...] = (
+    _number("age", "Age in years.", 39, high=120),
+    _category("workclass", "Kind of employer.", "State-gov"),
+    _number("fnlgt", "Census sampling weight.", 77516, high=100_000_000, aliases=("fnlwgt",)),
+    _category("education", "Highest education level.", "Bachelors"),
+    _number("education_num", "Education level as a number (1-16).", 13, low=1, high=16),
+    _category("marital_status", "Marital status.", "Never-married"),
+    _category("occupation", "Occupation.", "Adm-clerical"),
+    _category("relationship", "Role in the household.", "Not-in-family"),
+    _category("race", "Race, as the census recorded it.", "White"),
+    _category("sex", "Sex, as the census recorded it.", "Male"),
+    _number("capital_gain", "Capital gains in US$.", 2174),
+    _number("capital_loss", "Capital losses in US$.", 0),
+    _number("hours_per_week", "Hours worked per week.", 40, high=168),
+    _category("native_country", "Country of origin.", "United-States"),
+)
+SPECS: dict[str, ColumnSpec] = {spec.name: spec for spec in COLUMN_SPECS}
+COLUMNS: list[str] = list(SPECS)
+CATEGORICAL: list[str] = [s.name for s in COLUMN_SPECS if s.kind == "category"]
+NUMERICAL: list[str] = [s.name for s in COLUMN_SPECS if s.kind == "number"]
+NUMERIC_RANGES: dict[str, tuple[int, int]] = {
+    s.name: (s.low, s.high) for s in COLUMN_SPECS if s.kind == "number"
+}
+# The published example row (the first of adult.data), with the published names.
+EXAMPLE_ROW: dict[str, Any] = {s.published_name: s.example for s in COLUMN_SPECS}
+# Other spellings, after lower-casing and `-` -> `_`; the label's too.
+_ALIASES = {alias: s.name for s in COLUMN_SPECS for alias in s.aliases} | {
+    "income": TARGET,
+    "class": TARGET,
+}
+
+
+@functools.cache
+def canonical_name(name: str) -> str:
+    """`" Education-Num"` -> `"education_num"`; `fnlwgt` -> `fnlgt`; other names kept."""
+    key = str(name).strip().lower().replace("-", "_").replace(" ", "_")
+    return _ALIASES.get(key, key)
+
+
+# --- the coercion rule ---------------------------------------------------------------
+
+
+class _Invalid:
+    """What `parse_value` returns for a value the column refuses."""
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID: Any = _Invalid()
+_WHOLE = re.compile(r"([+-]?[0-9]{1,20})(?:\.0*)?", re.ASCII)
+
+
+def _parse_number(value: Any, spec: ColumnSpec) -> Any:
+    if isinstance(value, str):
+        match = _WHOLE.fullmatch(value.strip())
+        number: Any = int(match.group(1)) if match else INVALID
+    elif isinstance(value, (bool, np.bool_)):
+        return INVALID
+    elif isinstance(value, (int, np.integer)):
+        number = int(value)
+    elif isinstance(value, (float, np.floating)) and float(value).is_integer():
+        number = int(value)  # is_integer() is False for NaN and infinity
+    else:
+        return INVALID
+    return number if number is not INVALID and spec.low <= number <= spec.high else INVALID
+
+
+def _parse_category(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if text in MISSING_MARKERS:
+            return None
+        return text if len(text) <= MAX_CATEGORY_LENGTH else INVALID
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return INVALID
+
+
+@functools.lru_cache(maxsize=1 << 16, typed=True)
+def _parse_cached(value: Any, name: str) -> Any:
+    spec = SPECS[name]
+    return _parse_number(value, spec) if spec.kind == "number" else _parse_category(value)
+
+
+def parse_value(value: Any, name: str) -> Any:
+    """The value column `name` holds for `value` (an int, text or None), or INVALID.
+
+    Typed caching keeps `true`, `1` and `1.0` apart while a file's repeated values
+    are parsed once.
+    """
+    try:
+        return _parse_cached(value, name)
+    except TypeError:  # unhashable: a list or an object, which no column takes
+        return INVALID
+
+
+# --- checking many rows at once ----------------------------------------------------------
+
+
+class _Absent:
+    """Stands for a field a JSON row leaves out, so the check can say so."""
+
+    def __repr__(self) -> str:
+        return "nothing (the field is missing)"
+
+
+ABSENT: Any = _Absent()
+Columns = Mapping[str, Any]  # column name -> a sequence of values, one per row
+
+
+@dataclass(frozen=True)
+class CheckedColumns:
+    """The rows that passed, as columns ready to score, and the problems of the rest."""
+
+    columns: dict[str, np.ndarray]  # good rows only: numbers float64, categories str/None
+    good: np.ndarray  # boolean mask over the rows given
+    problems: list[RowProblem]
+
+    def __len__(self) -> int:
+        return int(self.good.sum())
+
+
+def check_columns(columns: Columns, first_row: int = 1) -> CheckedColumns:
+    """Check rows given as columns (canonical names) against the contract.
+
+    `first_row` is the 1-based number of the first row in the whole input, so problems
+    name the row a person would count to.
+    """
+    missing = [name for name in COLUMNS if name not in columns]
+    if missing:
+        raise InputError(
+            f"Missing column(s) {', '.join(missing)}; every row needs the 14 census fields "
+            f"({', '.join(COLUMNS)}), with hyphens or underscores."
+        )
+    n_rows = len(columns[COLUMNS[0]])
+    bad = np.zeros(n_rows, dtype=bool)
+    problems: list[RowProblem] = []
+    parsed: dict[str, np.ndarray] = {}
+    for name, spec in SPECS.items():
+        raw = columns[name]
+        values = [parse_value(value, name) for value in raw]
+        invalid = np.fromiter((v is INVALID for v in values), dtype=bool, count=n_rows)
+        for i in np.flatnonzero(invalid):
+            problems.append(
+                RowProblem(
+                    first_row + int(i), name, f"got {_show(raw[i])}; expected {spec.expected}"
+                )
+            )
+        bad |= invalid
+        parsed[name] = (
+            np.array([math.nan if v is INVALID else v for v in values], dtype=np.float64)
+            if spec.kind == "number"
+            else np.array(values, dtype=object)
+        )
+    good = ~bad
+    if bad.any():
+        parsed = {name: values[good] for name, values in parsed.items()}
+    problems.sort(key=lambda p: p.row)
+    return CheckedColumns(columns=parsed, good=good, problems=problems)
+
+
+def columns_of_frame(frame: Any) -> dict[str, Any]:
+    """A table's columns (pandas or alike) under their canonical names, other columns kept."""
+    names = [canonical_name(name) for name in frame.columns]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(
+            f"Columns {', '.join(repeated)} appear more than once "
+            "(perhaps both hyphenated and underscored spellings were given)."
+        )
+    return {
+        name: frame[original].to_numpy()
+        for name, original in zip(names, frame.columns, strict=True)
+    }
+
+
+def as_record(value: Any, row: int) -> dict[str, Any]:
+    """A JSON row with census fields under their canonical names; other keys untouched."""
+    if not isinstance(value, dict):
+        kind = "null" if value is None else type(value).__name__
+        raise InputError(
+            f"Row {row} is {kind}; expected an object of census fields.",
+            [RowProblem(row, "", "expected an object of census fields")],
+        )
+    record: dict[str, Any] = {}
+    for key, item in value.items():
+        name = canonical_name(key)
+        name = name if name in SPECS else key
+        if name in record:
+            message = f"the field is given twice (as {key!r} too)"
+            raise InputError(
+                f"Row {row} gives field {name!r} twice.", [RowProblem(row, name, message)]
+            )
+        record[name] = item
+    for name in COLUMNS:
+        record.setdefault(name, ABSENT)
+    return record
+
+
+def check_records(records: Sequence[Any], first_row: int = 1) -> CheckedColumns:
+    """Check JSON rows (objects of fields, any accepted spelling) against the contract."""
+    rows = [as_record(value, first_row + i) for i, value in enumerate(records)]
+    return check_columns({name: [row[name] for row in rows] for name in COLUMNS}, first_row)
+
+
+def _show(value: Any) -> str:
+    if value is ABSENT:
+        return repr(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "no value"
+    try:
+        text = repr(value) if isinstance(value, str) else json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def labels_at(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """'>50K' where P(>50K) reaches the threshold, '<=50K' elsewhere."""
+    return np.where(probabilities >= threshold, POSITIVE, NEGATIVE)
+
+
+# --- derived documents: the pydantic row model and the column document ---------------------
+
+
+def _field_type(spec: ColumnSpec) -> Any:
+    def validate(value: Any) -> Any:
+        parsed = parse_value(value, spec.name)
+        if parsed is INVALID:
+            raise ValueError(f"got {_show(value)}; expected {spec.expected}")
+        return parsed
+
+    schema: dict[str, Any] = {"description": spec.description, "examples": [spec.example]}
+    if spec.kind == "number":
+        schema |= {"type": "integer", "minimum": spec.low, "maximum": spec.high}
+        return Annotated[int, PlainValidator(validate), WithJsonSchema(schema)]
+    schema |= {"anyOf": [{"type": "string", "maxLength": MAX_CATEGORY_LENGTH}, {"type": "null"}]}
+    return Annotated[str | None, PlainValidator(validate), WithJsonSchema(schema)]
+
+
+class _RowBase(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",  # a caller's id column or the label column passes through
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        json_schema_extra={"examples": [EXAMPLE_ROW]},
+    )
+
+
+CensusRow: type[BaseModel] = _create_model(
+    "CensusRow",
+    __base__=_RowBase,
+    __doc__="One person: the 14 attributes of the census data (without the salary label).",
+    **{
+        spec.name: (
+            _field_type(spec),
+            Field(validation_alias=AliasChoices(spec.name, spec.published_name, *spec.aliases)),
+        )
+        for spec in COLUMN_SPECS
+    },
+)
+
+
+def contract_document() -> list[dict[str, Any]]:
+    """The columns as `/metadata` and the form page show them."""
+    return [
+        {
+            "name": spec.name,
+            "published_name": spec.published_name,
+            "aliases": list(spec.aliases),
+            "kind": spec.kind,
+            "description": spec.description,
+            "example": spec.example,
+            **(
+                {"minimum": spec.low, "maximum": spec.high}
+                if spec.kind == "number"
+                else {"max_length": MAX_CATEGORY_LENGTH}
+            ),
+        }
+        for spec in COLUMN_SPECS
+    ]

@@ -1,0 +1,101 @@
+"""What a bundle and the run history record, as typed models: the only shape they have.
+
+`bundle` reads and writes them (`metadata.json`, `runs.jsonl`); every other module reads
+their attributes, never string keys. Unknown keys are refused on load, and
+`schema_version` changes whenever a field does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from census_salary.config import ModelKind, ParamValue, TrainingConfig
+from census_salary.metrics import Metrics
+
+SCHEMA_VERSION = 2
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataInfo(_Record):
+    path: str
+    sha256: str
+    rows_read: int
+    duplicates_dropped: int
+    rows_train: int
+    rows_test: int
+
+
+class FeatureSchema(_Record):
+    categorical: dict[str, list[str]]  # column -> vocabulary seen in training
+    numerical: dict[str, tuple[float, float]]  # column -> (min, max) seen in training
+
+
+class SelfTest(_Record):
+    """A stored row and the probability the model gave it, replayed on load."""
+
+    row: dict[str, Any]
+    probability: float
+
+
+class BundleMetadata(_Record):
+    schema_version: Literal[2] = SCHEMA_VERSION
+    version: str
+    created_at: datetime
+    package_version: str
+    library_versions: dict[str, str]
+    model_kind: ModelKind
+    model_sha256: str
+    trees_sha256: str | None = None  # None: no trees.npz, score with the pipeline
+    data: DataInfo
+    config: TrainingConfig
+    features: FeatureSchema
+    threshold: float
+    threshold_objective: str
+    best_params: dict[str, ParamValue] = {}
+    metrics: Metrics
+    self_test: SelfTest
+
+    @property
+    def params(self) -> dict[str, ParamValue]:
+        """The configured hyperparameters of this model's kind."""
+        return dict(self.config.model.params.get(self.model_kind, {}))
+
+
+class RunMetrics(_Record):
+    accuracy: float
+    f1: float | None
+    roc_auc: float | None
+    pr_auc: float | None
+
+
+class RunRecord(_Record):
+    """One line of `runs.jsonl`: one training run."""
+
+    version: str
+    created_at: datetime
+    model_kind: ModelKind
+    params: dict[str, ParamValue]
+    best_params: dict[str, ParamValue]
+    threshold: float
+    data_sha256: str
+    metrics: RunMetrics
+
+    @classmethod
+    def of(cls, metadata: BundleMetadata) -> RunRecord:
+        m = metadata.metrics
+        return cls(
+            version=metadata.version,
+            created_at=metadata.created_at,
+            model_kind=metadata.model_kind,
+            params=metadata.params,
+            best_params=metadata.best_params,
+            threshold=metadata.threshold,
+            data_sha256=metadata.data.sha256,
+            metrics=RunMetrics(accuracy=m.accuracy, f1=m.f1, roc_auc=m.roc_auc, pr_auc=m.pr_auc),
+        )

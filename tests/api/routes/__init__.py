@@ -1,0 +1,1 @@
+"""Tests of `census_salary.api.routes`, one module per router."""

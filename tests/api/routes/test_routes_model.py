@@ -1,0 +1,276 @@
+"""The model's routes: /metadata and /predict, every answer and each error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.helpers import CLIENT_MAX_ROWS, assert_problem, settings_with
+from census_salary.api import create_app
+from census_salary.api.routes.model import INLINE_ROWS
+from census_salary.bundle import Bundle
+from census_salary.config import Settings
+from census_salary.contract import EXAMPLE_ROW, check_records, contract_document
+
+AGE_EXPECTED = "expected a whole number from 0 to 120"
+NOT_AN_OBJECT = "expected an object of census fields"
+
+
+@pytest.fixture
+def roomy(small_settings: Settings, small_bundle: Bundle) -> Iterator[TestClient]:
+    """An app that takes batches big enough to be scored in a thread."""
+    settings = settings_with(small_settings, max_rows=INLINE_ROWS * 2)
+    with TestClient(create_app(settings, small_bundle)) as c:
+        yield c
+
+
+def predict(client: TestClient, rows: Any) -> dict[str, Any]:
+    response = client.post("/predict", json=rows)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def examples(client: TestClient) -> dict[str, Any]:
+    spec = client.get("/openapi.json").json()
+    return spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"][
+        "examples"
+    ]
+
+
+# --- /metadata ---------------------------------------------------------------------------
+
+
+def test_metadata_has_schema_threshold_and_metrics(client: TestClient) -> None:
+    body = client.get("/metadata").json()
+    assert "Private" in body["features"]["categorical"]["workclass"]
+    assert 0 < body["threshold"] < 1
+    assert body["metrics"]["roc_auc"] > 0.8
+
+
+def test_metadata_is_the_bundles_metadata(client: TestClient, small_bundle: Bundle) -> None:
+    body = client.get("/metadata").json()
+    body.pop("columns")
+    assert body == small_bundle.metadata.model_dump(mode="json")
+
+
+def test_metadata_columns_are_the_contract_document(client: TestClient) -> None:
+    assert client.get("/metadata").json()["columns"] == contract_document()
+
+
+# --- /predict: answers -------------------------------------------------------------------
+
+
+def test_predict_inputs_object(client: TestClient) -> None:
+    body = predict(client, {"inputs": [EXAMPLE_ROW]})
+    assert body["predictions"][0] in {">50K", "<=50K"}
+    assert 0 <= body["probabilities"][0] <= 1
+    assert {"model_version", "threshold", "model_lib_version", "timestamp", "warnings"} <= set(body)
+
+
+def test_predict_bare_list_keeps_order_and_duplicates(client: TestClient) -> None:
+    rows = [{**EXAMPLE_ROW, "age": a} for a in (20, 60, 20, 35)]
+    body = predict(client, rows)
+    assert len(body["predictions"]) == 4
+    assert body["probabilities"][0] == body["probabilities"][2]
+
+
+def test_predict_gives_the_pipelines_probability(
+    client: TestClient, pipeline_bundle: Bundle
+) -> None:
+    expected = pipeline_bundle.probabilities(check_records([EXAMPLE_ROW]).columns)[0]
+    assert predict(client, [EXAMPLE_ROW])["probabilities"][0] == expected
+
+
+def test_predict_labels_at_the_bundles_threshold(client: TestClient, small_bundle: Bundle) -> None:
+    rows = [{**EXAMPLE_ROW, "age": age} for age in range(20, 80, 5)]
+    body = predict(client, rows)
+    assert body["threshold"] == small_bundle.threshold
+    expected = [">50K" if p >= small_bundle.threshold else "<=50K" for p in body["probabilities"]]
+    assert body["predictions"] == expected
+
+
+def test_underscored_names_are_accepted(client: TestClient) -> None:
+    row = {k.replace("-", "_"): v for k, v in EXAMPLE_ROW.items()}
+    assert client.post("/predict", json=[row]).status_code == 200
+
+
+def test_unknown_category_is_scored_and_flagged(client: TestClient) -> None:
+    body = predict(client, [{**EXAMPLE_ROW, "occupation": "Astronaut"}, EXAMPLE_ROW])
+    assert body["warnings"] == [["occupation: unknown value 'Astronaut', scored as missing"], []]
+
+
+def test_category_case_is_kept_so_another_case_is_unknown(client: TestClient) -> None:
+    body = predict(client, [{**EXAMPLE_ROW, "sex": "male"}])
+    assert body["warnings"] == [["sex: unknown value 'male', scored as missing"]]
+
+
+@pytest.mark.parametrize("missing", ["?", "", " ? ", None])
+def test_missing_category_is_scored_as_missing_without_a_warning(
+    client: TestClient, missing: str | None
+) -> None:
+    unknown = predict(client, [{**EXAMPLE_ROW, "occupation": "Astronaut"}])["probabilities"]
+    body = predict(client, [{**EXAMPLE_ROW, "occupation": missing}])
+    assert body["warnings"] == [[]]
+    assert body["probabilities"] == unknown
+
+
+@pytest.mark.parametrize("age", ["39.", " 39 ", "+39", "39.00", 39.0])
+def test_whole_number_spellings_are_accepted(client: TestClient, age: object) -> None:
+    expected = predict(client, [EXAMPLE_ROW])["probabilities"]
+    assert predict(client, [{**EXAMPLE_ROW, "age": age}])["probabilities"] == expected
+
+
+def test_big_batches_are_scored_like_small_ones(roomy: TestClient) -> None:
+    rows = [{**EXAMPLE_ROW, "age": 17 + i % 70} for i in range(INLINE_ROWS + 10)]
+    one_by_one = [predict(roomy, [row])["probabilities"][0] for row in rows]
+    assert predict(roomy, rows)["probabilities"] == one_by_one
+
+
+def test_server_keeps_serving_after_errors(client: TestClient) -> None:
+    client.post("/predict", content=b"{")
+    assert client.post("/predict", json=[EXAMPLE_ROW]).status_code == 200
+
+
+# --- /predict: errors --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"{not json", 400),
+        (b'"a string"', 400),
+        (b'{"rows": []}', 400),
+        (b'{"inputs": "rows"}', 400),
+        (b"\xff\xfe", 400),
+        (b"[" * 10_000, 400),
+        (b"[" * 1_000 + b"]" * 1_000, 400),
+        (b'{"inputs": ' + b"[" * 999 + b"]" * 999 + b"}", 400),
+        (b"[]", 422),
+        (b'{"inputs": []}', 422),
+        (b"[1]", 422),
+    ],
+    ids=[
+        "not-json",
+        "a-string",
+        "no-inputs",
+        "inputs-not-a-list",
+        "not-utf8",
+        "too-deep",
+        "deeply-nested",
+        "deeply-nested-inputs",
+        "empty-list",
+        "empty-inputs",
+        "row-not-an-object",
+    ],
+)
+def test_malformed_bodies_are_4xx_problems(client: TestClient, body: bytes, status: int) -> None:
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert_problem(response, status)
+
+
+@pytest.mark.parametrize("row", [1, "a row", None, [EXAMPLE_ROW], True])
+def test_row_that_is_not_an_object_is_422_naming_its_index(client: TestClient, row: Any) -> None:
+    body = assert_problem(client.post("/predict", json=[EXAMPLE_ROW, row]), 422)
+    assert body["errors"] == [{"index": 1, "field": None, "message": NOT_AN_OBJECT}]
+
+
+def test_invalid_row_names_index_and_field(client: TestClient) -> None:
+    rows = [EXAMPLE_ROW, {**EXAMPLE_ROW, "age": 300}]
+    body = assert_problem(client.post("/predict", json=rows), 422)
+    assert body["errors"] == [{"index": 1, "field": "age", "message": f"got 300; {AGE_EXPECTED}"}]
+
+
+def test_detail_names_the_first_invalid_value(client: TestClient) -> None:
+    rows = [EXAMPLE_ROW, {**EXAMPLE_ROW, "age": 300}]
+    detail = assert_problem(client.post("/predict", json=rows), 422)["detail"]
+    assert detail == f"1 invalid value(s); the first: row 1, field 'age': got 300; {AGE_EXPECTED}."
+
+
+@pytest.mark.parametrize(
+    ("age", "shown"),
+    [
+        ("1_0", "'1_0'"),
+        ("2,174", "'2,174'"),
+        ("1e1", "'1e1'"),
+        ("39.5", "'39.5'"),
+        (39.5, "39.5"),
+        (True, "true"),
+        ("", "''"),
+        ("?", "'?'"),
+        (None, "no value"),
+        (-1, "-1"),
+        ("\u0663\u0669", "'\u0663\u0669'"),  # Arabic-Indic digits
+    ],
+)
+def test_number_that_breaks_the_coercion_rule_is_422_naming_index_and_field(
+    client: TestClient, age: object, shown: str
+) -> None:
+    rows = [EXAMPLE_ROW, {**EXAMPLE_ROW, "age": age}]
+    body = assert_problem(client.post("/predict", json=rows), 422)
+    assert body["errors"] == [
+        {"index": 1, "field": "age", "message": f"got {shown}; {AGE_EXPECTED}"}
+    ]
+
+
+@pytest.mark.parametrize("sex", [1, True, ["Male"], {"value": "Male"}, "x" * 101])
+def test_category_that_is_not_short_text_is_422(client: TestClient, sex: object) -> None:
+    body = assert_problem(client.post("/predict", json=[{**EXAMPLE_ROW, "sex": sex}]), 422)
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(0, "sex")], body
+
+
+def test_missing_field_is_named(client: TestClient) -> None:
+    row = {k: v for k, v in EXAMPLE_ROW.items() if k != "sex"}
+    body = assert_problem(client.post("/predict", json=[row]), 422)
+    assert body["errors"] == [
+        {
+            "index": 0,
+            "field": "sex",
+            "message": "got nothing (the field is missing); expected text of at most 100 "
+            "characters, or ? (or null) when unknown",
+        }
+    ]
+
+
+def test_field_given_twice_is_422(client: TestClient) -> None:
+    row = {**EXAMPLE_ROW, "Age": 40}
+    body = assert_problem(client.post("/predict", json=[row]), 422)
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(0, "age")], body
+
+
+def test_every_invalid_value_is_listed_in_row_order(client: TestClient) -> None:
+    rows = [{**EXAMPLE_ROW, "sex": 1}, EXAMPLE_ROW, {**EXAMPLE_ROW, "age": 300, "fnlgt": -5}]
+    body = assert_problem(client.post("/predict", json=rows), 422)
+    assert sorted((e["index"], e["field"]) for e in body["errors"]) == [
+        (0, "sex"),
+        (2, "age"),
+        (2, "fnlgt"),
+    ]
+    assert [e["index"] for e in body["errors"]] == [0, 2, 2]
+
+
+def test_problem_does_not_echo_the_body(client: TestClient) -> None:
+    secret = "x" * 90 + "SECRET"
+    body = assert_problem(client.post("/predict", json=[{**EXAMPLE_ROW, "age": secret}]), 422)
+    assert "SECRET" not in str(body)
+
+
+def test_too_many_rows_is_413(client: TestClient) -> None:
+    rows = [EXAMPLE_ROW] * (CLIENT_MAX_ROWS + 1)
+    body = assert_problem(client.post("/predict", json=rows), 413)
+    assert str(CLIENT_MAX_ROWS) in body["detail"]
+
+
+# --- /predict in the OpenAPI schema --------------------------------------------------------
+
+
+def test_openapi_documents_predict_with_examples(client: TestClient) -> None:
+    assert examples(client)["inputs"]["value"] == {"inputs": [EXAMPLE_ROW]}
+    assert examples(client)["list"]["value"] == [EXAMPLE_ROW, EXAMPLE_ROW]
+
+
+@pytest.mark.parametrize("name", ["inputs", "list"])
+def test_openapi_example_works_when_pressed(client: TestClient, name: str) -> None:
+    assert client.post("/predict", json=examples(client)[name]["value"]).status_code == 200

@@ -1,0 +1,117 @@
+"""The app factory: the lifespan loads the model, the scorer setting, the OpenAPI schema
+with the row limits, the static files, and the server's import graph."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.helpers import CLIENT_MAX_ROWS, assert_problem
+from census_salary.api import create_app
+from census_salary.bundle import Bundle
+from census_salary.config import Settings
+from census_salary.contract import EXAMPLE_ROW, contract_document
+from census_salary.scoring import PipelineScorer
+from census_salary.trees import TreeTables
+
+
+def components(client: TestClient) -> dict[str, Any]:
+    return client.get("/openapi.json").json()["components"]["schemas"]
+
+
+def test_lifespan_loads_the_model_from_disk(small_settings: Settings) -> None:
+    with TestClient(create_app(small_settings)) as c:
+        assert c.get("/ready").status_code == 200
+        assert isinstance(c.app.state.bundle.scorer, TreeTables)
+
+
+def test_app_without_a_model_starts_and_says_why(unloaded: TestClient) -> None:
+    body = assert_problem(unloaded.get("/ready"), 503)
+    assert "census train" in body["detail"], body
+
+
+def test_scorer_setting_pipeline_serves_the_skops_model_with_the_same_numbers(
+    small_settings: Settings, client: TestClient
+) -> None:
+    model = small_settings.model.model_copy(update={"scorer": "pipeline"})
+    rows = [{**EXAMPLE_ROW, "age": age, "workclass": "Astronaut"} for age in (20, 40, 60)]
+    with TestClient(create_app(small_settings.model_copy(update={"model": model}))) as c:
+        assert isinstance(c.app.state.bundle.scorer, PipelineScorer)
+        by_pipeline = c.post("/predict", json=rows).json()
+    by_trees = client.post("/predict", json=rows).json()
+    assert by_pipeline["probabilities"] == by_trees["probabilities"]
+    assert by_pipeline["warnings"] == by_trees["warnings"]
+
+
+def test_open_server_logs_that_it_is_open(
+    small_settings: Settings, small_bundle: Bundle, caplog: pytest.LogCaptureFixture
+) -> None:
+    with TestClient(create_app(small_settings, small_bundle)):
+        pass
+    assert "no API key set" in caplog.text
+
+
+def test_openapi_lists_the_row_model_and_serves_the_docs(client: TestClient) -> None:
+    assert "CensusRow" in components(client)
+    assert client.get("/docs").status_code == 200
+
+
+def test_openapi_predict_body_is_either_form(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["anyOf"] == [
+        {"$ref": "#/components/schemas/PredictRequest"},
+        {"$ref": "#/components/schemas/RowList"},
+    ]
+
+
+@pytest.mark.parametrize("form", ["PredictRequest", "RowList"])
+def test_openapi_bounds_the_rows_of_each_body_form(client: TestClient, form: str) -> None:
+    schema = components(client)[form]
+    rows = schema["properties"]["inputs"] if form == "PredictRequest" else schema
+    assert rows["type"] == "array"
+    assert rows["items"] == {"$ref": "#/components/schemas/CensusRow"}
+    assert (rows["minItems"], rows["maxItems"]) == (1, CLIENT_MAX_ROWS), rows
+
+
+@pytest.mark.parametrize("column", contract_document(), ids=lambda column: column["name"])
+def test_openapi_states_each_fields_limits(client: TestClient, column: dict[str, Any]) -> None:
+    field = components(client)["CensusRow"]["properties"][column["name"]]
+    if column["kind"] == "number":
+        assert field["type"] == "integer", field
+        assert (field["minimum"], field["maximum"]) == (column["minimum"], column["maximum"])
+    else:
+        text = next(option for option in field["anyOf"] if option["type"] == "string")
+        assert text["maxLength"] == column["max_length"], field
+        assert {"type": "null"} in field["anyOf"], field
+
+
+@pytest.mark.parametrize("name", ["app.js", "style.css"])
+def test_page_assets_are_served(client: TestClient, name: str) -> None:
+    assert client.get(f"/static/{name}").status_code == 200
+
+
+def test_the_server_answers_without_scikit_learn_scipy_pandas_or_skops(
+    small_settings: Settings,
+) -> None:
+    """What keeps launch fast and memory small: the worker's whole import graph, run."""
+    script = (
+        "import sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from census_salary import cli, server\n"
+        "with TestClient(server.create_app_from_environment()) as client:\n"
+        "    assert client.get('/ready').status_code == 200\n"
+        f"    assert client.post('/predict', json=[{EXAMPLE_ROW!r}]).status_code == 200\n"
+        "print(sorted(m for m in ('sklearn', 'scipy', 'pandas', 'skops') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "CENSUS_CONFIG": str(small_settings.source)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,49 @@
+"""The dependencies: the loaded model (503 without one) and the API key."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.helpers import KEY, assert_problem
+from census_salary.contract import EXAMPLE_ROW
+
+
+def call(client: TestClient, path: str, **kwargs: object):
+    """POST rows to /predict, GET anything else."""
+    if path == "/predict":
+        return client.post(path, json=[EXAMPLE_ROW], **kwargs)
+    return client.get(path, **kwargs)
+
+
+@pytest.mark.parametrize("path", ["/ready", "/metadata", "/predict"])
+def test_routes_that_need_the_model_are_503_without_one(unloaded: TestClient, path: str) -> None:
+    body = assert_problem(call(unloaded, path), 503)
+    assert "not loaded" in body["detail"], body
+
+
+@pytest.mark.parametrize("path", ["/predict", "/metadata"])
+def test_key_is_required_when_set(keyed: TestClient, path: str) -> None:
+    response = call(keyed, path)
+    body = assert_problem(response, 401)
+    assert "X-API-Key" in body["detail"]
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("headers", [{"X-API-Key": "nope"}, {"Authorization": "Bearer nope"}])
+def test_wrong_key_is_refused(keyed: TestClient, headers: dict[str, str]) -> None:
+    body = assert_problem(call(keyed, "/predict", headers=headers), 401)
+    assert "wrong" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-API-Key": KEY}, {"Authorization": f"Bearer {KEY}"}, {"authorization": f"bearer {KEY}"}],
+)
+def test_right_key_is_accepted(keyed: TestClient, headers: dict[str, str]) -> None:
+    assert call(keyed, "/predict", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/health", "/ready", "/docs", "/openapi.json"])
+def test_open_endpoints_stay_open(keyed: TestClient, path: str) -> None:
+    assert keyed.get(path).status_code == 200

@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+
+from census_salary.audit import evaluate_bundle, held_out, slice_bundle
+from census_salary.bundle import Bundle, load_bundle
+from census_salary.config import Settings
+from census_salary.errors import InputError, ModelError
+
+
+def test_held_out_split_is_rebuilt_as_trained(
+    small_settings: Settings, small_bundle: Bundle
+) -> None:
+    _, y = held_out(small_settings, small_bundle.metadata)
+    assert len(y) == small_bundle.metadata.data.rows_test
+    metrics = evaluate_bundle(small_settings, small_bundle, None)
+    assert metrics.model_dump() == small_bundle.metadata.metrics.model_dump()
+
+
+def test_every_scorer_audits_alike(
+    small_settings: Settings, small_bundle: Bundle, pipeline_bundle: Bundle
+) -> None:
+    assert evaluate_bundle(small_settings, small_bundle, None) == evaluate_bundle(
+        small_settings, pipeline_bundle, None
+    )
+
+
+def test_changed_data_file_cannot_rebuild_the_split(project_copy: Settings) -> None:
+    lines = project_copy.data_path.read_text().splitlines()
+    project_copy.data_path.write_text("\n".join(lines[:-5]) + "\n")
+    with pytest.raises(ModelError, match="SHA-256 differs"):
+        evaluate_bundle(project_copy, load_bundle(project_copy.artifacts_dir), None)
+
+
+def test_a_labelled_file_can_be_audited(small_settings: Settings, small_bundle: Bundle) -> None:
+    metrics = evaluate_bundle(small_settings, small_bundle, small_settings.data_path)
+    assert (
+        metrics.rows
+        == small_bundle.metadata.data.rows_read - small_bundle.metadata.data.duplicates_dropped
+    )
+
+
+def test_slices_of_an_unknown_feature_are_refused(
+    small_settings: Settings, small_bundle: Bundle
+) -> None:
+    with pytest.raises(InputError, match=r"Unknown feature.*height"):
+        slice_bundle(small_settings, small_bundle, None, ["height"])
+
+
+def test_slices_cover_the_chosen_feature(small_settings: Settings, small_bundle: Bundle) -> None:
+    report = slice_bundle(small_settings, small_bundle, None, ["sex"])
+    assert {s.value for s in report.slices} == {"Female", "Male"}
+    assert sum(s.rows for s in report.slices) == report.overall.rows
+
+
+def test_missing_data_file_is_named(
+    tmp_path: Path, small_settings: Settings, small_bundle: Bundle
+) -> None:
+    with pytest.raises(InputError, match="No data file"):
+        evaluate_bundle(small_settings, small_bundle, tmp_path / "none.csv")

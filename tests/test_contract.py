@@ -1,0 +1,291 @@
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from census_salary.contract import (
+    CATEGORICAL,
+    COLUMN_SPECS,
+    EXAMPLE_ROW,
+    INVALID,
+    NUMERIC_RANGES,
+    NUMERICAL,
+    CensusRow,
+    canonical_name,
+    check_columns,
+    check_records,
+    columns_of_frame,
+    contract_document,
+    parse_value,
+)
+from census_salary.errors import InputError, RowProblem
+
+
+def test_example_row_is_valid() -> None:
+    row = CensusRow.model_validate(EXAMPLE_ROW)
+    assert row.education_num == 13
+
+
+def test_underscored_names_are_accepted() -> None:
+    row = CensusRow.model_validate({canonical_name(k): v for k, v in EXAMPLE_ROW.items()})
+    assert row.marital_status == "Never-married"
+
+
+def test_fnlwgt_spelling_is_accepted() -> None:
+    data = {k: v for k, v in EXAMPLE_ROW.items() if k != "fnlgt"} | {"fnlwgt": 5}
+    assert CensusRow.model_validate(data).fnlgt == 5
+
+
+@pytest.mark.parametrize("value", ["?", " ? ", ""])
+def test_missing_markers_become_none(value: str) -> None:
+    assert CensusRow.model_validate({**EXAMPLE_ROW, "workclass": value}).workclass is None
+
+
+def test_category_values_are_stripped() -> None:
+    assert CensusRow.model_validate({**EXAMPLE_ROW, "sex": " Male "}).sex == "Male"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("age", -1),
+        ("age", 121),
+        ("age", 39.5),
+        ("age", float("nan")),
+        ("age", float("inf")),
+        ("age", True),
+        ("age", "old"),
+        ("hours-per-week", 169),
+        ("capital-gain", -5),
+        ("education-num", 0),
+        ("workclass", 5),
+        ("workclass", "x" * 101),
+    ],
+)
+def test_out_of_range_or_wrong_type_is_refused(field: str, value: Any) -> None:
+    with pytest.raises(ValidationError):
+        CensusRow.model_validate({**EXAMPLE_ROW, field: value})
+
+
+def test_missing_field_is_refused() -> None:
+    data = {k: v for k, v in EXAMPLE_ROW.items() if k != "age"}
+    with pytest.raises(ValidationError, match="age"):
+        CensusRow.model_validate(data)
+
+
+def test_columns_split_into_the_census_types() -> None:
+    assert len(CATEGORICAL) == 8
+    assert NUMERICAL == [
+        "age",
+        "fnlgt",
+        "education_num",
+        "capital_gain",
+        "capital_loss",
+        "hours_per_week",
+    ]
+
+
+def test_numeric_ranges_come_from_the_declaration() -> None:
+    assert NUMERIC_RANGES["age"] == (0, 120)
+    assert NUMERIC_RANGES["hours_per_week"] == (0, 168)
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        (" education-num", "education_num"),
+        ("Native-Country", "native_country"),
+        ("fnlwgt", "fnlgt"),
+        ("income", "salary"),
+    ],
+)
+def test_canonical_names(given: str, canonical: str) -> None:
+    assert canonical_name(given) == canonical
+
+
+# --- the coercion rule (the README's table, value by value) -------------------------------
+
+NUMBER_ACCEPTED = [
+    (39, 39),
+    (39.0, 39),
+    ("39", 39),
+    (" 39 ", 39),
+    ("\u00a039\t", 39),
+    ("+39", 39),
+    ("039", 39),
+    ("39.", 39),
+    ("39.00", 39),
+    ("-0", 0),
+    (np.int64(39), 39),
+    (np.float64(39.0), 39),
+]
+NUMBER_REFUSED = [
+    True,
+    False,
+    np.bool_(True),
+    39.5,
+    float("nan"),
+    float("inf"),
+    "39.5",
+    "1e1",
+    "1_0",
+    "2,174",
+    "0x1f",
+    "\u0663\u0669",  # Arabic-Indic digits
+    "\uff13\uff19",  # full-width digits
+    "3O",  # a letter O
+    "",
+    "?",
+    "nan",
+    "inf",
+    None,
+    -1,
+    121,
+    "121",
+    10**30,
+    "9" * 25,
+    1e300,
+    [39],
+    {"value": 39},
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), NUMBER_ACCEPTED, ids=repr)
+def test_numbers_accepted(value: Any, expected: int) -> None:
+    assert parse_value(value, "age") == expected
+
+
+@pytest.mark.parametrize("value", NUMBER_REFUSED, ids=repr)
+def test_numbers_refused(value: Any) -> None:
+    assert parse_value(value, "age") is INVALID
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Male", "Male"),
+        (" Male ", "Male"),
+        ("male", "male"),  # case is kept: an unknown spelling is a warning, not a match
+        ("?", None),
+        (" ? ", None),
+        ("", None),
+        ("   ", None),
+        (None, None),
+        (float("nan"), None),
+        ("x" * 100, "x" * 100),
+    ],
+    ids=repr,
+)
+def test_categories_accepted(value: Any, expected: str | None) -> None:
+    assert parse_value(value, "sex") == expected
+
+
+@pytest.mark.parametrize("value", [7, 7.0, True, "x" * 101, ["Male"], {"a": 1}], ids=repr)
+def test_categories_refused(value: Any) -> None:
+    assert parse_value(value, "sex") is INVALID
+
+
+def test_true_and_one_are_kept_apart_by_the_cache() -> None:
+    assert parse_value(1, "age") == 1
+    assert parse_value(True, "age") is INVALID
+    assert parse_value(1.0, "age") == 1
+
+
+# --- the row model is derived from the declaration ------------------------------------------
+
+
+@pytest.mark.parametrize("value", [v for v, _ in NUMBER_ACCEPTED] + NUMBER_REFUSED, ids=repr)
+def test_row_model_and_bulk_check_agree(value: Any) -> None:
+    try:
+        CensusRow.model_validate({**EXAMPLE_ROW, "age": value})
+        model_accepts = True
+    except ValidationError:
+        model_accepts = False
+    bulk_accepts = not check_records([{**EXAMPLE_ROW, "age": value}]).problems
+    assert bulk_accepts == model_accepts, value
+
+
+def test_row_model_schema_states_every_limit() -> None:
+    properties = CensusRow.model_json_schema()["properties"]
+    for spec in COLUMN_SPECS:
+        schema = properties[spec.name]
+        if spec.kind == "number":
+            assert (schema["type"], schema["minimum"], schema["maximum"]) == (
+                "integer",
+                spec.low,
+                spec.high,
+            )
+        else:
+            assert {"type": "string", "maxLength": 100} in schema["anyOf"]
+        assert schema["examples"] == [spec.example]
+
+
+def test_contract_document_lists_every_column_with_its_limits() -> None:
+    document = {column["name"]: column for column in contract_document()}
+    assert list(document) == [spec.name for spec in COLUMN_SPECS]
+    assert (document["age"]["minimum"], document["age"]["maximum"]) == (0, 120)
+    assert document["fnlgt"]["aliases"] == ["fnlwgt"]
+    assert document["sex"]["kind"] == "category"
+
+
+# --- checking many rows -------------------------------------------------------------------
+
+
+def test_check_counts_rows_from_first_row() -> None:
+    checked = check_records([EXAMPLE_ROW, {**EXAMPLE_ROW, "age": 200}], first_row=101)
+    assert checked.problems == [
+        RowProblem(102, "age", "got 200; expected a whole number from 0 to 120")
+    ]
+    assert checked.good.tolist() == [True, False]
+    assert len(checked) == 1
+    assert checked.columns["age"].tolist() == [39.0]
+
+
+def test_check_gives_numbers_as_floats_and_missing_categories_as_none() -> None:
+    checked = check_records([{**EXAMPLE_ROW, "workclass": " ? ", "age": "40"}])
+    assert checked.columns["age"].dtype == np.float64
+    assert checked.columns["workclass"].tolist() == [None]
+
+
+def test_absent_field_is_a_problem_but_null_category_is_not() -> None:
+    absent = {k: v for k, v in EXAMPLE_ROW.items() if k != "workclass"}
+    checked = check_records([absent, {**EXAMPLE_ROW, "workclass": None}])
+    assert [(p.row, p.field) for p in checked.problems] == [(1, "workclass")]
+    assert "missing" in checked.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([[1, 2]], "Row 1 is list"),
+        ([None], "Row 1 is null"),
+        ([{**EXAMPLE_ROW, "education_num": 13}], "twice"),
+    ],
+)
+def test_rows_that_are_not_objects_of_fields_are_refused(rows: list[Any], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        check_records(rows)
+
+
+def test_missing_column_is_named() -> None:
+    columns = {name: [EXAMPLE_ROW[name.replace("_", "-")]] for name in NUMERICAL}
+    with pytest.raises(InputError, match=r"Missing column.*workclass"):
+        check_columns(columns)
+
+
+def test_text_columns_and_json_values_give_the_same_verdicts() -> None:
+    values = ["39", " 40 ", "x", "", "200", "39", "1.5", "?"]
+    table = pd.DataFrame([{**EXAMPLE_ROW, "age": v, "workclass": v} for v in values])
+    as_text = check_columns(columns_of_frame(table.astype(str)))
+    as_json = check_records(table.to_dict("records"))
+    assert as_text.problems == as_json.problems
+    for name in as_text.columns:
+        assert as_text.columns[name].tolist() == as_json.columns[name].tolist(), name
+
+
+def test_table_with_both_spellings_of_a_column_is_refused() -> None:
+    table = pd.DataFrame([{**EXAMPLE_ROW, "education_num": 13}])
+    with pytest.raises(InputError, match="more than once"):
+        columns_of_frame(table)

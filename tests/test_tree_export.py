@@ -1,0 +1,76 @@
+"""The export of fitted trees: exact, or not made at all; and still made by this scikit-learn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from census_salary.bundle import Bundle, load_bundle
+from census_salary.config import load_settings
+from census_salary.contract import CATEGORICAL, EXAMPLE_ROW, NUMERICAL, check_records
+from census_salary.data import read_census
+from census_salary.model import build_pipeline
+from census_salary.scoring import PipelineScorer
+from census_salary.tree_export import export_trees
+from census_salary.trees import TreeTables
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pipeline_scorer(bundle: Bundle) -> PipelineScorer:
+    assert isinstance(bundle.scorer, PipelineScorer)
+    return bundle.scorer
+
+
+@pytest.mark.parametrize("kind", ["random_forest", "logistic_regression"])
+def test_other_kinds_train_score_and_have_no_tree_export(kind: str, census_csv: Path) -> None:
+    data = read_census(census_csv)
+    x, y = data.features.head(1500), data.target.head(1500)
+    settings = load_settings(ROOT / "census.toml", environ={})
+    params = dict(settings.model.params[kind])
+    params.pop("n_jobs", None)
+    pipeline = build_pipeline(kind, params, CATEGORICAL, NUMERICAL, seed=0).fit(x, y)
+    assert pipeline.predict_proba(x).shape == (1500, 2)
+    assert export_trees(PipelineScorer(pipeline), x) is None
+
+
+def test_tree_export_matches_the_pipeline_on_every_row_of_the_data(
+    census_csv: Path, pipeline_bundle: Bundle
+) -> None:
+    features = read_census(census_csv).features
+    scorer = pipeline_scorer(pipeline_bundle)
+    tables = export_trees(scorer, features.head(100))
+    assert tables is not None
+    np.testing.assert_array_equal(tables.probabilities(features), scorer.probabilities(features))
+
+
+def test_tree_export_is_dropped_when_it_disagrees(
+    pipeline_bundle: Bundle, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    exact = TreeTables.probabilities
+    monkeypatch.setattr(
+        TreeTables, "probabilities", lambda self, columns: exact(self, columns) + 1e-12
+    )
+    rows = pd.DataFrame(check_records([EXAMPLE_ROW]).columns)
+    assert export_trees(pipeline_scorer(pipeline_bundle), rows) is None
+    assert "disagree" in caplog.text
+
+
+def test_the_committed_model_is_still_exported_by_the_installed_scikit_learn(
+    census_csv: Path,
+) -> None:
+    """The drift guard: fails (never warns) when scikit-learn's internals change under us.
+
+    CI also runs the suite on the newest scikit-learn release, so such a change shows up
+    there before it reaches a user's `census train`.
+    """
+    committed = load_bundle(ROOT / "artifacts", "pipeline")
+    features = read_census(census_csv).features
+    tables = export_trees(pipeline_scorer(committed), features)
+    assert tables is not None, "the tree export failed: see the warning logged above"
+    np.testing.assert_array_equal(
+        tables.probabilities(features), load_bundle(ROOT / "artifacts").probabilities(features)
+    )
