@@ -130,3 +130,41 @@ def test_inconsistent_arrays_are_refused(small_bundle: Bundle, change, problem: 
     tables = tables_of(small_bundle)
     with pytest.raises(ValueError, match=problem):
         replace(tables, **change(tables))
+
+
+def staircase(splits: int) -> TreeTables:
+    """One tree on `age` with cuts at 0, 1, ..., splits - 1: the split at depth d sends
+    ages up to d left to a leaf worth d + 1 and the rest right; its leaves span several
+    64-bit words once splits > 63."""
+    n_nodes = 2 * splits + 1
+    child = np.arange(n_nodes)
+    value = np.zeros(n_nodes)
+    go_right = np.zeros((n_nodes, splits + 2), dtype=np.uint8)
+    for depth in range(splits):
+        node = 2 * depth
+        child[node] = node + 1
+        value[node + 1] = depth + 1
+        go_right[node, depth + 1 : splits + 1] = 1  # bins above the cut; missing goes left
+    value[-1] = -1
+    return TreeTables(
+        categorical=(),
+        numerical=("age",),
+        vocabularies=(),
+        category_bins=(),
+        cuts=(np.arange(splits, dtype=np.float64),),
+        feature=np.zeros(n_nodes, dtype=np.intp),
+        child=child,
+        go_right=go_right,
+        value=value,
+        roots=np.array([0]),
+        baseline=0.0,
+    )
+
+
+@pytest.mark.parametrize("splits", [3, 63, 64, 100, 200])
+def test_a_row_reaches_its_leaf_however_many_leaves_a_tree_has(splits: int) -> None:
+    tables = staircase(splits)
+    ages = [0, 1, splits // 2, splits - 1, splits + 5, None]
+    expected_leaf = [1, 2, splits // 2 + 1, splits, -1, 1]
+    expected = [1 / (1 + np.exp(-leaf)) for leaf in expected_leaf]
+    np.testing.assert_allclose(tables.probabilities({"age": ages}), expected, rtol=0, atol=1e-15)
