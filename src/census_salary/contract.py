@@ -222,8 +222,7 @@ def check_columns(columns: Columns, first_row: int = 1) -> CheckedColumns:
     parsed: dict[str, np.ndarray] = {}
     for name, spec in SPECS.items():
         raw = columns[name]
-        values = [parse_value(value, name) for value in raw]
-        invalid = np.fromiter((v is INVALID for v in values), dtype=bool, count=n_rows)
+        parsed[name], invalid = _parse_column(raw, spec)
         for i in np.flatnonzero(invalid):
             problems.append(
                 RowProblem(
@@ -231,16 +230,28 @@ def check_columns(columns: Columns, first_row: int = 1) -> CheckedColumns:
                 )
             )
         bad |= invalid
-        parsed[name] = (
-            np.array([math.nan if v is INVALID else v for v in values], dtype=np.float64)
-            if spec.kind == "number"
-            else np.array(values, dtype=object)
-        )
     good = ~bad
     if bad.any():
         parsed = {name: values[good] for name, values in parsed.items()}
     problems.sort(key=lambda p: p.row)
     return CheckedColumns(columns=parsed, good=good, problems=problems)
+
+
+def _parse_column(raw: Sequence[Any], spec: ColumnSpec) -> tuple[np.ndarray, np.ndarray]:
+    """A column's values as scored (numbers float64, categories str/None) and a mask of
+    the refused ones: `parse_value` for each value."""
+    if set(map(type, raw)) == {str}:
+        # Text (a CSV column) repeats a few dozen values: parse each distinct one once.
+        lookup = {value: parse_value(value, spec.name) for value in dict.fromkeys(raw)}
+        values = np.array(list(map(lookup.__getitem__, raw)), dtype=object)
+    else:  # JSON values, where `true` and `1` would share a key: one by one
+        values = np.array([parse_value(value, spec.name) for value in raw], dtype=object)
+    values = values.reshape(len(raw))  # an empty column, too
+    invalid = np.equal(values, INVALID)
+    if spec.kind == "number":
+        values[invalid] = math.nan
+        values = values.astype(np.float64)
+    return values, invalid
 
 
 def columns_of_frame(frame: Any) -> dict[str, Any]:
