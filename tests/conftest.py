@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -12,11 +14,13 @@ import pytest
 
 from census_salary.bundle import Bundle, load_bundle
 from census_salary.config import Settings, load_settings
+from census_salary.download import MEMBER, ensure_census
+from census_salary.errors import DataUnavailableError
 from census_salary.train import TrainResult, train
 from live_server import LiveServer, live_server
 
 ROOT = Path(__file__).resolve().parents[1]
-CENSUS_CSV = ROOT / "data" / "census.csv"
+PROJECT_CONFIG = ROOT / "census.toml"
 SMALL_CONFIG = """
 [data]
 path = "census.csv"
@@ -40,14 +44,41 @@ min_rows = 20
 """
 
 
-@pytest.fixture(scope="session")
-def census_csv() -> Path:
-    """The real census file (CI copies it from ../shared/data; see data/README.md)."""
-    if not CENSUS_CSV.is_file():
+def ensure_census_csv(config: Path, environ: Mapping[str, str], say: Callable[[str], None]) -> Path:
+    """The data file `census train` reads, downloaded as it downloads it when missing.
+
+    Says when it downloads; offline, fails with the file to fetch and where to put it.
+    """
+    settings = load_settings(config, environ=environ)
+    path, url = settings.data_path, settings.data.url
+    if path.is_file():
+        return path
+    say(f"{path} is missing: downloading it from {url} (once; later runs reuse it)")
+    try:
+        ensure_census(path, url)
+    except DataUnavailableError as exc:
         pytest.fail(
-            f"{CENSUS_CSV} is missing: copy ../shared/data/census.csv there (see data/README.md)"
+            f"The tests need the census data. {exc}\n"
+            f"To fix: fetch {url}, take {MEMBER} out of that archive and save it as {path} "
+            "(or copy a census.csv there); see data/README.md.",
+            pytrace=False,
         )
-    return CENSUS_CSV
+    say(f"{path}: downloaded")
+    return path
+
+
+@pytest.fixture(scope="session")
+def census_csv(request: pytest.FixtureRequest) -> Path:
+    """The real census file, fetched once per session if it is missing (data/README.md)."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(message: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"census_csv: {message}")
+        else:
+            warnings.warn(message, stacklevel=2)
+
+    return ensure_census_csv(PROJECT_CONFIG, os.environ, say)
 
 
 @pytest.fixture(scope="session")

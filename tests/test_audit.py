@@ -5,7 +5,7 @@ import pytest
 from census_salary.audit import evaluate_bundle, held_out, slice_bundle
 from census_salary.bundle import Bundle, load_bundle
 from census_salary.config import Settings
-from census_salary.errors import InputError, ModelError
+from census_salary.errors import DataUnavailableError, InputError, ModelError
 
 
 def test_held_out_split_is_rebuilt_as_trained(
@@ -56,5 +56,6 @@ def test_slices_cover_the_chosen_feature(small_settings: Settings, small_bundle:
 def test_missing_data_file_is_named(
     tmp_path: Path, small_settings: Settings, small_bundle: Bundle
 ) -> None:
-    with pytest.raises(InputError, match="No data file"):
-        evaluate_bundle(small_settings, small_bundle, tmp_path / "none.csv")
+    missing = tmp_path / "none.csv"
+    with pytest.raises(DataUnavailableError, match=rf"No data file at {missing}.*data/README.md"):
+        evaluate_bundle(small_settings, small_bundle, missing)

@@ -21,6 +21,7 @@ SMALLEST = {
         *("--requests", "20", "--runs", "1", "--duration", "1", "--throughput-runs", "1"),
         *("--rows", "50", "--batch-runs", "1", "--launches", "1", "--no-floor"),
     ],
+    "load.py": ["--duration", "1", "--runs", "2", "--clients", "4"],
 }
 
 
@@ -29,6 +30,7 @@ def test_every_benchmark_script_is_covered() -> None:
     assert scripts == set(SMALLEST)
 
 
+@pytest.mark.slow  # each script starts processes and some train on the full data
 @pytest.mark.parametrize("script", sorted(SMALLEST))
 def test_benchmark_script_runs_and_prints_its_figures(script: str, census_csv: Path) -> None:
     result = subprocess.run(

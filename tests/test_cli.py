@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+import census_salary.artifacts
 import census_salary.bundle
 from census_salary.api import create_app
 from census_salary.bundle import Bundle
@@ -748,3 +749,176 @@ def test_a_later_bad_chunk_says_how_many_rows_went_out(
     assert result.exit_code == ExitCode.USAGE, result.output
     assert result.stdout.count('"prediction"') == 2
     assert "2 row(s) were written to standard output before this" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["train"], ["evaluate"], ["slice-report"], ["evaluate", "--data", "{data}"]],
+    ids=["train", "evaluate", "slice-report", "evaluate-data"],
+)
+def test_missing_data_is_exit_4_and_points_to_the_data_readme_from_every_command(
+    runner: CliRunner, project_copy: Settings, command: list[str]
+) -> None:
+    project_copy.data_path.unlink()
+    args = [arg.format(data=project_copy.data_path) for arg in command]
+
+    result = run(runner, project_copy, *args)
+
+    assert result.exit_code == ExitCode.DATA_UNAVAILABLE, result.output
+    assert str(project_copy.data_path) in result.stderr, result.stderr
+    assert "see data/README.md" in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_server_that_fails_to_start_is_exit_1_not_the_no_model_code(
+    runner: CliRunner, small_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn exits 3 when an app does not start, which would read as "no model" here."""
+    import signal
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+
+    import census_salary.api
+
+    @asynccontextmanager
+    async def failing(app: FastAPI):  # a bug in the lifespan
+        raise RuntimeError("broken at startup")
+        yield
+
+    monkeypatch.setattr(census_salary.api, "create_app", lambda settings: FastAPI(lifespan=failing))
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        result = run(runner, small_settings, "serve", "--port", "0")
+    finally:
+        signal.signal(signal.SIGTERM, handler)  # serve installs its own
+
+    assert result.exit_code == ExitCode.INTERNAL, result.output
+    assert "did not start" in result.stderr, result.stderr
+
+
+def _copy_current_bundle(settings: Settings, version: str) -> Path:
+    """The current bundle copied under another version name: a kept bundle that loads."""
+    import shutil
+
+    from census_salary.bundle import current_bundle_dir
+
+    target = settings.artifacts_dir / version
+    shutil.copytree(current_bundle_dir(settings.artifacts_dir), target)
+    return target
+
+
+def test_use_is_a_command_with_help(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["use", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "VERSION" in result.output
+
+
+def test_use_makes_a_kept_version_current(runner: CliRunner, project_copy: Settings) -> None:
+    _copy_current_bundle(project_copy, "20200101T000000Z-aaaaaaaa")
+    result = run(runner, project_copy, "use", "20200101T000000Z-aaaaaaaa")
+    assert result.exit_code == 0, result.output
+    assert "20200101T000000Z-aaaaaaaa is now the current model" in result.stdout
+    assert "`census serve` loads it when it restarts" in result.stdout
+    pointer = (project_copy.artifacts_dir / "LATEST").read_text()
+    assert pointer == "20200101T000000Z-aaaaaaaa\n"
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ("nope", "No kept model version 'nope'"),
+        ("2020", "'2020' is the start of 2 kept versions"),
+        ("20200101T000000Z-bbbbbbbb", "was not made current: .*does not match the SHA-256"),
+    ],
+)
+def test_use_refuses_unknown_ambiguous_and_broken_versions_with_exit_3(
+    runner: CliRunner, project_copy: Settings, given: str, says: str
+) -> None:
+    import re
+
+    _copy_current_bundle(project_copy, "20200101T000000Z-aaaaaaaa")
+    broken = _copy_current_bundle(project_copy, "20200101T000000Z-bbbbbbbb") / "model.skops"
+    broken.write_bytes(broken.read_bytes()[:-1])
+    pointer = (project_copy.artifacts_dir / "LATEST").read_bytes()
+    result = run(runner, project_copy, "use", given)
+    assert result.exit_code == ExitCode.MODEL, result.output
+    assert re.search(says, result.stderr), result.stderr
+    assert result.stderr.count("\n") == 1
+    assert (project_copy.artifacts_dir / "LATEST").read_bytes() == pointer
+
+
+def test_runs_marks_the_current_and_the_kept_bundles(
+    runner: CliRunner, project_copy: Settings
+) -> None:
+    runs = project_copy.artifacts_dir / "runs.jsonl"
+    current = json.loads(runs.read_text())
+    gone = {**current, "version": "20200101T000000Z-0000000a"}
+    runs.write_text(json.dumps(gone) + "\n" + json.dumps(current) + "\n")
+    listed = json.loads(run(runner, project_copy, "runs", "--json").stdout)
+    assert [(r["version"], r["kept"], r["current"]) for r in listed] == [
+        (gone["version"], False, False),
+        (current["version"], True, True),
+    ]
+    table = run(runner, project_copy, "runs")
+    assert table.exit_code == 0, table.output
+    assert "20200101T000000Z  removed" in table.stdout
+    assert f"{current['version'][:16]}  current" in table.stdout
+
+
+def test_train_on_a_full_disk_is_one_line_and_exit_3(
+    runner: CliRunner, project_copy: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def disk_full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(census_salary.artifacts, "_write_file", disk_full)
+    before = sorted(path.name for path in project_copy.artifacts_dir.iterdir())
+    result = run(runner, project_copy, "train")
+    assert result.exit_code == ExitCode.MODEL, result.output
+    assert "Cannot write to" in result.stderr
+    assert "No space left on device" in result.stderr
+    assert "Traceback" not in result.output
+    assert sorted(path.name for path in project_copy.artifacts_dir.iterdir()) == before
+    assert run(runner, project_copy, "evaluate", "--json").exit_code == 0
+
+
+def test_a_port_taken_while_the_model_loads_is_still_the_listen_exit_code(
+    runner: CliRunner, small_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The port is checked before the model loads; one taken during the load (a race) is
+    reported the same way, not as uvicorn's exit 3."""
+    import signal
+    import socket
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+
+    import census_salary.api
+    from live_server import free_port
+
+    port = free_port()
+    holder = socket.socket()
+
+    @asynccontextmanager
+    async def another_server_takes_the_port(app: FastAPI):
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        yield
+
+    monkeypatch.setattr(
+        census_salary.api,
+        "create_app",
+        lambda settings: FastAPI(lifespan=another_server_takes_the_port),
+    )
+    handler = signal.getsignal(signal.SIGTERM)
+    with holder:
+        try:
+            result = run(runner, small_settings, "serve", "--port", str(port))
+        finally:
+            signal.signal(signal.SIGTERM, handler)  # serve installs its own
+
+    assert result.exit_code == ExitCode.CANNOT_LISTEN, result.output
+    assert f"Cannot listen on 127.0.0.1:{port}: the port is already in use" in result.stderr

@@ -181,3 +181,35 @@ def test_a_list_where_one_parameter_value_belongs_is_one_error(tmp_path: Path) -
     with pytest.raises(ConfigError, match=r"n_estimators: must be one number") as caught:
         load_settings(path, environ={})
     assert ";" not in str(caught.value)
+
+
+def test_artifacts_keep_five_bundles_by_default(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, MINIMAL), environ={}).artifacts.keep == 5
+
+
+def test_artifacts_keep_takes_a_number(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "[artifacts]\nkeep = 2\n")
+    assert load_settings(path, environ={}).artifacts.keep == 2
+
+
+def test_artifacts_keep_below_one_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "[artifacts]\nkeep = 0\n")
+    with pytest.raises(ConfigError, match=r"artifacts\.keep: Input should be greater than or"):
+        load_settings(path, environ={})
+
+
+def test_keep_history_says_what_replaced_it(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "[artifacts]\nkeep_history = true\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"census\.toml: artifacts\.keep_history: removed: .*runs\.jsonl.*\[artifacts\] keep",
+    ) as caught:
+        load_settings(path, environ={})
+    assert "\n" not in str(caught.value)
+
+
+def test_keep_history_in_a_variable_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"^CENSUS_ARTIFACTS__KEEP_HISTORY \(overriding .*\): artifacts\.keep_"
+    ):
+        load_settings(write(tmp_path, MINIMAL), environ={"CENSUS_ARTIFACTS__KEEP_HISTORY": "0"})

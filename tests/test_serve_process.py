@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -194,3 +195,102 @@ def test_the_old_scorer_variable_stops_the_server_before_it_listens(
     assert "moved to [model] scorer" in done.stderr, done.stderr
     assert "CENSUS_MODEL__SCORER" in done.stderr, done.stderr
     assert "Uvicorn running" not in done.stderr, done.stderr
+
+
+# --- bodies that are slow or abandoned, over a raw socket ------------------------------
+
+BODY_TIMEOUT = 1.0
+SOCKET_TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="module")
+def impatient_server(
+    small_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A real server that waits BODY_TIMEOUT seconds for a request body."""
+    log = tmp_path_factory.mktemp("impatient-server") / "serve.log"
+    env = {"CENSUS_SERVE__BODY_TIMEOUT": str(BODY_TIMEOUT)}
+    with live_server(small_settings.source, log, env=env) as running:
+        yield running
+
+
+def start_a_post(server: LiveServer, request_id: str) -> socket.socket:
+    """A connection that has sent a /predict head announcing 1,000 bytes, then 10 of them."""
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=SOCKET_TIMEOUT)
+    connection.sendall(
+        f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: 1000\r\nX-Request-ID: {request_id}\r\n\r\n".encode()
+        + b'[{"age": 3'
+    )
+    return connection
+
+
+def read_until_closed(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a timeout fails the test)."""
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received
+
+
+def wait_for_log(server: LiveServer, text: str, timeout: float = SOCKET_TIMEOUT) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server.log()
+
+
+def test_a_stalled_body_gets_a_408_and_the_connection_is_closed(
+    impatient_server: LiveServer,
+) -> None:
+    started = time.monotonic()
+    with start_a_post(impatient_server, "stalled-1") as connection:
+        answer = read_until_closed(connection)  # closed by the server, or socket.timeout
+    waited = time.monotonic() - started
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer
+    assert b"\r\nconnection: close" in head.lower(), answer
+    assert json.loads(body)["status"] == 408, answer
+    assert BODY_TIMEOUT <= waited < SOCKET_TIMEOUT, waited
+    log = wait_for_log(impatient_server, "request_id=stalled-1")
+    assert "path=/predict status=408" in log, log
+
+
+def test_a_client_that_hangs_up_mid_body_is_logged_as_499(impatient_server: LiveServer) -> None:
+    with start_a_post(impatient_server, "gone-1"):
+        time.sleep(0.2)  # the server has the head and the first bytes
+    # Closed well before BODY_TIMEOUT: a disconnect, not a timeout.
+
+    log = wait_for_log(impatient_server, "request_id=gone-1")
+    line = next((x for x in log.splitlines() if "access" in x and "request_id=gone-1" in x), "")
+    assert "path=/predict status=499" in line, log
+    assert "status=500" not in log, log
+    assert "Traceback" not in log, log
+
+
+# --- a port already in use ---------------------------------------------------------------
+
+
+def test_a_port_in_use_is_one_line_and_its_own_exit_code(small_settings: Settings) -> None:
+    command = [str(census_executable()), "--config", str(small_settings.source), "serve"]
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            env=server_environment(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    assert done.returncode == ExitCode.CANNOT_LISTEN, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"Error: Cannot listen on 127.0.0.1:{port}: the port is already in use. Stop the "
+        "server that holds it, or choose another port with --port (or $PORT, or [serve] in "
+        "census.toml)."
+    ], done.stderr

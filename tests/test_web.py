@@ -320,3 +320,95 @@ def test_right_key_shows_a_result(page: Page, keyed_server: LiveServer) -> None:
 
     expect(page.locator("#result-label")).to_have_text(re.compile(r"^(>50K|<=50K)$"))
     expect(page.locator("#error")).to_be_hidden()
+
+
+# --- the docs, offline, and the page under its Content-Security-Policy ------------------
+
+
+def offline(page: Page, server: LiveServer) -> tuple[list[str], list[str]]:
+    """Abort every request that is not to the server (as with no network); return the
+    requests aborted and the console's complaints about the Content-Security-Policy."""
+    aborted: list[str] = []
+    refused: list[str] = []
+
+    def only_the_server(route: Route) -> None:
+        if route.request.url.startswith(f"{server.url}/"):
+            route.continue_()
+        else:
+            aborted.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_server)
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return aborted, refused
+
+
+def test_docs_render_the_operations_offline(page: Page, server: LiveServer) -> None:
+    aborted, refused = offline(page, server)
+
+    response = page.goto(f"{server.url}/docs")
+
+    assert response is not None, "no response for /docs"
+    assert response.status == 200, server.log()
+    for path in ("/health", "/ready", "/metadata", "/predict"):
+        expect(page.locator(".opblock-summary-path", has_text=path).first).to_have_text(path)
+    assert aborted == [], aborted
+    assert refused == [], refused
+
+
+def test_docs_try_it_out_scores_the_example(page: Page, server: LiveServer) -> None:
+    aborted, refused = offline(page, server)
+    page.goto(f"{server.url}/docs#/model/predict_predict_post")
+    operation = page.locator("#operations-model-predict_predict_post")
+    operation.get_by_role("button", name="Try it out").click()
+
+    operation.get_by_role("button", name="Execute").click()
+
+    status = operation.locator(".live-responses-table tbody .response-col_status")
+    expect(status).to_have_text("200")
+    assert aborted == [], aborted
+    assert refused == [], refused
+
+
+def test_redoc_renders_the_operations_offline(page: Page, server: LiveServer) -> None:
+    aborted, _ = offline(page, server)
+
+    response = page.goto(f"{server.url}/redoc")
+
+    assert response is not None, "no response for /redoc"
+    assert response.status == 200, server.log()
+    for name in ("Health", "Ready", "Metadata", "Predict"):
+        expect(page.get_by_role("heading", name=re.compile(rf"\b{name}$"))).to_be_visible()
+    assert aborted == [], aborted
+
+
+def test_page_works_under_its_policy_with_no_complaint(page: Page, server: LiveServer) -> None:
+    aborted, refused = offline(page, server)
+    open_form(page, server)
+    fill_person(page)
+
+    page.get_by_role("button", name="Predict").click()
+
+    expect(page.locator("#result-label")).to_have_text(re.compile(r"^(>50K|<=50K)$"))
+    expect(page.locator("#meter-fill")).to_have_attribute("style", re.compile(r"width: \d"))
+    assert aborted == [], aborted
+    assert refused == [], refused
+
+
+def test_page_cannot_be_framed_even_by_its_own_site(page: Page, server: LiveServer) -> None:
+    framing = f'<iframe id="framed" src="{server.url}/"></iframe>'
+    page.route(f"{server.url}/framing", lambda route: route.fulfill(body=framing))
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text))
+
+    with page.expect_response(f"{server.url}/") as framed:
+        page.goto(f"{server.url}/framing")
+
+    assert framed.value.status == 200
+    expect(page.frame_locator("#framed").locator("#predict-form")).to_have_count(0)
+    assert any("frame-ancestors" in text for text in refused), refused

@@ -1,23 +1,21 @@
-"""Save and load the model bundle: the only module that touches model files.
+"""Load the model bundle: checked, with its one scorer.
 
-Layout under the artifacts folder:
+A bundle is a folder under the artifacts folder (see `artifacts`, which writes, keeps
+and switches them):
 
-    LATEST                    the version id of the current bundle (the commit point)
     <version>/model.skops     the fitted pipeline, in skops' format (no pickle)
     <version>/trees.npz       its gradient-boosted trees as plain arrays (see `trees`), which
                               every command scores with; absent for other model kinds
     <version>/metadata.json   version, data hash, model hash, schema, threshold, metrics...
     <version>/evaluation.json, slices.json, slice_output.txt
-    runs.jsonl                one line per training run
+    LATEST                    the version id of the current bundle
 
-A new bundle is written into a temporary folder, renamed to its version, and only then
-named in LATEST (replaced atomically). A crash at any point leaves the previous bundle
-whole and current. Loading checks the SHA-256 recorded in metadata.json before a file
-is read, skops only builds types from its own safe set plus `ALLOWED_TYPES`, and the
-tree arrays are read by numpy without pickle. Either way a stored example must score
-its stored probability before the model is used.
+Loading checks the SHA-256 recorded in metadata.json before a file is read, skops only
+builds types from its own safe set plus `ALLOWED_TYPES`, and the tree arrays are read by
+numpy without pickle. Either way a stored example must score its stored probability
+before the model is used.
 
-Which scorer a loaded bundle gets is decided here and only here (`load_bundle`): the
+Which scorer a loaded bundle gets is decided here and only here (`load_bundle_dir`): the
 tree tables when the bundle has them, unless `[model] scorer = "pipeline"`; otherwise
 the pipeline. Both give the same probabilities to the last bit (checked at training).
 scikit-learn and skops are imported only when the pipeline itself is needed, so a
@@ -28,10 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import shutil
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,8 +37,8 @@ from pydantic import ValidationError
 
 from census_salary.contract import Columns, check_records, labels_at
 from census_salary.errors import ModelError
-from census_salary.files import atomic_write, default_mode, fsync_dir
-from census_salary.metadata import BundleMetadata, RunRecord
+from census_salary.metadata import BundleMetadata
+from census_salary.metrics import SliceReport
 from census_salary.scoring import PipelineScorer, Scorer
 from census_salary.trees import TreeTables
 
@@ -56,7 +51,7 @@ POINTER = "LATEST"
 MODEL_FILE = "model.skops"
 TREES_FILE = "trees.npz"
 METADATA_FILE = "metadata.json"
-RUNS_FILE = "runs.jsonl"
+SLICES_FILE = "slices.json"
 # Types skops does not trust by default that our pipelines are made of; nothing else is
 # ever built from a model file. A test checks every model kind needs no more than these.
 ALLOWED_TYPES: tuple[str, ...] = (
@@ -128,75 +123,12 @@ def dump_model(pipeline: Pipeline) -> bytes:
         return path.read_bytes()
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    with path.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def save_bundle(
-    artifacts_dir: Path,
-    model_bytes: bytes,
-    trees_bytes: bytes | None,
-    metadata: BundleMetadata,
-    reports: Mapping[str, bytes],
-) -> Path:
-    """Write a new bundle and make it current; return its folder."""
-    artifacts_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=artifacts_dir, prefix=".staging-"))
-    staging.chmod(default_mode(0o777))  # mkdtemp's 0700 would hide the model from a server
+def current_version(artifacts_dir: Path) -> str | None:
+    """The version LATEST names, or None when there is none."""
     try:
-        _write_file(staging / MODEL_FILE, model_bytes)
-        if trees_bytes is not None:
-            _write_file(staging / TREES_FILE, trees_bytes)
-        for name, data in reports.items():
-            _write_file(staging / name, data)
-        _write_file(staging / METADATA_FILE, metadata.model_dump_json(indent=2).encode() + b"\n")
-        fsync_dir(staging)
-        final = artifacts_dir / metadata.version
-        staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    atomic_write(artifacts_dir / POINTER, f"{metadata.version}\n".encode())
-    _remove_stale(artifacts_dir, keep=metadata.version)
-    return final
-
-
-def _remove_stale(artifacts_dir: Path, keep: str) -> None:
-    """Old bundles and leftovers of interrupted runs; the current one stays."""
-    for entry in artifacts_dir.iterdir():
-        if entry.is_dir() and entry.name != keep and (entry / METADATA_FILE).exists():
-            shutil.rmtree(entry, ignore_errors=True)
-        elif entry.name.startswith((".staging-", f".{POINTER}.")):
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-
-
-def append_run(artifacts_dir: Path, record: RunRecord) -> None:
-    """Add one line to the run history (a single small append, so lines never interleave)."""
-    line = record.model_dump_json() + "\n"
-    with (artifacts_dir / RUNS_FILE).open("a", encoding="utf-8") as handle:
-        handle.write(line)
-
-
-def read_runs(artifacts_dir: Path) -> list[RunRecord]:
-    """The run history, oldest first; a line that is not a run record is skipped and logged."""
-    path = artifacts_dir / RUNS_FILE
-    if not path.exists():
-        return []
-    runs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            runs.append(RunRecord.model_validate_json(line))
-        except ValidationError as exc:
-            logger.warning("skipping line %d of %s: not a run record (%s)", number, path, exc)
-    return runs
+        return current_bundle_dir(artifacts_dir).name
+    except ModelError:
+        return None
 
 
 def current_bundle_dir(artifacts_dir: Path) -> Path:
@@ -227,9 +159,13 @@ def read_metadata(bundle_dir: Path) -> BundleMetadata:
 
 
 def load_bundle(artifacts_dir: Path, scorer: ScorerChoice = "trees") -> Bundle:
-    """The current bundle, checked, with its scorer: the tree tables when it has them and
-    `scorer` is "trees", else the pipeline. A file not the one recorded is refused."""
-    bundle_dir = current_bundle_dir(artifacts_dir)
+    """The current bundle, checked, with its scorer (see `load_bundle_dir`)."""
+    return load_bundle_dir(current_bundle_dir(artifacts_dir), scorer)
+
+
+def load_bundle_dir(bundle_dir: Path, scorer: ScorerChoice = "trees") -> Bundle:
+    """The bundle in `bundle_dir`, checked, with its scorer: the tree tables when it has
+    them and `scorer` is "trees", else the pipeline. A file not the one recorded is refused."""
     metadata = read_metadata(bundle_dir)
     if metadata.trees_sha256 is not None and scorer == "trees":
         path = bundle_dir / TREES_FILE
@@ -250,6 +186,16 @@ def load_bundle(artifacts_dir: Path, scorer: ScorerChoice = "trees") -> Bundle:
     except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise ModelError(f"{path} does not fit this version of census: {exc}") from None
     return _checked(Bundle(metadata, pipeline_scorer, str(bundle_dir)), path)
+
+
+def read_slices(bundle_dir: Path) -> SliceReport:
+    path = bundle_dir / SLICES_FILE
+    try:
+        return SliceReport.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise ModelError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    except ValidationError:
+        raise ModelError(f"{path} is not a slice report; the bundle is damaged.") from None
 
 
 def _read_verified(path: Path, sha256: str) -> bytes:

@@ -376,15 +376,38 @@ def runs(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """The history of training runs (artifacts/runs.jsonl)."""
-    from census_salary.bundle import read_runs
+    """The history of training runs, marking the current bundle and the ones still kept."""
+    from census_salary.artifacts import run_history
     from census_salary.render import runs_table
 
-    history = read_runs(_settings(ctx).artifacts_dir)
+    history = run_history(_settings(ctx).artifacts_dir)
     if as_json:
-        _print_json([run.model_dump(mode="json") for run in history])
+        _print_json(
+            [
+                {**s.run.model_dump(mode="json"), "kept": s.kept, "current": s.current}
+                for s in history
+            ]
+        )
     else:
         Console().print(runs_table(history))
+
+
+@app.command()
+def use(
+    ctx: typer.Context,
+    version: Annotated[
+        str,
+        typer.Argument(
+            metavar="VERSION",
+            help="A kept version from `census runs`, or a unique start of one.",
+        ),
+    ],
+) -> None:
+    """Make another kept model bundle current, after the checks loading does."""
+    from census_salary.render import switch_text
+    from census_salary.train import use_version
+
+    Console().print(switch_text(use_version(_settings(ctx), version)), soft_wrap=True)
 
 
 def main() -> None:

@@ -35,6 +35,11 @@ ENV_ALIASES = {"CENSUS_API_KEY": "CENSUS_SERVE__API_KEY"}
 # Settings that moved: {old dotted key: new dotted key}. Saying the old one is an error that
 # names the new place, rather than a bare "unknown key".
 MOVED_KEYS = {"serve.scorer": "model.scorer"}
+# Settings that were removed: {old dotted key: what replaced it}, said when one is still set.
+REMOVED_KEYS = {
+    "artifacts.keep_history": "removed: every training run is recorded in runs.jsonl, and "
+    "[artifacts] keep now says how many model bundles `census train` keeps; remove it",
+}
 
 ModelKind = Literal["hist_gradient_boosting", "random_forest", "logistic_regression"]
 
@@ -133,7 +138,9 @@ class SliceSettings(_Section):
 class ArtifactSettings(_Section):
     dir: Path = Path("artifacts")
     model_card: Path = Path("ModelCard.md")
-    keep_history: bool = True
+    # `census train` keeps the newest `keep` bundles, and never removes the current one
+    # or one that git tracks; `census use VERSION` makes a kept one current again.
+    keep: int = Field(5, ge=1)
 
 
 class ServeSettings(_Section):
@@ -142,6 +149,9 @@ class ServeSettings(_Section):
     workers: int = Field(1, ge=1)
     max_rows: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(5_000_000, ge=1024)
+    # Seconds a request body may take to arrive in full; slower ones get a 408 and the
+    # connection is closed, so a slow or stalled client cannot hold a worker's slot.
+    body_timeout: float = Field(30, gt=0)
     # Set it with CENSUS_API_KEY, never in census.toml; unset (or empty), /predict is open.
     api_key: SecretStr | None = None
 
@@ -294,6 +304,10 @@ def _refuse_moved_keys(raw: dict[str, Any], path: Path, sources: dict[str, str])
                 f"{_where(old, path, sources)}: {old}: moved to [{new_section}] {new_key}; "
                 f"set it there (or with {variable}) instead."
             )
+    for old, replacement in REMOVED_KEYS.items():
+        section, key = old.split(".")
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise ConfigError(f"{_where(old, path, sources)}: {old}: {replacement}.")
 
 
 def _where(key: str, path: Path, sources: dict[str, str]) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from census_salary.contract import COLUMNS, TARGET, canonical_name, check_columns, columns_of_frame
-from census_salary.errors import InputError, RowProblem
+from census_salary.errors import DataUnavailableError, InputError, RowProblem
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,10 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
     header row (UCI `adult.data`). Exact duplicate rows are dropped and counted.
     """
     if not path.is_file():
-        raise InputError(f"No data file at {path}.")
+        raise DataUnavailableError(
+            f"No data file at {path}. Copy the census data (adult.data or census.csv from "
+            f"the UCI Adult dataset) to {path}; see data/README.md."
+        )
     with path.open("r", encoding="utf-8", errors="strict", newline="") as handle:
         try:
             notes, header = _layout(path)

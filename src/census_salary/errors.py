@@ -13,9 +13,10 @@ class ExitCode(IntEnum):
     INTERNAL = 1
     USAGE = 2  # bad configuration, options or input rows
     MODEL = 3  # no model bundle, or one that fails its checks
-    DATA_UNAVAILABLE = 4  # the training data is missing and could not be downloaded
+    DATA_UNAVAILABLE = 4  # the data is missing (train: and could not be downloaded)
     GATE_FAILED = 5  # a quality gate (such as --max-f1-gap) failed
     REMOTE = 6  # a remote census server could not be reached or refused the rows
+    CANNOT_LISTEN = 7  # `serve` cannot listen on its address and port (in use, not allowed)
 
 
 class CensusError(Exception):
@@ -47,7 +48,7 @@ class ModelError(CensusError):
 
 
 class DataUnavailableError(CensusError):
-    """The training data is not on disk and could not be fetched."""
+    """The data is not on disk (and, for training, could not be fetched)."""
 
     exit_code = ExitCode.DATA_UNAVAILABLE
 
@@ -62,6 +63,12 @@ class RemoteError(CensusError):
     """`census predict --url` could not get predictions from the server."""
 
     exit_code = ExitCode.REMOTE
+
+
+class ListenError(CensusError):
+    """`census serve` cannot listen on the address and port it was given (say, one in use)."""
+
+    exit_code = ExitCode.CANNOT_LISTEN
 
 
 @dataclass(frozen=True, slots=True)

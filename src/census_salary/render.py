@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -18,12 +19,21 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from census_salary.metadata import RunRecord
 from census_salary.metrics import Metrics, SliceReport
 from census_salary.report import fmt, metric_rows, slice_cells
 
 if TYPE_CHECKING:
+    from census_salary.artifacts import RunStatus, Switch
     from census_salary.train import TrainResult
+
+# Version ids are shown from their start (what `census use` takes) up to the second they
+# were made, longer only where two would look alike.
+SHORT_VERSION = len("20261127T120301Z")
+MODEL_NAMES = {
+    "hist_gradient_boosting": "hist GB",
+    "random_forest": "forest",
+    "logistic_regression": "log-reg",
+}
 
 
 class RichProgress:
@@ -77,6 +87,9 @@ def train_table(result: TrainResult) -> Table:
     table.add_row("duplicates dropped", str(meta.data.duplicates_dropped))
     table.add_row("seconds", f"{result.seconds:.1f}")
     table.add_row("bundle", Text(str(result.bundle_dir)))
+    if result.removed:
+        removed = ", ".join(short_versions(list(result.removed)).values())
+        table.add_row("older bundles removed", Text(removed))
     return table
 
 
@@ -109,18 +122,57 @@ def slice_table(report: SliceReport) -> Table:
     return table
 
 
-def runs_table(runs: list[RunRecord]) -> Table:
-    table = Table(title=f"{len(runs)} training run(s)")
-    for name in ("version", "model", "threshold", "accuracy", "F1", "ROC AUC", "data SHA-256"):
-        table.add_column(name)
-    for run in runs:
+def short_versions(versions: list[str]) -> dict[str, str]:
+    """{version: the shortest start of it, from SHORT_VERSION characters on, that no other
+    of `versions` shares}."""
+    short = {}
+    for version in versions:
+        length = SHORT_VERSION
+        while length < len(version) and any(
+            other != version and other.startswith(version[:length]) for other in versions
+        ):
+            length += 1
+        short[version] = version[:length]
+    return short
+
+
+def runs_table(history: list[RunStatus]) -> Table:
+    """One line per run, within 80 columns: its bundle marked current, kept or removed."""
+    table = Table(
+        title=f"{len(history)} training run(s)",
+        caption="bundle: current, kept (`census use VERSION` makes it current) or removed "
+        "(only the run's record is left).",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,  # one space between columns, so it fits 80 columns
+    )
+    table.add_column("version", no_wrap=True)
+    table.add_column("bundle", no_wrap=True)
+    table.add_column("model", no_wrap=True)
+    for name in ("threshold", "accuracy", "F1", "ROC AUC"):
+        table.add_column(name, justify="right", no_wrap=True)
+    short = short_versions([status.run.version for status in history])
+    for status in history:
+        run = status.run
+        bundle = "current" if status.current else ("kept" if status.kept else "removed")
         table.add_row(
-            run.version,
-            run.model_kind,
+            short[run.version],
+            bundle,
+            MODEL_NAMES.get(run.model_kind, run.model_kind),
             fmt(run.threshold, 4),
             fmt(run.metrics.accuracy),
             fmt(run.metrics.f1),
             fmt(run.metrics.roc_auc),
-            run.data_sha256[:12],
+            style="bold" if status.current else ("dim" if not status.kept else None),
         )
     return table
+
+
+def switch_text(switch: Switch) -> Text:
+    version = switch.version
+    if switch.previous == version:
+        done = f"{version} was already the current model; its checks pass."
+    elif switch.previous is None:
+        done = f"{version} is now the current model."
+    else:
+        done = f"{version} is now the current model (it was {switch.previous})."
+    return Text(f"{done} A running `census serve` loads it when it restarts.")

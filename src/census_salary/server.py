@@ -6,9 +6,11 @@ the model for nothing: only the worker processes build the app.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from census_salary.config import Settings, load_settings
-from census_salary.errors import ConfigError
+from census_salary.errors import CensusError, ConfigError, ListenError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 WORKER_FACTORY = "census_salary.server:create_app_from_environment"
+# What uvicorn exits with when the server did not start (it would read as "no model", 3).
+UVICORN_STARTUP_FAILURE = 3
 
 
 def create_app_from_environment() -> FastAPI:
@@ -59,29 +63,57 @@ def run_server(
     """Serve until SIGTERM or Ctrl-C; in-flight requests finish before exit.
 
     The port is `port`, else $PORT (Heroku's), else census.toml; workers likewise from
-    $WEB_CONCURRENCY.
+    $WEB_CONCURRENCY. A port that cannot be listened on (one in use) is a `ListenError`
+    before the model is loaded, not uvicorn's exit 3 (our "no model") after it.
     """
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler
     # it found; with this one that is a clean exit 0 (what Heroku and systemd expect).
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    host = host or settings.serve.host
+    port = port if port is not None else _from_env("PORT", settings.serve.port, 0, 65535)
     options: dict[str, Any] = {
-        "host": host or settings.serve.host,
-        "port": port if port is not None else _from_env("PORT", settings.serve.port, 0, 65535),
+        "host": host,
+        "port": port,
         "access_log": False,  # the app logs one structured line per request
         "log_config": None,  # logging is configured by the CLI
         "timeout_graceful_shutdown": 20,
     }
     if workers is None:
         workers = _from_env("WEB_CONCURRENCY", settings.serve.workers, 1, 1024)
-    if workers > 1:
-        os.environ["CENSUS_CONFIG"] = str(settings.source)
-        root = logging.getLogger()
-        os.environ["CENSUS_LOG_LEVEL"] = logging.getLevelName(root.getEffectiveLevel())
-        files = [h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)]
-        if files:  # --log-file: the workers keep the log too
-            os.environ["CENSUS_LOG_FILE"] = files[0]
-        uvicorn.run(WORKER_FACTORY, factory=True, workers=workers, **options)
-    else:
-        from census_salary.api import create_app
+    check_can_listen(host, port)
+    try:
+        if workers > 1:
+            os.environ["CENSUS_CONFIG"] = str(settings.source)
+            root = logging.getLogger()
+            os.environ["CENSUS_LOG_LEVEL"] = logging.getLevelName(root.getEffectiveLevel())
+            files = [h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)]
+            if files:  # --log-file: the workers keep the log too
+                os.environ["CENSUS_LOG_FILE"] = files[0]
+            uvicorn.run(WORKER_FACTORY, factory=True, workers=workers, **options)
+        else:
+            from census_salary.api import create_app
 
-        uvicorn.run(create_app(settings), **options)
+            uvicorn.run(create_app(settings), **options)
+    except SystemExit as exc:
+        if exc.code != UVICORN_STARTUP_FAILURE:
+            raise
+        check_can_listen(host, port)  # taken while the model loaded: say so
+        raise CensusError("census serve did not start; the log above says why.") from None
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Bind host:port as uvicorn will (and let go at once), or raise a `ListenError`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                reason = "the port is already in use. Stop the server that holds it, or choose"
+            else:
+                reason = f"{exc.strerror or exc}. Choose another address with --host, or"
+            raise ListenError(
+                f"Cannot listen on {host}:{port}: {reason} another port with --port (or "
+                "$PORT, or [serve] in census.toml)."
+            ) from None

@@ -1,4 +1,5 @@
-"""Training: split, (search), fit, threshold, evaluate, slice, write the bundle and card."""
+"""Training: split, (search), fit, threshold, evaluate, slice, write the bundle and card;
+and `use_version`, which makes another kept bundle current and describes it in the card."""
 
 from __future__ import annotations
 
@@ -17,21 +18,21 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_sp
 from sklearn.pipeline import Pipeline
 
 from census_salary import __version__
-from census_salary.bundle import (
-    append_run,
-    dump_model,
-    library_versions,
-    new_version,
+from census_salary.artifacts import (
+    Switch,
+    artifacts_lock,
     save_bundle,
-    sha256_bytes,
+    switch_bundle,
+    unused_version,
 )
+from census_salary.bundle import dump_model, library_versions, sha256_bytes
 from census_salary.config import Settings
 from census_salary.contract import EXAMPLE_ROW, check_records
 from census_salary.data import CensusData, read_census
 from census_salary.download import ensure_census
-from census_salary.errors import InputError
+from census_salary.errors import InputError, ModelError
 from census_salary.files import atomic_write
-from census_salary.metadata import BundleMetadata, DataInfo, FeatureSchema, RunRecord, SelfTest
+from census_salary.metadata import BundleMetadata, DataInfo, FeatureSchema, SelfTest
 from census_salary.metrics import SliceReport, evaluate, slice_metrics
 from census_salary.model import (
     build_pipeline,
@@ -61,6 +62,7 @@ class TrainResult:
     metadata: BundleMetadata
     slices: SliceReport
     seconds: float
+    removed: tuple[str, ...] = ()  # older bundles the keep rule removed
 
 
 def split_data(data: CensusData, test_size: float, seed: int) -> Split:
@@ -81,10 +83,19 @@ def load_training_data(settings: Settings, progress: Progress) -> CensusData:
 
 
 def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
-    """Fit the configured model and make it the current bundle in the artifacts folder."""
+    """Fit the configured model and make it the current bundle in the artifacts folder.
+
+    One run at a time per artifacts folder: another waits for this one to finish.
+    """
     progress = progress or NoProgress()
-    began = time.perf_counter()
     check_model_settings(settings)
+    waiting = "Waiting for another census run in the artifacts folder to finish"
+    with artifacts_lock(settings.artifacts_dir, on_wait=lambda: progress.start(waiting)):
+        return _train(settings, progress)
+
+
+def _train(settings: Settings, progress: Progress) -> TrainResult:
+    began = time.perf_counter()
     progress.start("Reading data")
     data = load_training_data(settings, progress)
     split = split_data(data, settings.split.test_size, settings.split.seed)
@@ -124,7 +135,7 @@ def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
     trees = export_trees(scorer, data.features)
     trees_bytes = trees.to_bytes() if trees is not None else None
     metadata = BundleMetadata(
-        version=new_version(model_bytes),
+        version=unused_version(settings.artifacts_dir, model_bytes),
         created_at=datetime.now(UTC).replace(microsecond=0),
         package_version=__version__,
         library_versions=library_versions(),
@@ -161,18 +172,45 @@ def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
         "slices.json": slices.model_dump_json(indent=2).encode() + b"\n",
         "slice_output.txt": render_slice_text(slices).encode(),
     }
-    artifacts = settings.artifacts_dir
-    bundle_dir = save_bundle(artifacts, model_bytes, trees_bytes, metadata, reports)
-    if settings.artifacts.keep_history:
-        append_run(artifacts, RunRecord.of(metadata))
+    saved = save_bundle(
+        settings.artifacts_dir,
+        model_bytes,
+        trees_bytes,
+        metadata,
+        reports,
+        keep=settings.artifacts.keep,
+    )
     write_model_card(settings, metadata, slices)
     seconds = time.perf_counter() - began
     logger.info("trained %s in %.1f s: %s", metadata.version, seconds, metrics)
-    return TrainResult(bundle_dir=bundle_dir, metadata=metadata, slices=slices, seconds=seconds)
+    return TrainResult(
+        bundle_dir=saved.folder,
+        metadata=metadata,
+        slices=slices,
+        seconds=seconds,
+        removed=saved.removed,
+    )
+
+
+def use_version(settings: Settings, version: str) -> Switch:
+    """Make the kept bundle `version` names (or starts) current, once it passes the checks
+    loading does, and describe it in the model card. Waits for a training run to finish."""
+    with artifacts_lock(settings.artifacts_dir):
+        switch = switch_bundle(settings.artifacts_dir, version, settings.model.scorer)
+        write_model_card(settings, switch.bundle.metadata, switch.slices)
+    return switch
 
 
 def write_model_card(settings: Settings, metadata: BundleMetadata, slices: SliceReport) -> None:
-    atomic_write(settings.model_card_path, render_model_card(metadata, slices).encode())
+    path = settings.model_card_path
+    try:
+        atomic_write(path, render_model_card(metadata, slices).encode())
+    except OSError as exc:
+        raise ModelError(
+            f"Model {metadata.version} is current, but {path} could not be written: "
+            f"{exc.strerror or exc}. Fix that, then run `census use {metadata.version}` "
+            "to write the model card again."
+        ) from None
 
 
 def _out_of_fold(

@@ -1,15 +1,22 @@
-"""The request context: request ids, the body-size limit, the access log, and the 500."""
+"""The request context: request ids, security headers, HEAD, the body's size and time limits,
+the access log, client disconnects and the 500."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import ASGIApp, Message, Receive, Scope
 
-from api.helpers import CLIENT_MAX_BODY_BYTES, assert_problem
+from api.helpers import CLIENT_MAX_BODY_BYTES, assert_problem, settings_with
 from census_salary.api import create_app
+from census_salary.api.middleware import CONTENT_SECURITY_POLICY
 from census_salary.bundle import Bundle
 from census_salary.config import Settings
 from census_salary.contract import EXAMPLE_ROW, Columns
@@ -115,3 +122,192 @@ def test_unexpected_error_is_logged_with_its_traceback(
     assert errors, caplog.text
     assert errors[0].exc_info is not None
     assert "internal detail" in caplog.text
+
+
+# --- security headers ------------------------------------------------------------------
+
+
+def raw_call(app: ASGIApp, method: str, path: str, receive: Receive) -> list[Message]:
+    """Send one request straight through the ASGI app; the messages it sent back."""
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"testserver")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def response_headers(sent: list[Message]) -> dict[str, str]:
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return {k.decode().lower(): v.decode() for k, v in start["headers"]}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/"),
+        ("GET", "/health"),
+        ("GET", "/docs"),
+        ("GET", "/openapi.json"),
+        ("GET", "/static/app.js"),
+        ("GET", "/docs-assets/swagger-ui.css"),
+        ("GET", "/nowhere"),
+        ("GET", "/predict"),
+        ("POST", "/predict"),
+    ],
+    ids=["page", "api", "docs", "schema", "asset", "docs-asset", "404", "405", "422"],
+)
+def test_every_response_carries_the_security_headers(
+    client: TestClient, method: str, path: str
+) -> None:
+    response = client.request(method, path, json=[{"age": "old"}])
+
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+
+
+def test_a_crash_carries_the_security_headers(broken: TestClient) -> None:
+    response = broken.post("/predict", json=[EXAMPLE_ROW])
+
+    assert response.status_code == 500, response.text
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_policy_allows_only_the_apps_own_files_and_no_framing() -> None:
+    directives = dict(d.split(" ", 1) for d in CONTENT_SECURITY_POLICY.split("; "))
+
+    assert directives["default-src"] == "'self'", directives
+    assert directives["frame-ancestors"] == "'none'", directives
+    assert "unsafe-inline" not in CONTENT_SECURITY_POLICY
+    assert "http" not in CONTENT_SECURITY_POLICY
+
+
+# --- HEAD ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/health", "/ready", "/metadata", "/docs", "/redoc", "/openapi.json", "/static/app.js"],
+)
+def test_head_answers_as_get_without_the_body(client: TestClient, path: str) -> None:
+    got = client.get(path)
+    head = client.head(path)
+
+    assert head.status_code == got.status_code == 200, head.text
+    assert head.content == b""
+    assert head.headers["content-length"] == str(len(got.content))
+    assert head.headers["content-type"] == got.headers["content-type"]
+
+
+def test_head_sends_no_body_whatever_the_server(impatient: ASGIApp) -> None:
+    async def nothing() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    sent = raw_call(impatient, "HEAD", "/health", nothing)
+
+    assert next(m for m in sent if m["type"] == "http.response.start")["status"] == 200
+    assert b"".join(m.get("body", b"") for m in sent) == b""
+
+
+def test_head_is_logged_as_head(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="census_salary.access")
+    client.head("/health")
+    assert "method=HEAD path=/health status=200" in access_lines(caplog)[0]
+
+
+def test_head_where_get_is_refused_is_refused_alike(client: TestClient) -> None:
+    response = client.head("/predict")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+# --- a body that is slow, or never finishes -------------------------------------------
+
+
+@pytest.fixture
+def impatient(small_settings: Settings, small_bundle: Bundle) -> ASGIApp:
+    """An app that waits 0.2 s for a request body."""
+    return create_app(settings_with(small_settings, body_timeout=0.2), small_bundle)
+
+
+def first_part_then(after: Callable[[], Awaitable[Message]]) -> Receive:
+    """A client that sends the start of a body, then does `after`."""
+    parts = iter([{"type": "http.request", "body": b'[{"age": 3', "more_body": True}])
+
+    async def receive() -> Message:
+        part = next(parts, None)
+        return part if part is not None else await after()
+
+    return receive
+
+
+async def stall() -> Message:
+    await asyncio.sleep(30)
+    return {"type": "http.disconnect"}
+
+
+async def hang_up() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def test_a_body_that_does_not_arrive_in_time_is_a_408_that_closes(impatient: ASGIApp) -> None:
+    started = time.monotonic()
+    sent = raw_call(impatient, "POST", "/predict", first_part_then(stall))
+    waited = time.monotonic() - started
+
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] != start["type"]))
+    assert start["status"] == 408, body
+    assert body["status"] == 408, body
+    assert "0.2 seconds" in body["detail"], body
+    assert response_headers(sent)["connection"] == "close"
+    assert 0.2 <= waited < 5, waited
+
+
+def test_a_body_that_arrives_in_time_is_answered(impatient: ASGIApp) -> None:
+    parts = iter(
+        [
+            {"type": "http.request", "body": b"[", "more_body": True},
+            {"type": "http.request", "body": json.dumps(EXAMPLE_ROW).encode() + b"]"},
+        ]
+    )
+
+    async def receive() -> Message:
+        await asyncio.sleep(0.05)
+        return next(parts, {"type": "http.disconnect"})
+
+    sent = raw_call(impatient, "POST", "/predict", receive)
+
+    assert next(m for m in sent if m["type"] == "http.response.start")["status"] == 200
+
+
+def test_a_client_that_hangs_up_is_logged_as_499_not_as_an_error(
+    impatient: ASGIApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    sent = raw_call(impatient, "POST", "/predict", first_part_then(hang_up))
+
+    assert sent == [], sent
+    lines = access_lines(caplog)
+    assert len(lines) == 1, lines
+    assert "method=POST path=/predict status=499" in lines[0], lines
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "client disconnected" in caplog.text, caplog.text

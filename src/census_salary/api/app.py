@@ -16,7 +16,7 @@ from census_salary import __version__
 from census_salary.api.middleware import RequestContext
 from census_salary.api.models import PredictRequest
 from census_salary.api.problems import add_problem_handlers
-from census_salary.api.routes import model, operations, page
+from census_salary.api.routes import docs, model, operations, page
 from census_salary.bundle import Bundle, load_bundle
 from census_salary.config import Settings
 from census_salary.errors import CensusError
@@ -46,16 +46,24 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
         description="Predicts whether a person's income is above $50K from 14 census "
         "attributes (UCI Adult data). Errors are RFC 9457 problem documents.",
         lifespan=lifespan,
+        # Served by routes/docs.py from the app's own files, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     key = settings.serve.api_key
     app.state.api_key = key.get_secret_value() if key is not None else None
     app.state.bundle, app.state.not_ready = bundle, "starting"
     app.state.max_rows = settings.serve.max_rows
-    app.add_middleware(RequestContext, max_body_bytes=settings.serve.max_body_bytes)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=settings.serve.max_body_bytes,
+        body_timeout=settings.serve.body_timeout,
+    )
     add_problem_handlers(app)
-    for router in (page.router, operations.router, model.router):
+    for router in (page.router, docs.router, operations.router, model.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(files("census_salary") / "web")), "static")
+    app.mount(docs.ASSETS, docs.assets(), "docs-assets")
     app.openapi = lambda: _openapi(app, settings.serve.max_rows)  # type: ignore[method-assign]
     return app
 

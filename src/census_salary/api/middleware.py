@@ -1,7 +1,9 @@
-"""The one middleware: request ids, the body-size limit and one access-log line per request."""
+"""The one middleware: request ids, security headers, HEAD, the body's size and time limits,
+and one access-log line per request."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -17,28 +19,62 @@ access_logger = logging.getLogger("census_salary.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# nginx's status for a client that went away before it was answered; it is only logged,
+# since nobody is left to send it to.
+CLIENT_CLOSED_REQUEST = 499
+
+# Everything the app serves is its own: the form page, its script and style, the docs'
+# assets (see routes/docs.py), the OpenAPI schema. Nothing inline, nothing from elsewhere.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "img-src 'self' data:",  # the page's empty favicon and Swagger UI's icons
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+# Added to every response that does not set its own (a route may loosen its CSP).
+SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
 
 
 class RequestContext:
-    """Request id (echoed or made), body-size limit and one access-log line per request.
+    """What every request goes through, whatever route answers it.
 
-    Pure ASGI, so the body limit holds for chunked uploads without Content-Length too.
-    The body itself is never logged.
+    - a request id, echoed or made, on the response and in the log;
+    - the security headers (`SECURITY_HEADERS`) on every response, errors and docs too;
+    - `HEAD` answered as `GET` without the body, wherever `GET` is (uptime monitors);
+    - the body limits: over `max_body_bytes` is a 413, not fully arrived within
+      `body_timeout` seconds a 408 that closes the connection;
+    - a client that disconnects before its answer is logged as status 499, not as a 500;
+    - one access-log line per request, never the body.
+
+    Pure ASGI, so the body limits hold for chunked uploads without Content-Length too.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout: float) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        method = scope["method"]
+        if method == "HEAD":
+            scope = {**scope, "method": "GET"}
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         given = headers.get(REQUEST_ID_HEADER.lower(), "")
         request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
         status = 500
         limit = self.max_body_bytes
         too_large = Problem(
@@ -47,53 +83,90 @@ class RequestContext:
             f"The request body is larger than the limit of {limit} bytes; send fewer rows "
             "per request.",
         )
+        too_slow = Problem(
+            408,
+            "Request Timeout",
+            f"The request body did not arrive in full within {self.body_timeout:g} seconds; "
+            "send it again, all at once.",
+            headers={"Connection": "close"},
+        )
+        responded = disconnected = body_complete = False
 
-        responded = False
-
-        async def send_with_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status, responded
             if message["type"] == "http.response.start":
                 status, responded = message["status"], True
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    *message["headers"],
-                    (REQUEST_ID_HEADER.encode(), request_id.encode()),
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                added = [
+                    (name.encode(), value.encode())
+                    for name, value in SECURITY_HEADERS.items()
+                    if name.encode() not in present
                 ]
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", []),
+                        *added,
+                        (REQUEST_ID_HEADER.encode(), request_id.encode()),
+                    ],
+                }
+            elif message["type"] == "http.response.body" and method == "HEAD":
+                message = {**message, "body": b""}
             await send(message)
 
         received = 0
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
+            nonlocal received, disconnected, body_complete
+            if body_complete:  # what follows the body is only ever a disconnect: no deadline
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise too_slow from None
+            if message["type"] == "http.disconnect":
+                disconnected = True
+            elif message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise too_large
+                body_complete = not message.get("more_body", False)
             return message
 
         async def guarded() -> None:
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > limit:
                 raise too_large
-            await self.app(scope, limited_receive, send_with_id)
+            await self.app(scope, limited_receive, send_with_headers)
 
         try:
             await guarded()
         except Problem as problem:
-            await problem_response(Request(scope), problem)(scope, receive, send_with_id)
+            await problem_response(Request(scope), problem)(scope, receive, send_with_headers)
         except Exception:
+            if disconnected and not responded:
+                # Starlette's ClientDisconnect, or whatever the half-read body led to: the
+                # client's doing, not ours, and there is no one left to answer.
+                status = CLIENT_CLOSED_REQUEST
+                logger.info(
+                    "client disconnected before it was answered: %s %s request_id=%s",
+                    method,
+                    scope["path"],
+                    request_id,
+                )
+                return
             # Answered here, not by Starlette's outer error middleware, so that the 500 too
             # carries the request id; the details go to the log, never to the client.
-            logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            logger.exception("unexpected error on %s %s", method, scope["path"])
             if responded:
                 raise
             crash = Problem(500, "Internal Server Error", "Something went wrong on our side.")
-            await problem_response(Request(scope), crash)(scope, receive, send_with_id)
+            await problem_response(Request(scope), crash)(scope, receive, send_with_headers)
         finally:
             access_logger.info(
                 "method=%s path=%s status=%s duration_ms=%.1f request_id=%s",
-                scope["method"],
+                method,
                 scope["path"],
                 status,
                 (time.perf_counter() - started) * 1000,
