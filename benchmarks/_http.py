@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+HOST = "127.0.0.1"  # every benchmark talks over loopback
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "census.toml"
 VENV_BIN = Path(sys.executable).parent
@@ -238,6 +239,11 @@ def rss_mib(pid: int, include_children: bool = True) -> float:
     """VmRSS of pid (plus its descendants) in MiB."""
     pids = [pid, *(_children(pid) if include_children else [])]
     return sum(_status_kib(p, "VmRSS") for p in pids) / 1024
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS of pid and its descendants in MB (10^6 bytes), the unit of the targets."""
+    return rss_mib(pid) * 2**20 / 1_000_000
 
 
 def hwm_mib(pid: int, include_children: bool = True) -> float:

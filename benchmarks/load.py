@@ -41,13 +41,14 @@ from census_salary.contract import EXAMPLE_ROW
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _http import (
+    HOST,
     Client,
     HttpError,
     Response,
     free_port,
     percentile,
     print_table,
-    rss_mib,
+    rss_mb,
     serve_command,
     start_process,
     stop_process,
@@ -56,8 +57,6 @@ from _http import (
 )
 from serve import data_rows
 
-HOST = "127.0.0.1"
-MB = 1_000_000 / 2**20  # /proc gives KiB; the figures are in MB like serve.py's
 API_KEY = "load-benchmark-key"
 MAX_REQUESTS_PER_CLIENT = 1_000_000  # a bound besides the deadline
 RSS_GROWTH_LIMIT = 1.10
@@ -209,7 +208,7 @@ def run_load(
         dropped=sum(t.dropped for t in tallies),
         wrong=sum(t.wrong for t in tallies),
         notes=[note for t in tallies for note in t.notes][:5],
-        rss_mb=rss_mib(pid) / MB,
+        rss_mb=rss_mb(pid),
     )
 
 
@@ -300,7 +299,7 @@ def main() -> None:
         with StrictClient(HOST, port) as client:  # the first requests pay for lazy set-up
             for _ in range(20):
                 client.send_once(catalog["100 rows"])
-        idle_mb = rss_mib(process.pid) / MB
+        idle_mb = rss_mb(process.pid)
         for n in range(1, args.runs + 1):
             runs.append(run_load(port, process.pid, catalog, args.clients, args.duration))
             if process.poll() is not None:

@@ -40,6 +40,7 @@ from census_salary.contract import EXAMPLE_ROW, NUMERICAL, canonical_name
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _http import (
+    HOST,
     ROOT,
     Client,
     HttpError,
@@ -47,16 +48,13 @@ from _http import (
     median,
     percentile,
     print_table,
-    rss_mib,
+    rss_mb,
     serve_command,
     start_process,
     stop_process,
     verdict,
     wait_for,
 )
-
-HOST = "127.0.0.1"
-MB = 1_000_000 / 2**20  # the RSS target is in MB; /proc gives KiB
 
 FLOOR_APP = textwrap.dedent(
     """
@@ -183,7 +181,7 @@ def measure(name: str, command: list[str], env: dict | None, port: int, args) ->
             if n < args.launches - 1:
                 stop_process(process)
         print(f"  {name}: launched {args.launches}x", flush=True)
-        figures.rss_idle_mb = rss_mib(process.pid) / MB
+        figures.rss_idle_mb = rss_mb(process.pid)
         for _ in range(args.runs):
             times = sequential(port, one, args.requests)
             figures.p50_ms.append(percentile(times, 50) * 1e3)
@@ -205,7 +203,7 @@ def measure(name: str, command: list[str], env: dict | None, port: int, args) ->
             figures.load_p99_ms.append(percentile(latencies, 99) * 1e3)
             figures.errors += errors
         print(f"  {name}: throughput done", flush=True)
-        figures.rss_after_mb = rss_mib(process.pid) / MB
+        figures.rss_after_mb = rss_mb(process.pid)
     finally:
         if process is not None:
             stop_process(process)

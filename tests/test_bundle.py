@@ -1,15 +1,5 @@
-import errno
 import json
-import logging
 import os
-import re
-import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,41 +8,26 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from census_salary import artifacts as artifacts_module
-from census_salary.artifacts import (
-    SavedBundle,
-    artifacts_lock,
-    kept_versions,
-    read_runs,
-    run_history,
-    save_bundle,
-    tracked_by_git,
-)
+from bundle_edits import save_metadata
 from census_salary.bundle import (
     ALLOWED_TYPES,
     METADATA_FILE,
     MODEL_FILE,
-    POINTER,
     TREES_FILE,
     Bundle,
     ScorerChoice,
     current_bundle_dir,
     load_bundle,
-    load_bundle_dir,
     read_metadata,
-    read_slices,
     sha256_bytes,
 )
-from census_salary.config import Settings, load_settings
+from census_salary.config import Settings
 from census_salary.contract import CATEGORICAL, NUMERICAL
 from census_salary.data import read_census
 from census_salary.errors import ModelError
 from census_salary.model import build_pipeline
-from census_salary.report import render_model_card
 from census_salary.scoring import PipelineScorer
-from census_salary.train import train, use_version
 from census_salary.trees import TreeTables
-from live_server import census_executable
 
 
 def test_bundle_loads_with_its_metadata(small_settings: Settings) -> None:
@@ -75,7 +50,7 @@ def test_metadata_records_schema_hashes_and_versions(small_settings: Settings) -
 def test_metadata_with_an_unknown_key_is_refused(project_copy: Settings) -> None:
     folder, meta = _edit_metadata(project_copy)
     meta["config"]["model"]["kindd"] = "x"
-    _save_metadata(folder, meta)
+    save_metadata(folder, meta)
     with pytest.raises(ModelError, match=r"not valid model metadata .*kindd"):
         load_bundle(project_copy.artifacts_dir)
 
@@ -99,7 +74,7 @@ def _replace_model(settings: Settings, pipeline: object) -> None:
     folder, meta = _edit_metadata(settings)
     sio.dump(pipeline, folder / MODEL_FILE)
     meta["model_sha256"] = sha256_bytes((folder / MODEL_FILE).read_bytes())
-    _save_metadata(folder, meta)
+    save_metadata(folder, meta)
 
 
 def test_model_with_a_type_outside_the_allow_list_is_refused(project_copy: Settings) -> None:
@@ -125,7 +100,7 @@ def test_garbage_model_file_is_refused(project_copy: Settings) -> None:
     folder, meta = _edit_metadata(project_copy)
     (folder / MODEL_FILE).write_bytes(b"not a zip")
     meta["model_sha256"] = sha256_bytes(b"not a zip")
-    _save_metadata(folder, meta)
+    save_metadata(folder, meta)
     with pytest.raises(ModelError, match="not a readable skops file"):
         load_bundle(project_copy.artifacts_dir, "pipeline")
 
@@ -136,10 +111,6 @@ def _edit_metadata(settings: Settings) -> tuple[Path, dict[str, Any]]:
     return folder, json.loads((folder / METADATA_FILE).read_text())
 
 
-def _save_metadata(folder: Path, meta: dict[str, Any]) -> None:
-    (folder / METADATA_FILE).write_text(json.dumps(meta))
-
-
 @pytest.mark.parametrize(
     ("scorer", "scorer_file"), [("pipeline", MODEL_FILE), ("trees", TREES_FILE)]
 )
@@ -148,7 +119,7 @@ def test_self_test_mismatch_is_refused(
 ) -> None:
     folder, meta = _edit_metadata(project_copy)
     meta["self_test"]["probability"] += 0.01
-    _save_metadata(folder, meta)
+    save_metadata(folder, meta)
     with pytest.raises(ModelError, match=rf"{scorer_file} loaded but scores its stored example"):
         load_bundle(project_copy.artifacts_dir, scorer)
 
@@ -162,138 +133,6 @@ def test_allow_list_covers_every_model_kind(kind: str, census_csv: Path, tmp_pat
     pipeline.fit(data.features.head(800), data.target.head(800))
     sio.dump(pipeline, tmp_path / MODEL_FILE)
     assert set(sio.get_untrusted_types(file=tmp_path / MODEL_FILE)) <= set(ALLOWED_TYPES)
-
-
-NEWER = "20500101T000000Z-cccccccc"  # after the session's model, before any copy in 2099
-
-
-def _save_another(settings: Settings, version: str, keep: int = 5) -> SavedBundle:
-    """Save the current bundle's files again as `version`, as training does."""
-    folder = current_bundle_dir(settings.artifacts_dir)
-    metadata = read_metadata(folder).model_copy(update={"version": version})
-    reports = {
-        name: (folder / name).read_bytes()
-        for name in ("evaluation.json", "slices.json", "slice_output.txt")
-    }
-    model, trees = (folder / MODEL_FILE).read_bytes(), (folder / TREES_FILE).read_bytes()
-    with artifacts_lock(settings.artifacts_dir):
-        return save_bundle(settings.artifacts_dir, model, trees, metadata, reports, keep=keep)
-
-
-def _listing(folder: Path) -> dict[str, bytes | None]:
-    """Every path under `folder` with its bytes (None for a folder): a snapshot to compare."""
-    return {
-        str(path.relative_to(folder)): None if path.is_dir() else path.read_bytes()
-        for path in sorted(folder.rglob("*"))
-    }
-
-
-@pytest.mark.parametrize(
-    ("code", "says"),
-    [
-        (errno.ENOSPC, "No space left on device"),
-        (errno.EACCES, "Permission denied"),
-        (errno.EROFS, "Read-only file system"),
-    ],
-)
-def test_a_failed_bundle_write_is_one_line_and_changes_nothing(
-    project_copy: Settings, monkeypatch: pytest.MonkeyPatch, code: int, says: str
-) -> None:
-    artifacts = project_copy.artifacts_dir
-    before = _listing(artifacts)
-
-    def fail_halfway(path: Path, data: bytes) -> None:
-        path.write_bytes(data[: len(data) // 2])
-        raise OSError(code, os.strerror(code), str(path))
-
-    monkeypatch.setattr(artifacts_module, "_write_file", fail_halfway)
-    refused = rf"^Cannot write to {re.escape(str(artifacts))}: {says}\. Nothing was changed"
-    with pytest.raises(ModelError, match=refused) as e:
-        _save_another(project_copy, NEWER)
-    assert "\n" not in str(e.value)
-    assert _listing(artifacts) == before  # no staging folder, no run line, same LATEST
-    load_bundle(artifacts)
-
-
-def test_a_failed_switch_takes_back_the_new_bundle_and_its_run(
-    project_copy: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    artifacts = project_copy.artifacts_dir
-    before = _listing(artifacts)
-
-    def disk_full(path: Path, data: bytes) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-
-    monkeypatch.setattr(artifacts_module, "atomic_write", disk_full)
-    with pytest.raises(ModelError, match="No space left on device"):
-        _save_another(project_copy, NEWER)
-    assert _listing(artifacts) == before
-    load_bundle(artifacts)
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
-def test_a_read_only_artifacts_folder_is_one_line(project_copy: Settings) -> None:
-    artifacts = project_copy.artifacts_dir
-    before = _listing(artifacts)
-    artifacts.chmod(0o555)
-    try:
-        with pytest.raises(ModelError, match=r"Cannot write to .*: Permission denied"):
-            train(project_copy)
-    finally:
-        artifacts.chmod(0o755)
-    assert _listing(artifacts) == before
-    load_bundle(artifacts)
-
-
-def test_a_new_bundle_becomes_current_and_the_old_one_stays(project_copy: Settings) -> None:
-    artifacts = project_copy.artifacts_dir
-    old = current_bundle_dir(artifacts)
-    old_files = _listing(old)
-    result = train(project_copy)
-    assert (artifacts / POINTER).read_text().strip() == result.metadata.version
-    assert result.bundle_dir != old
-    assert _listing(old) == old_files
-    assert result.removed == ()
-    assert not [p for p in artifacts.iterdir() if p.name.startswith(".")]
-
-
-def test_each_training_run_is_recorded(project_copy: Settings) -> None:
-    train(project_copy)
-    runs = read_runs(project_copy.artifacts_dir)
-    assert len(runs) == 2
-    assert runs[-1].metrics.roc_auc is not None
-    assert runs[-1].metrics.roc_auc > 0.8
-    assert runs[-1].version == current_bundle_dir(project_copy.artifacts_dir).name
-
-
-def test_a_run_history_line_that_is_not_a_run_is_skipped(
-    project_copy: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
-    with (project_copy.artifacts_dir / "runs.jsonl").open("a") as handle:
-        handle.write('{"version": "x"}\nnot json\n')
-    assert len(read_runs(project_copy.artifacts_dir)) == 1
-    assert "line 2" in caplog.text
-    assert "line 3" in caplog.text
-
-
-@pytest.mark.slow
-def test_sigkill_during_training_leaves_a_loadable_bundle(project_copy: Settings) -> None:
-    """Kill `census train` at moments spread over its run: a bundle always loads, and it
-    is the previous one or a complete new one."""
-    census = census_executable()
-    command = [str(census), "--config", str(project_copy.source), "train"]
-    started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
-    full_run = time.perf_counter() - started
-    for fraction in (0.5, 0.65, 0.75, 0.85, 0.9, 0.95, 0.98):
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(full_run * fraction)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        load_bundle(project_copy.artifacts_dir)  # raises if the current bundle is broken
-    train(project_copy)  # a later run cleans up what the killed ones left
-    leftovers = [p.name for p in project_copy.artifacts_dir.iterdir() if p.name.startswith(".")]
-    assert leftovers == []
 
 
 def test_the_default_scorer_is_the_tree_tables(small_bundle: Bundle) -> None:
@@ -317,275 +156,13 @@ def test_a_bundle_without_trees_loads_the_pipeline(project_copy: Settings) -> No
     folder, meta = _edit_metadata(project_copy)
     (folder / TREES_FILE).unlink()
     meta["trees_sha256"] = None
-    _save_metadata(folder, meta)
+    save_metadata(folder, meta)
     assert isinstance(load_bundle(project_copy.artifacts_dir).scorer, PipelineScorer)
 
 
 def test_trees_with_other_columns_than_the_metadata_are_refused(project_copy: Settings) -> None:
     folder, meta = _edit_metadata(project_copy)
     meta["features"]["numerical"] = dict(reversed(meta["features"]["numerical"].items()))
-    _save_metadata(folder, meta)
+    save_metadata(folder, meta)
     with pytest.raises(ModelError, match="does not hold the columns"):
         load_bundle(project_copy.artifacts_dir)
-
-
-def _with_keep(settings: Settings, keep: int) -> Settings:
-    """`settings` after `[artifacts] keep = <keep>` is added to its census.toml."""
-    with settings.source.open("a") as handle:
-        handle.write(f"\n[artifacts]\nkeep = {keep}\n")
-    return load_settings(settings.source, environ={})
-
-
-def _copy_bundle(settings: Settings, version: str) -> Path:
-    """A copy of the current bundle under another version name (its files load the same)."""
-    target = settings.artifacts_dir / version
-    shutil.copytree(current_bundle_dir(settings.artifacts_dir), target)
-    return target
-
-
-def test_train_keeps_the_newest_bundles_and_removes_older_ones(project_copy: Settings) -> None:
-    settings = _with_keep(project_copy, 3)
-    trained_before = current_bundle_dir(settings.artifacts_dir).name
-    old = [f"2020010{i}T000000Z-0000000{i}" for i in range(1, 5)]
-    for version in old:
-        _copy_bundle(settings, version)
-    result = train(settings)
-    assert kept_versions(settings.artifacts_dir) == [
-        result.metadata.version,
-        trained_before,
-        old[3],
-    ]
-    assert result.removed == (old[2], old[1], old[0])
-
-
-def test_the_keep_rule_never_removes_the_current_bundle(project_copy: Settings) -> None:
-    later = ["20990101T000000Z-aaaaaaaa", "20990102T000000Z-bbbbbbbb"]
-    for version in later:
-        _copy_bundle(project_copy, version)  # dated after the one saved next
-    _save_another(project_copy, NEWER, keep=1)
-    assert kept_versions(project_copy.artifacts_dir) == [later[1], NEWER]
-    assert load_bundle(project_copy.artifacts_dir).version == NEWER
-
-
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_the_keep_rule_never_removes_a_bundle_git_tracks(project_copy: Settings) -> None:
-    root, artifacts = project_copy.root, project_copy.artifacts_dir
-    committed = current_bundle_dir(artifacts).name
-    untracked = _copy_bundle(project_copy, "20200101T000000Z-00000000").name
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    subprocess.run(["git", "add", f"artifacts/{committed}"], cwd=root, check=True)
-    assert tracked_by_git(artifacts) == {committed}
-    saved = _save_another(project_copy, NEWER, keep=1)
-    assert kept_versions(artifacts) == [NEWER, committed]
-    assert saved.removed == (untracked,)
-
-
-def test_outside_a_repository_nothing_is_tracked(tmp_path: Path) -> None:
-    (tmp_path / "20200101T000000Z-00000000").mkdir()
-    assert tracked_by_git(tmp_path) == frozenset()
-
-
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_without_git_nothing_is_tracked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "20200101T000000Z-00000000").mkdir()
-    (tmp_path / "20200101T000000Z-00000000" / METADATA_FILE).write_text("{}")
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    subprocess.run(["git", "add", "."], cwd=tmp_path, check=True)
-    assert tracked_by_git(tmp_path) == {"20200101T000000Z-00000000"}
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no git to be found
-    assert tracked_by_git(tmp_path) == frozenset()
-
-
-def test_saving_cleans_leftovers_and_leaves_other_folders(project_copy: Settings) -> None:
-    artifacts = project_copy.artifacts_dir
-    (artifacts / ".staging-abc").mkdir()
-    (artifacts / ".staging-abc" / MODEL_FILE).write_bytes(b"half")
-    (artifacts / ".removing-20200101T000000Z-00000000").mkdir()
-    (artifacts / ".LATEST.x.tmp").write_text("half")
-    (artifacts / "notes").mkdir()
-    _save_another(project_copy, NEWER, keep=1)
-    names = {path.name for path in artifacts.iterdir()}
-    assert not [name for name in names if name.startswith(".")]
-    assert "notes" in names
-
-
-def _hold(path: Path, held: threading.Event, release: threading.Event) -> None:
-    with artifacts_lock(path):
-        held.set()
-        release.wait(30)
-
-
-def test_a_second_lock_holder_waits_for_the_first(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    first_held, second_held, release, never = (threading.Event() for _ in range(4))
-    first = threading.Thread(target=_hold, args=(tmp_path, first_held, release))
-    first.start()
-    assert first_held.wait(10)
-    with caplog.at_level(logging.INFO, logger="census_salary.artifacts"):
-        second = threading.Thread(target=_hold, args=(tmp_path, second_held, never))
-        second.start()
-        assert not second_held.wait(0.5)  # blocked while the first holds the lock
-        release.set()
-        assert second_held.wait(10)
-    never.set()
-    first.join(10)
-    second.join(10)
-    assert "waiting for another census train or use" in caplog.text
-    assert not (tmp_path / ".lock").exists()
-
-
-def test_a_killed_lock_holder_lets_go(tmp_path: Path) -> None:
-    script = (
-        "import sys, time\n"
-        "from pathlib import Path\n"
-        "from census_salary.artifacts import artifacts_lock\n"
-        "with artifacts_lock(Path(sys.argv[1])):\n"
-        "    print('held', flush=True)\n"
-        "    time.sleep(60)\n"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
-    assert holder.stdout is not None
-    assert holder.stdout.readline() == "held\n"
-    held, release = threading.Event(), threading.Event()
-    waiter = threading.Thread(target=_hold, args=(tmp_path, held, release))
-    waiter.start()
-    assert not held.wait(0.5)
-    holder.kill()  # SIGKILL: no Python clean-up runs, the system releases the flock
-    holder.wait()
-    assert held.wait(10)
-    release.set()
-    waiter.join(10)
-
-
-def _logged_at(log: str, words: str) -> str:
-    """The time stamp of the first log line with `words` (they sort as times do)."""
-    return next(line[:23] for line in log.splitlines() if words in line)
-
-
-def test_two_trainings_at_once_run_one_after_the_other(
-    project_copy: Settings, tmp_path: Path
-) -> None:
-    """Both wait while the test holds the lock; released, they train one at a time."""
-    artifacts = project_copy.artifacts_dir
-    command = [str(census_executable()), "-v", "--config", str(project_copy.source), "train"]
-    logs = [tmp_path / "first.log", tmp_path / "second.log"]
-    with artifacts_lock(artifacts):
-        processes = []
-        for log in logs:
-            with log.open("w") as stderr:
-                processes.append(
-                    subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
-                )
-            deadline = time.monotonic() + 60
-            while "waiting for another census" not in log.read_text():
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)
-    for process, log in zip(processes, logs, strict=True):
-        assert process.wait(timeout=300) == 0, log.read_text()
-    spans = sorted(
-        (_logged_at(text, "INFO census_salary.data: read"), _logged_at(text, "trained "))
-        for text in (log.read_text() for log in logs)
-    )
-    assert spans[0][1] <= spans[1][0], spans  # the second began after the first ended
-    runs = [run.version for run in read_runs(artifacts)]
-    assert len(runs) == 3
-    assert current_bundle_dir(artifacts).name == runs[-1]
-    for version in runs:
-        load_bundle_dir(artifacts / version)
-    assert not [path for path in artifacts.iterdir() if path.name.startswith(".")]
-
-
-def test_use_makes_an_older_kept_bundle_current(project_copy: Settings) -> None:
-    artifacts = project_copy.artifacts_dir
-    old = current_bundle_dir(artifacts)
-    _save_another(project_copy, NEWER)
-    switch = use_version(project_copy, old.name[:16])
-    assert (switch.version, switch.bundle.version, switch.previous) == (old.name, old.name, NEWER)
-    assert (artifacts / POINTER).read_text() == f"{old.name}\n"
-    assert load_bundle(artifacts).version == old.name
-    card = render_model_card(read_metadata(old), read_slices(old))
-    assert project_copy.model_card_path.read_text(encoding="utf-8") == card
-
-
-def test_use_refuses_an_unknown_version(project_copy: Settings) -> None:
-    with pytest.raises(ModelError, match=r"No kept model version 'nope'.*`census runs`"):
-        use_version(project_copy, "nope")
-
-
-def test_use_refuses_a_prefix_of_two_versions(project_copy: Settings) -> None:
-    _copy_bundle(project_copy, "20200101T000000Z-aaaaaaaa")
-    _copy_bundle(project_copy, "20200101T000000Z-bbbbbbbb")
-    with pytest.raises(ModelError, match=r"'20200101' is the start of 2 kept versions"):
-        use_version(project_copy, "20200101")
-
-
-def _flip_a_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
-def _break_self_test(folder: Path) -> None:
-    meta = json.loads((folder / METADATA_FILE).read_text())
-    meta["self_test"]["probability"] += 0.01
-    _save_metadata(folder, meta)
-
-
-def _outside_the_allow_list(folder: Path) -> None:
-    sio.dump(Pipeline([("encode", FunctionTransformer(os.system))]), folder / MODEL_FILE)
-    meta = json.loads((folder / METADATA_FILE).read_text())
-    meta["model_sha256"] = sha256_bytes((folder / MODEL_FILE).read_bytes())
-    _save_metadata(folder, meta)
-
-
-@pytest.mark.parametrize(
-    ("damage", "says"),
-    [
-        (lambda folder: _flip_a_byte(folder / MODEL_FILE), r"model\.skops does not match"),
-        (lambda folder: _flip_a_byte(folder / TREES_FILE), r"trees\.npz does not match"),
-        (_break_self_test, "scores its stored example"),
-        (_outside_the_allow_list, "types this version does not allow"),
-        (lambda folder: (folder / "slices.json").write_text("{}"), "not a slice report"),
-    ],
-)
-def test_use_refuses_a_broken_bundle(
-    project_copy: Settings, damage: Callable[[Path], None], says: str
-) -> None:
-    artifacts = project_copy.artifacts_dir
-    pointer = (artifacts / POINTER).read_bytes()
-    card = project_copy.model_card_path.read_bytes()
-    damage(_copy_bundle(project_copy, "20200101T000000Z-aaaaaaaa"))
-    with pytest.raises(
-        ModelError, match=rf"^20200101T000000Z-aaaaaaaa was not made current: .*{says}"
-    ):
-        use_version(project_copy, "20200101")
-    assert (artifacts / POINTER).read_bytes() == pointer
-    assert project_copy.model_card_path.read_bytes() == card
-
-
-def test_use_that_cannot_switch_changes_nothing(
-    project_copy: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    artifacts = project_copy.artifacts_dir
-    _copy_bundle(project_copy, "20200101T000000Z-aaaaaaaa")
-    pointer = (artifacts / POINTER).read_bytes()
-
-    def read_only(path: Path, data: bytes) -> None:
-        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
-
-    monkeypatch.setattr(artifacts_module, "atomic_write", read_only)
-    with pytest.raises(ModelError, match=r"Read-only file system.*then run `census use` again"):
-        use_version(project_copy, "20200101")
-    assert (artifacts / POINTER).read_bytes() == pointer
-
-
-def test_run_history_marks_the_current_and_the_kept_bundles(project_copy: Settings) -> None:
-    artifacts = project_copy.artifacts_dir
-    old = current_bundle_dir(artifacts)
-    _save_another(project_copy, NEWER)
-    shutil.rmtree(old)
-    history = [(s.run.version, s.kept, s.current) for s in run_history(artifacts)]
-    assert history == [(old.name, False, False), (NEWER, True, True)]

@@ -28,10 +28,11 @@ from pydantic import ValidationError
 from census_salary.api import create_app
 from census_salary.bundle import Bundle
 from census_salary.config import Settings
-from census_salary.contract import COLUMNS, EXAMPLE_ROW, TARGET, CensusRow, canonical_name
+from census_salary.contract import COLUMNS, EXAMPLE_ROW, TARGET, canonical_name
 from census_salary.data import read_census
 from census_salary.errors import InputError
 from census_salary.predict import score_chunks
+from census_salary.row_schema import CensusRow
 from census_salary.rows import read_rows
 
 BASE = {canonical_name(k): v for k, v in EXAMPLE_ROW.items()}

@@ -14,7 +14,8 @@ import pytest
 from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
 
 from census_salary.config import Settings
-from census_salary.contract import EXAMPLE_ROW, canonical_name, contract_document
+from census_salary.contract import EXAMPLE_ROW, canonical_name
+from census_salary.row_schema import contract_document
 from live_server import LiveServer, live_server
 
 pytestmark = pytest.mark.slow

@@ -111,43 +111,13 @@ def main_callback(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
 ) -> None:
+    from census_salary.logs import configure_logging
+
     # A server logs its start and one line per request even without -v.
-    _configure_logging(verbose + (ctx.invoked_subcommand == "serve"), log_file)
-    ctx.obj = config
-
-
-def _configure_logging(verbose: int, log_file: Path | None) -> None:
-    """Logging is set up here and only here: quiet by default, -v for more.
-
-    Rich output on a terminal; plain one-line records otherwise (Heroku's log, files).
-    """
+    verbose += ctx.invoked_subcommand == "serve"
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    console: logging.Handler
-    if sys.stderr.isatty():
-        from rich.logging import RichHandler
-
-        console = RichHandler(console=err_console(), show_path=False, show_time=verbose > 1)
-    else:
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(plain)
-    console.setLevel(level)
-    handlers = [console]
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file, encoding="utf-8")
-        handler.setFormatter(plain)
-        handler.setLevel(logging.INFO)
-        handlers.append(handler)
-        level = min(level, logging.INFO)
-    root = logging.getLogger()
-    for old in root.handlers:
-        if getattr(old, "census_cli", False):  # ours from an earlier call: let go of files
-            old.close()
-    for handler in handlers:
-        handler.census_cli = True  # type: ignore[attr-defined]
-    root.handlers = handlers
-    root.setLevel(level)
+    configure_logging(level, log_file, show_time=verbose > 1)
+    ctx.obj = config
 
 
 def _settings(ctx: typer.Context) -> Settings:

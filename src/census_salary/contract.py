@@ -4,10 +4,11 @@ from it.
 `COLUMN_SPECS` says, per column, its name and other spellings, whether it is a number or
 a category, its range, a description and an example. From it come the column lists,
 the one coercion rule (`parse_value`), the vectorised check every door runs
-(`check_columns`, `check_records`), the pydantic row model `CensusRow` (the OpenAPI
-schema and its example) and the column document that `/metadata` and the form page
-show (`contract_document`). Category vocabularies are not declared here: they are
-learned from the training data and travel in the model bundle.
+(`check_columns`, `check_records`); and, in `row_schema`, the pydantic row model
+`CensusRow` (the OpenAPI schema and its example) and the column document that
+`/metadata` and the form page show (`contract_document`). Category vocabularies are
+not declared here: they are learned from the training data and travel in the model
+bundle.
 
 The coercion rule, the same at every door (the API, `census predict` in every format,
 and the training-data check):
@@ -34,11 +35,9 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
-from pydantic import create_model as _create_model
 
 from census_salary.errors import InputError, RowProblem
 
@@ -226,7 +225,7 @@ def check_columns(columns: Columns, first_row: int = 1) -> CheckedColumns:
         for i in np.flatnonzero(invalid):
             problems.append(
                 RowProblem(
-                    first_row + int(i), name, f"got {_show(raw[i])}; expected {spec.expected}"
+                    first_row + int(i), name, f"got {show_value(raw[i])}; expected {spec.expected}"
                 )
             )
         bad |= invalid
@@ -298,7 +297,8 @@ def check_records(records: Sequence[Any], first_row: int = 1) -> CheckedColumns:
     return check_columns({name: [row[name] for row in rows] for name in COLUMNS}, first_row)
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A value as a message quotes it: JSON-like, at most 40 characters."""
     if value is ABSENT:
         return repr(value)
     if isinstance(value, np.generic):
@@ -315,65 +315,3 @@ def _show(value: Any) -> str:
 def labels_at(probabilities: np.ndarray, threshold: float) -> np.ndarray:
     """'>50K' where P(>50K) reaches the threshold, '<=50K' elsewhere."""
     return np.where(probabilities >= threshold, POSITIVE, NEGATIVE)
-
-
-# --- derived documents: the pydantic row model and the column document ---------------------
-
-
-def _field_type(spec: ColumnSpec) -> Any:
-    def validate(value: Any) -> Any:
-        parsed = parse_value(value, spec.name)
-        if parsed is INVALID:
-            raise ValueError(f"got {_show(value)}; expected {spec.expected}")
-        return parsed
-
-    schema: dict[str, Any] = {"description": spec.description, "examples": [spec.example]}
-    if spec.kind == "number":
-        schema |= {"type": "integer", "minimum": spec.low, "maximum": spec.high}
-        return Annotated[int, PlainValidator(validate), WithJsonSchema(schema)]
-    schema |= {"anyOf": [{"type": "string", "maxLength": MAX_CATEGORY_LENGTH}, {"type": "null"}]}
-    return Annotated[str | None, PlainValidator(validate), WithJsonSchema(schema)]
-
-
-class _RowBase(BaseModel):
-    model_config = ConfigDict(
-        extra="ignore",  # a caller's id column or the label column passes through
-        frozen=True,
-        validate_by_name=True,
-        validate_by_alias=True,
-        json_schema_extra={"examples": [EXAMPLE_ROW]},
-    )
-
-
-CensusRow: type[BaseModel] = _create_model(
-    "CensusRow",
-    __base__=_RowBase,
-    __doc__="One person: the 14 attributes of the census data (without the salary label).",
-    **{
-        spec.name: (
-            _field_type(spec),
-            Field(validation_alias=AliasChoices(spec.name, spec.published_name, *spec.aliases)),
-        )
-        for spec in COLUMN_SPECS
-    },
-)
-
-
-def contract_document() -> list[dict[str, Any]]:
-    """The columns as `/metadata` and the form page show them."""
-    return [
-        {
-            "name": spec.name,
-            "published_name": spec.published_name,
-            "aliases": list(spec.aliases),
-            "kind": spec.kind,
-            "description": spec.description,
-            "example": spec.example,
-            **(
-                {"minimum": spec.low, "maximum": spec.high}
-                if spec.kind == "number"
-                else {"max_length": MAX_CATEGORY_LENGTH}
-            ),
-        }
-        for spec in COLUMN_SPECS
-    ]

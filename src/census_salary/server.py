@@ -19,6 +19,7 @@ import uvicorn
 
 from census_salary.config import Settings, load_settings
 from census_salary.errors import CensusError, ConfigError, ListenError
+from census_salary.logs import configure_logging
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -36,13 +37,10 @@ def create_app_from_environment() -> FastAPI:
     """
     from census_salary.api import create_app
 
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if log_file := os.environ.get("CENSUS_LOG_FILE"):
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    logging.basicConfig(
-        level=os.environ.get("CENSUS_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
+    log_file = os.environ.get("CENSUS_LOG_FILE")
+    configure_logging(
+        logging.getLevelNamesMapping().get(os.environ.get("CENSUS_LOG_LEVEL", ""), logging.INFO),
+        Path(log_file) if log_file else None,
     )
     return create_app(load_settings(Path(os.environ["CENSUS_CONFIG"])))
 

@@ -15,7 +15,8 @@ from api.helpers import CLIENT_MAX_ROWS, assert_problem
 from census_salary.api import create_app
 from census_salary.bundle import Bundle
 from census_salary.config import Settings
-from census_salary.contract import EXAMPLE_ROW, contract_document
+from census_salary.contract import EXAMPLE_ROW
+from census_salary.row_schema import contract_document
 from census_salary.scoring import PipelineScorer
 from census_salary.trees import TreeTables
 

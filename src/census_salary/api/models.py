@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from census_salary.contract import EXAMPLE_ROW, CensusRow
+from census_salary.contract import EXAMPLE_ROW
+from census_salary.row_schema import CensusRow
 
 
 class PredictRequest(BaseModel):

@@ -13,7 +13,8 @@ from census_salary.api import create_app
 from census_salary.api.routes.model import INLINE_ROWS
 from census_salary.bundle import Bundle
 from census_salary.config import Settings
-from census_salary.contract import EXAMPLE_ROW, check_records, contract_document
+from census_salary.contract import EXAMPLE_ROW, check_records
+from census_salary.row_schema import contract_document
 
 AGE_EXPECTED = "expected a whole number from 0 to 120"
 NOT_AN_OBJECT = "expected an object of census fields"

@@ -8,7 +8,8 @@ from api.helpers import page_config
 from census_salary.api import create_app
 from census_salary.bundle import Bundle
 from census_salary.config import Settings
-from census_salary.contract import EXAMPLE_ROW, contract_document
+from census_salary.contract import EXAMPLE_ROW
+from census_salary.row_schema import contract_document
 
 SCRIPT_END = "</script><script>alert(1)</script>"
 

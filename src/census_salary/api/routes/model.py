@@ -13,8 +13,9 @@ from census_salary.api.deps import BundleDep, KeyRequired
 from census_salary.api.models import PredictionResponse
 from census_salary.api.problems import Problem
 from census_salary.api.routes.operations import sklearn_version
-from census_salary.contract import EXAMPLE_ROW, CheckedColumns, check_records, contract_document
+from census_salary.contract import EXAMPLE_ROW, CheckedColumns, check_records
 from census_salary.errors import InputError, RowProblem
+from census_salary.row_schema import contract_document
 
 router = APIRouter(tags=["model"], dependencies=[KeyRequired])
 # Up to this many rows are scored on the event loop (under ~5 ms); more go to a thread.

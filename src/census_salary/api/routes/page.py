@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from census_salary.bundle import Bundle
-from census_salary.contract import EXAMPLE_ROW, contract_document
+from census_salary.contract import EXAMPLE_ROW
+from census_salary.row_schema import contract_document
 
 router = APIRouter()
 
