@@ -5,7 +5,8 @@ Schemathesis sends the schema's examples, then requests built to reach every bou
 every field (its coverage phase), then generated valid and invalid ones (fuzzing), and
 runs all its checks on each response: not a 5xx, a documented status code, content type
 and headers, a body that matches its documented schema, invalid input refused, valid
-input accepted, undocumented methods refused with 405.
+input accepted, undocumented methods refused with 405, and the key demanded where the
+schema says (the server runs with an API key).
 
 Its command line, not its pytest plugin: the plugin's `from_fixture` (needed to test a
 server started by a fixture) reads a private attribute that pytest 9 removed.
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.slow
 MAX_EXAMPLES = 200
 SEED = 20261128  # the same cases every run: CI stays reproducible
 TIMEOUT = 300
+API_KEY = "fuzzing-key"
 # Schemathesis's own list of refusals of invalid input, plus 413: more rows than the
 # schema's `maxItems` is invalid, and the server answers it with 413, as it documents.
 CONFIG = """
@@ -44,9 +46,10 @@ expected-statuses = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429,
 def fuzzed_server(
     small_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    """A server of its own, so its log holds only what the fuzzing did."""
+    """A server of its own, so its log holds only what the fuzzing did; with an API key,
+    so the documented 401 and security schemes are checked too (`ignored_auth`)."""
     log = tmp_path_factory.mktemp("fuzzed-server") / "serve.log"
-    with live_server(small_settings.source, log) as running:
+    with live_server(small_settings.source, log, env={"CENSUS_SERVE__API_KEY": API_KEY}) as running:
         yield running
 
 
@@ -57,7 +60,7 @@ def run_schemathesis(server: LiveServer, folder: Path) -> subprocess.CompletedPr
         *("--config-file", str(folder / "schemathesis.toml"), "--no-color"),
         *("run", f"{server.url}/openapi.json", "--checks", "all"),
         *("--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED)),
-        *("--generation-database", "none"),
+        *("--generation-database", "none", "--header", f"X-API-Key: {API_KEY}"),
         *("--workers", "1", "--request-timeout", "30"),
         *("--suppress-health-check", "all", "--output-truncate", "true"),
     ]

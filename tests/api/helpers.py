@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx2 as httpx
 
+from census_salary.api.models import ProblemDocument
 from census_salary.config import Settings
 
 KEY = "k3y-for-tests"
@@ -36,6 +37,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     body = response.json()
     assert {"type", "title", "status", "detail"} <= set(body), body
     assert body["status"] == status, body
+    ProblemDocument.model_validate(body)  # the schema the OpenAPI document gives errors
     return body
 
 

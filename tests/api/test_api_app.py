@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.helpers import CLIENT_MAX_ROWS, assert_problem
+from api.helpers import CLIENT_MAX_BODY_BYTES, CLIENT_MAX_ROWS, assert_problem
 from census_salary.api import create_app
 from census_salary.bundle import Bundle
 from census_salary.config import Settings
@@ -90,6 +90,55 @@ def test_openapi_states_each_fields_limits(client: TestClient, column: dict[str,
         text = next(option for option in field["anyOf"] if option["type"] == "string")
         assert text["maxLength"] == column["max_length"], field
         assert {"type": "null"} in field["anyOf"], field
+
+
+def _operations(client: TestClient) -> dict[str, dict[str, Any]]:
+    paths = client.get("/openapi.json").json()["paths"]
+    return {
+        f"{method.upper()} {path}": op for path, ops in paths.items() for method, op in ops.items()
+    }
+
+
+def test_openapi_asks_for_the_key_only_where_the_server_does(keyed: TestClient) -> None:
+    operations = _operations(keyed)
+    asks = {name for name, op in operations.items() if "401" in op["responses"]}
+    assert asks == {"GET /metadata", "POST /predict"}
+    assert all(operations[name]["security"] for name in asks)
+    schemes = keyed.get("/openapi.json").json()["components"]["securitySchemes"]
+    assert schemes["ApiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+
+
+def test_openapi_of_an_open_server_asks_for_no_key(client: TestClient) -> None:
+    operations = _operations(client)
+    assert not [name for name, op in operations.items() if "401" in op["responses"]]
+    assert "securitySchemes" not in client.get("/openapi.json").json()["components"]
+
+
+def test_openapi_documents_503_where_the_model_is_needed(client: TestClient) -> None:
+    operations = _operations(client)
+    needs = {name for name, op in operations.items() if "503" in op["responses"]}
+    assert needs == {"GET /ready", "GET /metadata", "POST /predict"}
+
+
+def test_openapi_states_the_body_limits(client: TestClient) -> None:
+    predict = _operations(client)["POST /predict"]
+    assert predict["requestBody"]["x-max-body-bytes"] == CLIENT_MAX_BODY_BYTES
+    assert f"{CLIENT_MAX_BODY_BYTES:,} bytes" in predict["requestBody"]["description"]
+    assert {"408", "413"} <= set(predict["responses"])
+
+
+def test_openapi_gives_every_error_the_problem_schema(keyed: TestClient) -> None:
+    errors = [
+        (name, status, response)
+        for name, op in _operations(keyed).items()
+        for status, response in op["responses"].items()
+        if int(status) >= 400
+    ]
+    assert len(errors) >= 9, errors
+    problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    for name, status, response in errors:
+        assert response["content"] == {"application/problem+json": problem}, (name, status)
+    assert "HTTPValidationError" not in components(keyed)
 
 
 @pytest.mark.parametrize("name", ["app.js", "style.css"])

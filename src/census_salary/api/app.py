@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import BaseRoute
 
 from census_salary import __version__
+from census_salary.api.deps import get_bundle, require_api_key
 from census_salary.api.middleware import RequestContext
-from census_salary.api.models import PredictRequest
-from census_salary.api.problems import add_problem_handlers
+from census_salary.api.models import PredictRequest, ProblemDocument
+from census_salary.api.problems import PROBLEM_JSON, add_problem_handlers
 from census_salary.api.routes import docs, model, operations, page
 from census_salary.bundle import Bundle, load_bundle
 from census_salary.config import Settings
 from census_salary.errors import CensusError
 
 logger = logging.getLogger(__name__)
+ROUTERS = (page.router, docs.router, operations.router, model.router)
 
 
 def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
@@ -60,22 +65,25 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
         body_timeout=settings.serve.body_timeout,
     )
     add_problem_handlers(app)
-    for router in (page.router, docs.router, operations.router, model.router):
+    for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(files("census_salary") / "web")), "static")
     app.mount(docs.ASSETS, docs.assets(), "docs-assets")
-    app.openapi = lambda: _openapi(app, settings.serve.max_rows)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app
 
 
-def _openapi(app: FastAPI, max_rows: int) -> dict[str, Any]:
-    """FastAPI's schema, plus the row models `/predict` reads itself, with the row limits."""
+def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """FastAPI's schema, plus what the app enforces outside the routes' signatures: the
+    row models `/predict` reads itself with the row limits, the body limits of the
+    middleware, the API key, and the problem document every error is."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
+    max_rows = settings.serve.max_rows
     request_schema = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     components.update(request_schema.pop("$defs", {}))
     rows = request_schema["properties"]["inputs"]
@@ -88,5 +96,61 @@ def _openapi(app: FastAPI, max_rows: int) -> dict[str, Any]:
         "maxItems": max_rows,
         "description": "A bare list of rows.",
     }
+    components["Problem"] = ProblemDocument.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    components.update(components["Problem"].pop("$defs", {}))
+    for unused in ("HTTPValidationError", "ValidationError"):  # errors are problems here
+        components.pop(unused, None)
+    keyed = settings.serve.api_key is not None
+    if keyed:
+        schema["components"]["securitySchemes"] = {
+            "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "Bearer": {"type": "http", "scheme": "bearer"},
+        }
+    for router, route in _routes():
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        calls = _calls(route.dependant) | {d.dependency for d in router.dependencies}
+        for method in route.methods:
+            operation = schema["paths"][route.path_format][method.lower()]
+            responses = operation["responses"]
+            if keyed and require_api_key in calls:
+                operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
+                responses["401"] = {"description": "The API key is missing or wrong."}
+            if get_bundle in calls:
+                responses.setdefault("503", {"description": "The model is not loaded."})
+            if "requestBody" in operation:
+                _document_body_limits(operation, settings)
+            for status, response in responses.items():
+                if int(status) >= 400:
+                    response["content"] = {
+                        PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    }
     app.openapi_schema = schema
     return schema
+
+
+def _routes() -> Iterator[tuple[APIRouter, BaseRoute]]:
+    for router in ROUTERS:
+        for route in router.routes:
+            yield router, route
+
+
+def _calls(dependant: Dependant) -> set[Any]:
+    """Every dependency a route runs, directly or through another."""
+    found: set[Any] = set()
+    for sub in dependant.dependencies:
+        found |= {sub.call, *_calls(sub)}
+    return found
+
+
+def _document_body_limits(operation: dict[str, Any], settings: Settings) -> None:
+    body, serve = operation["requestBody"], settings.serve
+    body["description"] = (
+        f"At most {serve.max_body_bytes:,} bytes, arriving within {serve.body_timeout:g} s."
+    )
+    body["x-max-body-bytes"] = serve.max_body_bytes
+    responses = operation["responses"]
+    responses.setdefault("408", {"description": "The body did not arrive in time."})
+    responses.setdefault("413", {"description": "The body is larger than its limit."})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from census_salary.contract import EXAMPLE_ROW
 from census_salary.row_schema import CensusRow
@@ -44,3 +44,27 @@ class HealthResponse(BaseModel):
 class ReadyResponse(BaseModel):
     status: str
     model_version: str
+
+
+class ProblemError(BaseModel):
+    """One invalid value: the row (for rows) and the field it is in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int | None = Field(None, description="The row's index in the request, from 0.")
+    field: str | None = Field(description="The field, or null when the whole row is wrong.")
+    message: str = Field(description="What is wrong and what was expected.")
+
+
+class ProblemDocument(BaseModel):
+    """An error, as an RFC 9457 problem document (`application/problem+json`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="Always `about:blank`: the status says what kind.")
+    title: str = Field(description="The HTTP status phrase.")
+    status: int
+    detail: str = Field(description="What went wrong and what to do about it.")
+    instance: str | None = Field(None, description="The request's path.")
+    request_id: str | None = Field(None, description="Also the X-Request-ID response header.")
+    errors: list[ProblemError] | None = Field(None, description="Each invalid value (422).")

@@ -54,8 +54,7 @@ async def metadata(bundle: BundleDep) -> dict[str, Any]:
     openapi_extra=_BODY,
     responses={
         400: {"description": "The body is not JSON, or not rows."},
-        401: {"description": "An API key is required and was missing or wrong."},
-        413: {"description": "Too many rows or too large a body."},
+        413: {"description": "More rows than the limit, or a larger body than its limit."},
         422: {"description": "A row is invalid; `errors` names the row index and field."},
     },
 )
