@@ -193,3 +193,24 @@ def test_table_with_both_spellings_of_a_column_is_refused() -> None:
     table = pd.DataFrame([{**EXAMPLE_ROW, "education_num": 13}])
     with pytest.raises(InputError, match="more than once"):
         columns_of_frame(table)
+
+
+def test_rows_spelled_differently_give_the_columns_rows_spelled_alike_give() -> None:
+    alike = [EXAMPLE_ROW, {**EXAMPLE_ROW, "age": 50}]
+    differently = [EXAMPLE_ROW, {canonical_name(k).upper(): v for k, v in alike[1].items()}]
+    expected, got = check_records(alike).columns, check_records(differently).columns
+    assert {k: v.tolist() for k, v in got.items()} == {k: v.tolist() for k, v in expected.items()}
+
+
+def test_a_field_given_twice_in_every_row_names_the_first_row() -> None:
+    rows = [{**EXAMPLE_ROW, "AGE": 40}] * 3
+    with pytest.raises(InputError, match=r"^Row 5 gives field 'age' twice"):
+        check_records(rows, first_row=5)
+
+
+@pytest.mark.parametrize("column", [[17, 90, -1, 121, 2**70], np.array([17, 90, -1, 121, 1000])])
+def test_whole_numbers_are_checked_by_range(column: Any) -> None:
+    example = {canonical_name(k): [v] * 5 for k, v in EXAMPLE_ROW.items()}
+    checked = check_columns({**example, "age": column})
+    assert [p.row for p in checked.problems] == [3, 4, 5]
+    assert checked.columns["age"].tolist() == [17.0, 90.0]

@@ -239,7 +239,17 @@ def check_columns(columns: Columns, first_row: int = 1) -> CheckedColumns:
 def _parse_column(raw: Sequence[Any], spec: ColumnSpec) -> tuple[np.ndarray, np.ndarray]:
     """A column's values as scored (numbers float64, categories str/None) and a mask of
     the refused ones: `parse_value` for each value."""
-    if set(map(type, raw)) == {str}:
+    types = set(map(type, raw))
+    if spec.kind == "number" and types <= {int, np.int64}:
+        # Whole numbers (JSON integers, an integer column): only the range to check.
+        try:
+            whole = np.fromiter(raw, dtype=np.int64, count=len(raw))
+        except OverflowError:  # beyond 64 bits: out of every range, refused one by one
+            pass
+        else:
+            invalid = (whole < spec.low) | (whole > spec.high)
+            return np.where(invalid, math.nan, whole.astype(np.float64)), invalid
+    if types == {str}:
         # Text (a CSV column) repeats a few dozen values: parse each distinct one once.
         lookup = {value: parse_value(value, spec.name) for value in dict.fromkeys(raw)}
         values = np.array(list(map(lookup.__getitem__, raw)), dtype=object)
@@ -268,6 +278,30 @@ def columns_of_frame(frame: Any) -> dict[str, Any]:
     }
 
 
+def _key_plan(keys: tuple[Any, ...]) -> tuple[tuple[tuple[Any, Any], ...], Any]:
+    """For a JSON row's keys, in order: (name, key) pairs that put census fields under
+    their canonical names and keep other keys, and the first key that names a field
+    already given (or None)."""
+    pairs: dict[Any, Any] = {}
+    for key in keys:
+        name = canonical_name(key)
+        name = name if name in SPECS else key
+        if name in pairs:
+            return tuple(pairs.items()), key
+        pairs[name] = key
+    return tuple(pairs.items()), None
+
+
+# Rows of one request or file share their keys: each set of keys is planned once.
+_cached_key_plan = functools.lru_cache(maxsize=256)(_key_plan)
+_CACHED_KEYS = 64  # rows with more keys than this are planned without the cache
+
+
+def _plan_of(row: dict[Any, Any]) -> tuple[tuple[tuple[Any, Any], ...], Any]:
+    keys = tuple(row)
+    return (_cached_key_plan if len(keys) <= _CACHED_KEYS else _key_plan)(keys)
+
+
 def as_record(value: Any, row: int) -> dict[str, Any]:
     """A JSON row with census fields under their canonical names; other keys untouched."""
     if not isinstance(value, dict):
@@ -276,16 +310,12 @@ def as_record(value: Any, row: int) -> dict[str, Any]:
             f"Row {row} is {kind}; expected an object of census fields.",
             [RowProblem(row, "", "expected an object of census fields")],
         )
-    record: dict[str, Any] = {}
-    for key, item in value.items():
-        name = canonical_name(key)
-        name = name if name in SPECS else key
-        if name in record:
-            message = f"the field is given twice (as {key!r} too)"
-            raise InputError(
-                f"Row {row} gives field {name!r} twice.", [RowProblem(row, name, message)]
-            )
-        record[name] = item
+    pairs, twice = _plan_of(value)
+    if twice is not None:
+        name = canonical_name(twice)
+        message = f"the field is given twice (as {twice!r} too)"
+        raise InputError(f"Row {row} gives field {name!r} twice.", [RowProblem(row, name, message)])
+    record = {name: value[key] for name, key in pairs}
     for name in COLUMNS:
         record.setdefault(name, ABSENT)
     return record
@@ -293,6 +323,21 @@ def as_record(value: Any, row: int) -> dict[str, Any]:
 
 def check_records(records: Sequence[Any], first_row: int = 1) -> CheckedColumns:
     """Check JSON rows (objects of fields, any accepted spelling) against the contract."""
+    if records and all(type(value) is dict for value in records):
+        keys = {tuple(value) for value in records}
+        if len(keys) == 1:  # the usual request: every row spells its fields alike
+            pairs, twice = _plan_of(records[0])
+            if twice is None:
+                field_key = dict(pairs)
+                return check_columns(
+                    {
+                        name: [value[field_key[name]] for value in records]
+                        if name in field_key
+                        else [ABSENT] * len(records)
+                        for name in COLUMNS
+                    },
+                    first_row,
+                )
     rows = [as_record(value, first_row + i) for i, value in enumerate(records)]
     return check_columns({name: [row[name] for row in rows] for name in COLUMNS}, first_row)
 
@@ -307,8 +352,8 @@ def show_value(value: Any) -> str:
         return "no value"
     try:
         text = repr(value) if isinstance(value, str) else json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
+    except (TypeError, ValueError, RecursionError):  # not JSON, or nested past the stack
+        text = f"a {type(value).__name__}"
     return text if len(text) <= 40 else text[:37] + "..."
 
 

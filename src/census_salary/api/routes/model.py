@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -77,10 +78,19 @@ async def predict(request: Request, bundle: BundleDep) -> PredictionResponse:
     )
 
 
+def _decode(body: bytes) -> Any:
+    """orjson (2x faster on a batch); the standard library where orjson refuses, so
+    `NaN` and the exact message of a syntax error are the same as `census predict`'s."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def parse_rows(body: bytes, max_rows: int) -> CheckedColumns:
     """Rows from `{"inputs": [...]}` or `[...]`, checked, or a Problem naming what is wrong."""
     try:
-        payload = json.loads(body)
+        payload = _decode(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Problem(400, "Bad Request", f"The body is not valid JSON: {exc}.") from None
     except (ValueError, RecursionError) as exc:  # nesting or a number beyond Python's limits
