@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import skops.io as sio
 from sklearn.pipeline import Pipeline
@@ -166,3 +167,21 @@ def test_trees_with_other_columns_than_the_metadata_are_refused(project_copy: Se
     save_metadata(folder, meta)
     with pytest.raises(ModelError, match="does not hold the columns"):
         load_bundle(project_copy.artifacts_dir)
+
+
+def test_warnings_name_every_row_with_an_unknown_category(small_bundle: Bundle) -> None:
+    columns = {
+        **{name: np.array([None] * 4, dtype=object) for name in CATEGORICAL},
+        "sex": np.array(["Male", "male", None, "male"], dtype=object),
+        "race": np.array(["Martian", "White", "White", "Martian"], dtype=object),
+    }
+    warned = small_bundle.warnings(columns)
+    assert warned == [
+        ["race: unknown value 'Martian', scored as missing"],
+        ["sex: unknown value 'male', scored as missing"],
+        [],
+        [
+            "race: unknown value 'Martian', scored as missing",
+            "sex: unknown value 'male', scored as missing",
+        ],
+    ]

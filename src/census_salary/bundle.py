@@ -98,9 +98,13 @@ class Bundle:
         found: list[list[str]] = [[] for _ in range(n_rows)]
         for name, words in vocabularies.items():
             known = frozenset(words)
-            for i, value in enumerate(columns[name]):
-                if isinstance(value, str) and value not in known:
-                    found[i].append(f"{name}: unknown value {value!r}, scored as missing")
+            column = columns[name]
+            # Most batches hold no unknown value: look at each distinct value once.
+            unknown = {v for v in dict.fromkeys(column) if isinstance(v, str) and v not in known}
+            if unknown:
+                for i, value in enumerate(column):
+                    if value in unknown:
+                        found[i].append(f"{name}: unknown value {value!r}, scored as missing")
         return found
 
 

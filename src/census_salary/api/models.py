@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from census_salary.contract import EXAMPLE_ROW
@@ -26,6 +28,18 @@ class PredictionResponse(BaseModel):
     warnings: list[list[str]] = Field(
         description="Per row: fields whose value the model never saw (scored as missing)."
     )
+    model_version: str
+    threshold: float
+    model_lib_version: str
+    timestamp: str
+
+
+class PredictionBody(TypedDict):
+    """`PredictionResponse` as the route builds it (typed for the checker, not validated)."""
+
+    predictions: list[str]
+    probabilities: list[float]
+    warnings: list[list[str]]
     model_version: str
     threshold: float
     model_lib_version: str
