@@ -294,3 +294,30 @@ def test_a_port_in_use_is_one_line_and_its_own_exit_code(small_settings: Setting
         "server that holds it, or choose another port with --port (or $PORT, or [serve] in "
         "census.toml)."
     ], done.stderr
+
+
+def test_metrics_add_up_every_workers_counts(small_settings: Settings, tmp_path: Path) -> None:
+    """Two workers: whichever answers /metrics, it counts the rows both scored."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics_dir = tmp_path / "metrics"  # given, so the test can see each worker's files
+    metrics_dir.mkdir()
+    env = {"WEB_CONCURRENCY": "2", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with live_server(small_settings.source, tmp_path / "serve.log", env=env) as two:
+        scored = 0
+        for _ in range(40):  # a new connection each: the kernel spreads them over workers
+            if predict(two, [EXAMPLE_ROW, OTHER_ROW]).status_code == 200:
+                scored += 2
+        assert scored >= 60, two.log()[-3000:]  # a worker may still be loading at first
+        counted = []
+        for _ in range(6):
+            text = httpx.get(f"{two.url}/metrics", timeout=30).text
+            counted += [
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "census_rows_scored_total"
+            ]
+        workers = {path.stem.rsplit("_", 1)[-1] for path in metrics_dir.glob("counter_*.db")}
+    assert counted == [scored] * 6
+    assert len(workers) == 2, workers

@@ -91,20 +91,27 @@ class Bundle:
     def labels(self, probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray:
         return labels_at(probabilities, self.threshold if threshold is None else threshold)
 
-    def warnings(self, columns: Columns) -> list[list[str]]:
-        """Per row: the categories the model never saw, which it scores as missing."""
-        vocabularies = self.metadata.features.categorical
-        n_rows = len(next(iter(columns.values()))) if columns else 0
-        found: list[list[str]] = [[] for _ in range(n_rows)]
-        for name, words in vocabularies.items():
+    def unknown_categories(self, columns: Columns) -> dict[str, np.ndarray]:
+        """Per categorical column: the rows whose value the model never saw (scored as
+        missing), for the columns that have any."""
+        found: dict[str, np.ndarray] = {}
+        for name, words in self.metadata.features.categorical.items():
             known = frozenset(words)
             column = columns[name]
             # Most batches hold no unknown value: look at each distinct value once.
             unknown = {v for v in dict.fromkeys(column) if isinstance(v, str) and v not in known}
             if unknown:
-                for i, value in enumerate(column):
-                    if value in unknown:
-                        found[i].append(f"{name}: unknown value {value!r}, scored as missing")
+                found[name] = np.flatnonzero([value in unknown for value in column])
+        return found
+
+    def warnings(self, columns: Columns) -> list[list[str]]:
+        """Per row: the categories the model never saw, which it scores as missing."""
+        n_rows = len(next(iter(columns.values()))) if columns else 0
+        found: list[list[str]] = [[] for _ in range(n_rows)]
+        for name, rows in self.unknown_categories(columns).items():
+            column = columns[name]
+            for i in rows.tolist():
+                found[i].append(f"{name}: unknown value {column[i]!r}, scored as missing")
         return found
 
 

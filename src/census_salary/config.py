@@ -152,6 +152,8 @@ class ServeSettings(_Section):
     # Seconds a request body may take to arrive in full; slower ones get a 408 and the
     # connection is closed, so a slow or stalled client cannot hold a worker's slot.
     body_timeout: float = Field(30, gt=0)
+    # GET /metrics (Prometheus): "open" like /health, "key" behind the API key, or "off".
+    metrics: Literal["open", "key", "off"] = "open"
     # Set it with CENSUS_API_KEY, never in census.toml; unset (or empty), /predict is open.
     api_key: SecretStr | None = None
 

@@ -12,11 +12,13 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from census_salary.api.telemetry import MULTIPROCESS_DIR
 from census_salary.config import Settings, load_settings
 from census_salary.errors import CensusError, ConfigError, ListenError
 from census_salary.logs import configure_logging
@@ -81,13 +83,7 @@ def run_server(
     check_can_listen(host, port)
     try:
         if workers > 1:
-            os.environ["CENSUS_CONFIG"] = str(settings.source)
-            root = logging.getLogger()
-            os.environ["CENSUS_LOG_LEVEL"] = logging.getLevelName(root.getEffectiveLevel())
-            files = [h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)]
-            if files:  # --log-file: the workers keep the log too
-                os.environ["CENSUS_LOG_FILE"] = files[0]
-            uvicorn.run(WORKER_FACTORY, factory=True, workers=workers, **options)
+            _run_workers(settings, workers, options)
         else:
             from census_salary.api import create_app
 
@@ -97,6 +93,20 @@ def run_server(
             raise
         check_can_listen(host, port)  # taken while the model loaded: say so
         raise CensusError("census serve did not start; the log above says why.") from None
+
+
+def _run_workers(settings: Settings, workers: int, options: dict[str, Any]) -> None:
+    """uvicorn's worker processes, told through the environment what this process knows."""
+    os.environ["CENSUS_CONFIG"] = str(settings.source)
+    root = logging.getLogger()
+    os.environ["CENSUS_LOG_LEVEL"] = logging.getLevelName(root.getEffectiveLevel())
+    files = [h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)]
+    if files:  # --log-file: the workers keep the log too
+        os.environ["CENSUS_LOG_FILE"] = files[0]
+    with tempfile.TemporaryDirectory(prefix="census-metrics-") as metrics_dir:
+        # Each worker keeps its metrics in files here, so /metrics adds them all up.
+        os.environ.setdefault(MULTIPROCESS_DIR, metrics_dir)
+        uvicorn.run(WORKER_FACTORY, factory=True, workers=workers, **options)
 
 
 def check_can_listen(host: str, port: int) -> None:

@@ -20,7 +20,8 @@ from census_salary.api.deps import get_bundle, require_api_key
 from census_salary.api.middleware import RequestContext
 from census_salary.api.models import PredictRequest, ProblemDocument
 from census_salary.api.problems import PROBLEM_JSON, add_problem_handlers
-from census_salary.api.routes import docs, model, operations, page
+from census_salary.api.routes import docs, metrics, model, operations, page
+from census_salary.api.telemetry import Telemetry
 from census_salary.bundle import Bundle, load_bundle
 from census_salary.config import Settings
 from census_salary.errors import CensusError
@@ -41,6 +42,8 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
             except CensusError as exc:
                 logger.error("model not loaded: %s", exc)
                 app.state.not_ready = str(exc)
+        if app.state.bundle is not None:
+            telemetry.model_loaded(app.state.bundle.version, app.state.bundle.threshold)
         if app.state.api_key is None:
             logger.warning("no API key set (CENSUS_API_KEY): /predict and /metadata are open")
         yield
@@ -59,13 +62,15 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
     app.state.api_key = key.get_secret_value() if key is not None else None
     app.state.bundle, app.state.not_ready = bundle, "starting"
     app.state.max_rows = settings.serve.max_rows
+    app.state.telemetry = telemetry = Telemetry()
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.serve.max_body_bytes,
         body_timeout=settings.serve.body_timeout,
+        telemetry=telemetry,
     )
     add_problem_handlers(app)
-    for router in ROUTERS:
+    for router in _routers(settings):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(files("census_salary") / "web")), "static")
     app.mount(docs.ASSETS, docs.assets(), "docs-assets")
@@ -108,7 +113,7 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
             "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             "Bearer": {"type": "http", "scheme": "bearer"},
         }
-    for router, route in _routes():
+    for router, route in _routes(settings):
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
         calls = _calls(route.dependant) | {d.dependency for d in router.dependencies}
@@ -131,8 +136,14 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     return schema
 
 
-def _routes() -> Iterator[tuple[APIRouter, BaseRoute]]:
-    for router in ROUTERS:
+def _routers(settings: Settings) -> tuple[APIRouter, ...]:
+    """The app's routers; `/metrics` open, behind the API key, or absent (`[serve] metrics`)."""
+    watched = {"open": (metrics.router,), "key": (metrics.keyed_router,), "off": ()}
+    return (*ROUTERS, *watched[settings.serve.metrics])
+
+
+def _routes(settings: Settings) -> Iterator[tuple[APIRouter, BaseRoute]]:
+    for router in _routers(settings):
         for route in router.routes:
             yield router, route
 

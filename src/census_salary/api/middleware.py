@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from census_salary.api.problems import Problem, problem_response
+from census_salary.api.telemetry import Telemetry, route_of
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("census_salary.access")
@@ -52,15 +53,19 @@ class RequestContext:
     - the body limits: over `max_body_bytes` is a 413, not fully arrived within
       `body_timeout` seconds a 408 that closes the connection;
     - a client that disconnects before its answer is logged as status 499, not as a 500;
-    - one access-log line per request, never the body.
+    - one access-log line per request, never the body, and the request's count and
+      latency in the app's `Telemetry`.
 
     Pure ASGI, so the body limits hold for chunked uploads without Content-Length too.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout: float) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, body_timeout: float, telemetry: Telemetry
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
+        self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -140,6 +145,7 @@ class RequestContext:
                 raise too_large
             await self.app(scope, limited_receive, send_with_headers)
 
+        self.telemetry.in_flight.inc()
         try:
             await guarded()
         except Problem as problem:
@@ -164,11 +170,14 @@ class RequestContext:
             crash = Problem(500, "Internal Server Error", "Something went wrong on our side.")
             await problem_response(Request(scope), crash)(scope, receive, send_with_headers)
         finally:
+            seconds = time.perf_counter() - started
+            self.telemetry.in_flight.dec()
+            self.telemetry.request_done(route_of(scope), method, status, seconds)
             access_logger.info(
                 "method=%s path=%s status=%s duration_ms=%.1f request_id=%s",
                 method,
                 scope["path"],
                 status,
-                (time.perf_counter() - started) * 1000,
+                seconds * 1000,
                 request_id,
             )

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -68,10 +69,17 @@ async def predict(request: Request, bundle: BundleDep) -> Response:
         probabilities = bundle.probabilities(columns)
     else:  # a big batch in a thread, so /health and small requests are not held up
         probabilities = await run_in_threadpool(bundle.probabilities, columns)
+    labels = bundle.labels(probabilities)
+    unknown = bundle.unknown_categories(columns)
+    request.app.state.telemetry.scored(
+        len(labels),
+        int(np.count_nonzero(probabilities >= bundle.threshold)),
+        {name: len(rows) for name, rows in unknown.items()},
+    )
     # Encoded here, not validated against the model again by FastAPI (a third of the
     # time of a batch); the API tests and the schema fuzzing check the body's shape.
     body: PredictionBody = {
-        "predictions": bundle.labels(probabilities).tolist(),
+        "predictions": labels.tolist(),
         "probabilities": probabilities.tolist(),
         "warnings": bundle.warnings(columns),
         "model_version": bundle.version,

@@ -1,0 +1,97 @@
+"""GET /metrics: exact counts after known requests, no raw input, the access setting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+from api.helpers import KEY, assert_problem, settings_with
+from census_salary.api import create_app
+from census_salary.api.telemetry import CONTENT_TYPE
+from census_salary.bundle import Bundle
+from census_salary.config import Settings
+from census_salary.contract import EXAMPLE_ROW
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(client: TestClient, **headers: str) -> Samples:
+    response = client.get("/metrics", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == CONTENT_TYPE
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_counts_are_exact_after_a_known_sequence(client: TestClient, small_bundle: Bundle) -> None:
+    rows = [EXAMPLE_ROW, {**EXAMPLE_ROW, "race": "Martian"}, {**EXAMPLE_ROW, "age": 60}]
+    answers = [client.post("/predict", json=rows[:1]), client.post("/predict", json=rows[1:])]
+    client.post("/predict", json=[{**EXAMPLE_ROW, "age": -1}])
+    client.get("/no-such-page")
+    client.get("/health")
+    probabilities = [p for answer in answers for p in answer.json()["probabilities"]]
+    samples = scrape(client)
+    predict = {"route": "/predict", "method": "POST"}
+    assert value(samples, "census_http_requests_total", **predict, status="200") == 2
+    assert value(samples, "census_http_requests_total", **predict, status="422") == 1
+    assert (
+        value(
+            samples, "census_http_requests_total", route="(unmatched)", method="GET", status="404"
+        )
+        == 1
+    )
+    assert value(samples, "census_http_request_duration_seconds_count", route="/predict") == 3
+    assert value(samples, "census_rows_scored_total") == 3
+    positive = sum(p >= small_bundle.threshold for p in probabilities)
+    assert value(samples, "census_rows_predicted_positive_total") == positive
+    assert value(samples, "census_unknown_categories_total", feature="race") == 1
+    assert value(samples, "census_http_requests_in_flight") == 1  # the scrape itself
+
+
+def test_model_info_names_the_version_and_threshold(
+    client: TestClient, small_bundle: Bundle
+) -> None:
+    samples = scrape(client)
+    labels = {"version": small_bundle.version, "threshold": repr(small_bundle.threshold)}
+    assert value(samples, "census_model_info", **labels) == 1
+
+
+def test_no_raw_value_of_a_request_reaches_the_metrics(client: TestClient) -> None:
+    secret = "zq9-secret"
+    client.post("/predict", json=[{**EXAMPLE_ROW, "occupation": secret}])
+    client.get(f"/{secret}", headers={"X-Request-ID": secret})
+    client.post(f"/predict?{secret}=1", content=secret.encode())
+    assert secret not in client.get("/metrics").text
+
+
+@pytest.fixture
+def metrics_behind_the_key(small_settings: Settings, small_bundle: Bundle) -> Iterator[TestClient]:
+    settings = settings_with(small_settings, api_key=SecretStr(KEY), metrics="key")
+    with TestClient(create_app(settings, small_bundle)) as c:
+        yield c
+
+
+def test_metrics_behind_the_key_need_it(metrics_behind_the_key: TestClient) -> None:
+    assert_problem(metrics_behind_the_key.get("/metrics"), 401)
+    assert scrape(metrics_behind_the_key, **{"X-API-Key": KEY})
+
+
+def test_metrics_are_open_by_default_even_with_a_key(keyed: TestClient) -> None:
+    assert scrape(keyed)
+
+
+def test_metrics_can_be_turned_off(small_settings: Settings, small_bundle: Bundle) -> None:
+    with TestClient(create_app(settings_with(small_settings, metrics="off"), small_bundle)) as c:
+        assert_problem(c.get("/metrics"), 404)
+        assert "/metrics" not in c.get("/openapi.json").json()["paths"]
