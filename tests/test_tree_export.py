@@ -37,6 +37,29 @@ def test_other_kinds_train_score_and_have_no_tree_export(kind: str, census_csv: 
     assert export_trees(PipelineScorer(pipeline), x) is None
 
 
+def test_exported_covers_count_the_training_rows_through_each_node(census_csv: Path) -> None:
+    data = read_census(census_csv)
+    x, y = data.features.head(1000), data.target.head(1000)
+    pipeline = build_pipeline(
+        "hist_gradient_boosting", {"max_iter": 5}, CATEGORICAL, NUMERICAL, seed=0
+    ).fit(x, y)
+    tables = export_trees(PipelineScorer(pipeline), x)
+    assert tables is not None
+    assert tables.cover is not None
+    # Walk every training row down every tree by the tables' own splits, counting visits.
+    bins, is_leaf = tables.bins(x), tables.child == np.arange(len(tables.child))
+    node = np.repeat(tables.roots[None, :], len(x), axis=0)
+    visits = np.bincount(node.ravel(), minlength=len(tables.child))
+    while not is_leaf[node].all():
+        split = ~is_leaf[node]
+        column = tables.feature[node[split]]
+        rows = np.nonzero(split)[0]
+        node[split] = tables.child[node[split]] + tables.go_right[node[split], bins[rows, column]]
+        visits += np.bincount(node[split], minlength=len(tables.child))
+    np.testing.assert_array_equal(tables.cover, visits)
+    assert set(tables.cover[tables.roots].tolist()) == {1000.0}
+
+
 def test_tree_export_matches_the_pipeline_on_every_row_of_the_data(
     census_csv: Path, pipeline_bundle: Bundle
 ) -> None:

@@ -26,6 +26,38 @@ def test_file_round_trip_keeps_every_number(small_bundle: Bundle) -> None:
     again = TreeTables.from_bytes(tables.to_bytes(), "trees.npz")
     columns = check_records([{**EXAMPLE_ROW, "age": age} for age in range(17, 91)]).columns
     np.testing.assert_array_equal(again.probabilities(columns), tables.probabilities(columns))
+    assert tables.cover is not None
+    np.testing.assert_array_equal(again.cover, tables.cover)
+
+
+def _format_of(data: bytes) -> int:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return int(npz["format"])
+
+
+def test_a_format_1_file_without_covers_still_loads_and_scores(small_bundle: Bundle) -> None:
+    tables = tables_of(small_bundle)
+    old = replace(tables, cover=None).to_bytes()
+    assert _format_of(old) == 1
+    assert _format_of(tables.to_bytes()) == 2
+    again = TreeTables.from_bytes(old, "trees.npz")
+    assert again.cover is None
+    columns = check_records([{**EXAMPLE_ROW, "age": age} for age in range(17, 91)]).columns
+    np.testing.assert_array_equal(again.probabilities(columns), tables.probabilities(columns))
+
+
+def test_a_file_of_a_later_format_is_refused(small_bundle: Bundle) -> None:
+    with np.load(io.BytesIO(tables_of(small_bundle).to_bytes()), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    with pytest.raises(ModelError, match="format 3"):
+        TreeTables.from_bytes(_npz(**{**arrays, "format": np.array(3)}), "trees.npz")
+
+
+def test_a_format_2_file_without_covers_is_refused(small_bundle: Bundle) -> None:
+    with np.load(io.BytesIO(tables_of(small_bundle).to_bytes()), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files if name != "cover"}
+    with pytest.raises(ModelError, match=r"not a valid tree export.*cover"):
+        TreeTables.from_bytes(_npz(**arrays), "trees.npz")
 
 
 def _npz(**arrays: object) -> bytes:
@@ -81,6 +113,11 @@ def test_a_hand_built_tree_scores_by_its_splits() -> None:
     np.testing.assert_allclose(p, expected, rtol=0, atol=1e-15)
 
 
+def test_log_odds_are_the_baseline_plus_the_leaves() -> None:
+    log_odds = chain(3).log_odds({"age": [30, 31, None]})
+    np.testing.assert_array_equal(log_odds, [0.5 + 1, 0.5 - 1, 0.5 + 1])
+
+
 def test_a_tree_deeper_than_the_limit_is_refused() -> None:
     assert chain(MAX_DEPTH).probabilities({"age": [99]}).shape == (1,)
     with pytest.raises(ValueError, match=f"deeper than {MAX_DEPTH}"):
@@ -104,6 +141,12 @@ def test_an_export_member_that_is_not_an_array_is_refused() -> None:
         TreeTables.from_bytes(buffer.getvalue(), "x.npz")
 
 
+def _with(array: np.ndarray, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    changed = array.copy()
+    changed[at] = values
+    return changed
+
+
 def _split_to_root(t: TreeTables) -> dict[str, object]:
     child = t.child.copy()
     split = int(np.flatnonzero(child != np.arange(len(child)))[-1])
@@ -124,6 +167,12 @@ def _split_to_root(t: TreeTables) -> dict[str, object]:
         (lambda t: {"cuts": tuple(c[::-1] for c in t.cuts)}, "ascending cuts"),
         (lambda t: {"category_bins": tuple(b[None, :] for b in t.category_bins)}, "one-dim"),
         (lambda t: {"go_right": t.go_right[:, :2]}, "a bin column for every bin"),
+        (lambda t: {"cover": t.cover[:-1]}, "a cover per node"),
+        (lambda t: {"cover": t.cover[None, :]}, "a cover per node"),
+        (lambda t: {"cover": -t.cover}, "positive finite covers"),
+        (lambda t: {"cover": np.where(t.child == np.arange(len(t.child)), 0, t.cover)}, "positive"),
+        (lambda t: {"cover": np.full_like(t.cover, np.inf)}, "positive finite covers"),
+        (lambda t: {"cover": _with(t.cover, t.roots, t.cover[t.roots] + 1)}, "children's sum"),
     ],
 )
 def test_inconsistent_arrays_are_refused(small_bundle: Bundle, change, problem: str) -> None:

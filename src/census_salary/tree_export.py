@@ -6,6 +6,10 @@ so the export is checked rather than trusted: the tables, read back from their b
 must give exactly the pipeline's probabilities on every row of the data and on probe
 rows, or nothing is exported and the bundle is scored with its pipeline. CI also runs
 the suite against the newest scikit-learn, where a test fails if the export is dropped.
+
+Each node's cover, which `explain` needs, is the `count` scikit-learn keeps per node:
+how many training rows (not weighted, and without the rows held out for early stopping)
+reached it. `TreeTables` checks that every split's cover is its children's sum.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ def _tables_of(scorer: PipelineScorer, estimator: HistGradientBoostingClassifier
     def in_bitset(bitset: np.ndarray, value: int) -> bool:
         return bool((int(bitset[value // 32]) >> (value % 32)) & 1)
 
-    feature, child, value, go_right, roots = [], [], [], [], []
+    feature, child, value, go_right, roots, cover = [], [], [], [], [], []
     for tree in trees:
         nodes, start = tree.nodes, len(feature)
         order, new_id = [0], {0: start}
@@ -87,6 +91,7 @@ def _tables_of(scorer: PipelineScorer, estimator: HistGradientBoostingClassifier
         roots.append(start)
         for old in order:
             node = nodes[old]
+            cover.append(float(node["count"]))  # training rows that reached the node
             right = np.zeros(max(n_bins) + 1, dtype=np.uint8)
             if node["is_leaf"]:
                 feature.append(0)
@@ -125,6 +130,7 @@ def _tables_of(scorer: PipelineScorer, estimator: HistGradientBoostingClassifier
         value=np.array(value),
         roots=np.array(roots, dtype=np.intp),
         baseline=float(np.ravel(estimator._baseline_prediction)[0]),
+        cover=np.array(cover, dtype=np.float64),
     )
 
 

@@ -19,6 +19,10 @@ a row's leaf in every tree is an AND over its columns' masks and a lowest set bi
 few vectorised operations per block of rows, with no loop over depth.
 The probability is the model's baseline plus the leaves' values, added tree by tree
 in the model's order, through the logistic function computed as scikit-learn does.
+
+Since format 2 the file also holds each node's *cover*: how many training rows reached
+it. Scoring does not use it; `explain` needs it to weigh a split's two sides when a
+column's value is unknown. Format 1 files (without covers) still load and score.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ import numpy as np
 from census_salary.contract import Columns
 from census_salary.errors import ModelError
 
-_FORMAT = 1
+_FORMAT = 2  # 2: with node covers
+_FORMATS_READ = (1, 2)
 MAX_DEPTH = 256  # levels a tree may have; bounds the work of one request
 MAX_ARRAY_BYTES = 256 * 2**20  # what a trees.npz may unpack to (the default model's: 1 MB)
 _BLOCK_ROWS = 4096  # rows scored at a time: the masks of a block stay in the CPU's cache
@@ -56,6 +61,7 @@ class TreeTables:
     value: np.ndarray  # node -> leaf value (0 for split nodes)
     roots: np.ndarray  # tree -> its root node, in the model's order
     baseline: float
+    cover: np.ndarray | None = None  # node -> training rows that reached it; None: format 1
     _masks: _LeafMasks = field(init=False, repr=False)
     _known: dict[str, dict[str, int]] = field(init=False, repr=False)  # column -> value -> bin
 
@@ -82,9 +88,14 @@ class TreeTables:
 
     def probabilities(self, columns: Columns) -> np.ndarray:
         """P(>50K) for rows given column by column (None or NaN for a missing value)."""
-        return self._probabilities_of_bins(self._bins(columns))
+        return self._probabilities_of_bins(self.bins(columns))
 
-    def _bins(self, columns: Columns) -> np.ndarray:
+    def log_odds(self, columns: Columns) -> np.ndarray:
+        """The raw score behind `probabilities`: the baseline plus every tree's leaf value."""
+        return self._log_odds_of_bins(self.bins(columns))
+
+    def bins(self, columns: Columns) -> np.ndarray:
+        """(row, column) -> the bin the trees test; unknown and missing values in the last."""
         n_rows = len(columns[self.columns[0]]) if self.columns else 0
         bins = np.empty((n_rows, len(self.columns)), dtype=np.intp)
         missing = self.missing_bins()
@@ -100,6 +111,9 @@ class TreeTables:
         return bins
 
     def _probabilities_of_bins(self, bins: np.ndarray) -> np.ndarray:
+        return np.array([_expit(x) for x in self._log_odds_of_bins(bins).tolist()])
+
+    def _log_odds_of_bins(self, bins: np.ndarray) -> np.ndarray:
         """Each tree's leaf by bit masks (QuickScorer), then the leaves added in order."""
         n_rows = len(bins)
         raw = np.full(n_rows, self.baseline)
@@ -114,13 +128,13 @@ class TreeTables:
             part = raw[start : start + _BLOCK_ROWS]
             for tree_values in values.T:  # in the model's order, as scikit-learn adds them
                 part += tree_values
-        return np.array([_expit(x) for x in raw.tolist()])
+        return raw
 
     # --- the file ----------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
         arrays: dict[str, np.ndarray] = {
-            "format": np.array(_FORMAT),
+            "format": np.array(_FORMAT if self.cover is not None else 1),
             "categorical": np.array(self.categorical, dtype=str),
             "numerical": np.array(self.numerical, dtype=str),
             "feature": self.feature.astype(np.int32),
@@ -130,6 +144,8 @@ class TreeTables:
             "roots": self.roots.astype(np.int32),
             "baseline": np.array(self.baseline),
         }
+        if self.cover is not None:
+            arrays["cover"] = self.cover
         for i, (words, bins) in enumerate(zip(self.vocabularies, self.category_bins, strict=True)):
             arrays[f"vocabulary_{i}"] = np.array(words, dtype=str)
             arrays[f"category_bins_{i}"] = bins.astype(np.int32)
@@ -171,8 +187,9 @@ class TreeTables:
                 raise ValueError(f"{name} is not a {ndim}-d array of kind {kinds!r}")
             return value
 
-        if int(array("format", 0, "iu")) != _FORMAT:
-            raise ValueError(f"format {int(npz['format'])}, expected {_FORMAT}")
+        file_format = int(array("format", 0, "iu"))
+        if file_format not in _FORMATS_READ:
+            raise ValueError(f"format {file_format}, expected one of {_FORMATS_READ}")
         categorical = tuple(str(name) for name in array("categorical", 1, "U"))
         numerical = tuple(str(name) for name in array("numerical", 1, "U"))
         return cls(
@@ -195,6 +212,7 @@ class TreeTables:
             value=array("value", 1, "f").astype(np.float64),
             roots=array("roots", 1, "iu").astype(np.intp),
             baseline=float(array("baseline", 0, "f")),
+            cover=array("cover", 1, "f").astype(np.float64) if file_format >= 2 else None,
         )
 
     def _check(self) -> None:
@@ -227,10 +245,27 @@ class TreeTables:
             "roots are nodes": bool(((self.roots >= 0) & (self.roots < n_nodes)).all()),
             "finite values": bool(np.isfinite(self.value).all()) and math.isfinite(self.baseline),
         }
+        if self.cover is not None:
+            checks["a cover per node"] = self.cover.shape == (n_nodes,)
+            # A split with an empty side is never made, and explaining divides by covers.
+            checks["positive finite covers"] = bool(
+                (np.isfinite(self.cover) & (self.cover > 0)).all()
+            )
         broken = [name for name, ok in checks.items() if not ok]
         if broken:
             raise ValueError("inconsistent arrays: " + "; ".join(broken))
         self._check_forest(leaf)
+        self._check_cover(leaf)
+
+    def _check_cover(self, leaf: np.ndarray) -> None:
+        """Every row that reaches a split goes on to one of its two children."""
+        if self.cover is None:
+            return
+        splits = np.flatnonzero(~leaf)
+        left = self.child[splits]
+        children = self.cover[left] + self.cover[left + 1]
+        if not np.allclose(self.cover[splits], children, rtol=1e-9, atol=0):
+            raise ValueError("inconsistent arrays: a split's cover is not its children's sum")
 
     def _check_forest(self, leaf: np.ndarray) -> None:
         """Every node is reached from exactly one root, by one path of at most MAX_DEPTH steps."""
