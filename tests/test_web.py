@@ -72,6 +72,10 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
+# The page asks for explanations, and asks again without when the model has none.
+PREDICT_URL = re.compile(r"/predict(\?explain=true)?$")
+
+
 def open_form(page: Page, server: LiveServer) -> None:
     response = page.goto(f"{server.url}/")
     assert response is not None, "no response for /"
@@ -95,7 +99,7 @@ def expected_row() -> dict[str, Any]:
 
 
 def submit_and_capture(page: Page) -> Request:
-    with page.expect_request(re.compile(r"/predict$")) as posted:
+    with page.expect_request(PREDICT_URL) as posted:
         page.get_by_role("button", name="Predict").click()
     return posted.value
 
@@ -171,9 +175,51 @@ def test_result_shows_what_the_api_returns_for_the_row(page: Page, server: LiveS
     assert shown["version"] == answer["model_version"], (shown, answer)
 
 
+def test_result_shows_the_largest_contributions_as_bars(page: Page, server: LiveServer) -> None:
+    open_form(page, server)
+    fill_person(page)
+    submit_and_capture(page)
+    reasons = page.locator("#result-reasons li")
+    expect(reasons).to_have_count(5)
+
+    direct = httpx.post(f"{server.url}/predict?explain=true", json=[expected_row()])
+    contributions = direct.json()["contributions"][0]
+    largest = sorted(contributions.items(), key=lambda item: -abs(item[1]))[:5]
+    labels = {
+        name: page.locator(f'label[for="field-{name}"]').inner_text().strip() for name, _ in largest
+    }
+    shown = [
+        [
+            reasons.nth(i).locator("span").first.inner_text(),
+            reasons.nth(i).locator(".reason-value").inner_text(),
+        ]
+        for i in range(5)
+    ]
+    minus = "\N{MINUS SIGN}"
+    expected = [
+        [labels[name], f"{'+' if value > 0 else minus}{abs(value):.2f}"] for name, value in largest
+    ]
+    assert shown == expected, (shown, expected)
+    widths = [reasons.nth(i).locator(".reason-bar").bounding_box()["width"] for i in range(5)]
+    assert widths == sorted(widths, reverse=True), widths
+    assert widths[-1] > 0, widths
+
+
+def test_a_model_without_explanations_still_predicts(page: Page, server: LiveServer) -> None:
+    page.route(
+        re.compile(r"/predict\?explain=true$"),
+        lambda route: route.fulfill(status=409, json={"status": 409, "detail": "no trees"}),
+    )
+    open_form(page, server)
+    page.get_by_role("button", name="Predict").click()
+
+    expect(page.locator("#result-label")).to_have_text(re.compile(r"^(>50K|<=50K)$"))
+    expect(page.locator("#result-reasons-box")).to_be_hidden()
+
+
 def test_button_is_disabled_while_the_request_is_in_flight(page: Page, server: LiveServer) -> None:
     held: list[Route] = []
-    page.route(re.compile(r"/predict$"), lambda route: held.append(route))
+    page.route(PREDICT_URL, lambda route: held.append(route))
     open_form(page, server)
     button = page.locator("#submit")
 
@@ -196,7 +242,7 @@ def test_out_of_range_value_is_refused_before_sending(page: Page, server: LiveSe
     page.get_by_role("button", name="Predict").click()
 
     expect(page.locator("#error")).to_contain_text("Age must be at most 120")
-    assert not [url for url in sent if url.endswith("/predict")], sent
+    assert not [url for url in sent if PREDICT_URL.search(url)], sent
 
 
 def test_number_limits_are_the_servers_columns(page: Page, server: LiveServer) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +32,16 @@ class PredictionResponse(BaseModel):
     threshold: float
     model_lib_version: str
     timestamp: str
+    contributions: list[dict[str, float]] | None = Field(
+        None,
+        description="With `explain=true`, per row: each feature's contribution to the "
+        "log-odds of >50K (SHAP values; unused features 0).",
+    )
+    base_value: float | None = Field(
+        None,
+        description="With `explain=true`: the log-odds the model expects knowing nothing; "
+        "plus a row's contributions, its log-odds (the logit of its probability).",
+    )
 
 
 class PredictionBody(TypedDict):
@@ -44,6 +54,8 @@ class PredictionBody(TypedDict):
     threshold: float
     model_lib_version: str
     timestamp: str
+    contributions: NotRequired[list[dict[str, float]]]
+    base_value: NotRequired[float]
 
 
 class HealthResponse(BaseModel):

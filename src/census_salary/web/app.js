@@ -10,6 +10,7 @@
     "Assoc-acdm": 12, "Bachelors": 13, "Masters": 14, "Prof-school": 15, "Doctorate": 16,
   };
   const UNKNOWN = "";
+  const SHOWN_REASONS = 5;  // contributions drawn beside the probability
 
   const form = document.getElementById("predict-form");
   const submitButton = document.getElementById("submit");
@@ -201,6 +202,8 @@
     document.getElementById("meter-fill").style.width = (probability * 100) + "%";
     document.getElementById("meter-threshold").style.left = (threshold * 100) + "%";
 
+    showReasons(body.contributions ? body.contributions[0] : null);
+
     const warnings = body.warnings[0] || [];
     const list = document.getElementById("result-warnings");
     list.replaceChildren(...warnings.map((text) => {
@@ -210,6 +213,41 @@
     }));
     document.getElementById("result-warnings-box").hidden = warnings.length === 0;
     resultBox.hidden = false;
+  }
+
+  // The few largest contributions as bars from a centre line, scaled to the largest.
+  function showReasons(contributions) {
+    const box = document.getElementById("result-reasons-box");
+    if (!contributions) {
+      box.hidden = true;
+      return;
+    }
+    const largest = Object.entries(contributions)
+      .filter(([, value]) => value !== 0)
+      .sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]))
+      .slice(0, SHOWN_REASONS);
+    const scale = largest.length ? Math.abs(largest[0][1]) : 1;
+    document.getElementById("result-reasons").replaceChildren(...largest.map(([name, value]) => {
+      const entry = document.createElement("li");
+      const field = document.createElement("span");
+      const element = input(name);
+      field.textContent = element ? labelText(element) : name;
+      const track = document.createElement("span");
+      track.className = "reason-track";
+      const bar = document.createElement("span");
+      bar.className = "reason-bar";
+      bar.dataset.sign = value > 0 ? "up" : "down";
+      const half = (Math.abs(value) / scale) * 50;
+      bar.style.width = half + "%";
+      bar.style.left = (value > 0 ? 50 : 50 - half) + "%";
+      track.appendChild(bar);
+      const number = document.createElement("span");
+      number.className = "reason-value";
+      number.textContent = (value > 0 ? "+" : "−") + Math.abs(value).toFixed(2);
+      entry.append(field, track, number);
+      return entry;
+    }));
+    box.hidden = largest.length === 0;
   }
 
   function setBusy(busy) {
@@ -235,11 +273,15 @@
     if (config.auth_required) headers["X-API-Key"] = apiKeyInput.value;
     setBusy(true);
     try {
-      const response = await fetch("/predict", {
+      const request = {
         method: "POST",
         headers: headers,
         body: JSON.stringify({ inputs: [readRow()] }),
-      });
+      };
+      let response = await fetch("/predict?explain=true", request);
+      if (response.status === 409) {  // a model that cannot explain: predict without
+        response = await fetch("/predict", request);
+      }
       const body = await readJson(response);
       if (response.ok && body && Array.isArray(body.predictions)) {
         showResult(body);

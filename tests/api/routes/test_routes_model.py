@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -277,3 +279,45 @@ def test_openapi_documents_predict_with_examples(client: TestClient) -> None:
 @pytest.mark.parametrize("name", ["inputs", "list"])
 def test_openapi_example_works_when_pressed(client: TestClient, name: str) -> None:
     assert client.post("/predict", json=examples(client)[name]["value"]).status_code == 200
+
+
+# --- /predict?explain=true ----------------------------------------------------------------
+
+
+def test_explain_gives_contributions_that_add_up_to_each_rows_log_odds(
+    client: TestClient,
+) -> None:
+    rows = [EXAMPLE_ROW, {**EXAMPLE_ROW, "age": 52, "workclass": "Astronaut"}]
+    response = client.post("/predict?explain=true", json=rows)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [list(c) for c in body["contributions"]] == [
+        [s["name"] for s in contract_document()]
+    ] * 2
+    for probability, contributions in zip(
+        body["probabilities"], body["contributions"], strict=True
+    ):
+        log_odds = body["base_value"] + sum(contributions.values())
+        assert log_odds == pytest.approx(math.log(probability / (1 - probability)), abs=1e-9)
+
+
+def test_explain_leaves_the_predictions_as_they_are(client: TestClient) -> None:
+    plain = predict(client, [EXAMPLE_ROW])
+    explained = client.post("/predict?explain=true", json=[EXAMPLE_ROW]).json()
+    assert explained["probabilities"] == plain["probabilities"]
+    assert {"contributions", "base_value"}.isdisjoint(plain)
+
+
+def test_explain_of_a_model_without_covers_is_a_409(
+    small_settings: Settings, small_bundle: Bundle
+) -> None:
+    old_tables = dataclasses.replace(small_bundle.scorer, cover=None)  # as trees.npz format 1
+    bundle = dataclasses.replace(small_bundle, scorer=old_tables)
+    with TestClient(create_app(small_settings, bundle)) as c:
+        body = assert_problem(c.post("/predict?explain=true", json=[EXAMPLE_ROW]), 409)
+        assert "census train" in body["detail"]
+        assert c.post("/predict", json=[EXAMPLE_ROW]).status_code == 200
+
+
+def test_explain_must_be_a_boolean(client: TestClient) -> None:
+    assert_problem(client.post("/predict?explain=maybe", json=[EXAMPLE_ROW]), 422)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from census_salary.api.deps import BundleDep, KeyRequired
@@ -16,7 +16,8 @@ from census_salary.api.models import PredictionBody, PredictionResponse
 from census_salary.api.problems import Problem
 from census_salary.api.routes.operations import sklearn_version
 from census_salary.contract import EXAMPLE_ROW, CheckedColumns, check_records
-from census_salary.errors import InputError, RowProblem
+from census_salary.errors import InputError, ModelError, RowProblem
+from census_salary.explain import explain as explain_rows
 from census_salary.row_schema import contract_document
 
 router = APIRouter(tags=["model"], dependencies=[KeyRequired])
@@ -58,14 +59,25 @@ async def metadata(bundle: BundleDep) -> dict[str, Any]:
     responses={
         400: {"description": "The body is not JSON, or not rows."},
         413: {"description": "More rows than the limit, or a larger body than its limit."},
+        409: {"description": "`explain=true`, and the loaded model cannot be explained."},
         422: {"description": "A row is invalid; `errors` names the row index and field."},
     },
 )
-async def predict(request: Request, bundle: BundleDep) -> Response:
+async def predict(
+    request: Request,
+    bundle: BundleDep,
+    explain: Annotated[
+        bool,
+        Query(
+            description="Also give each row's contributions: per feature, its SHAP value in "
+            "log-odds; with `base_value` they add up to the row's log-odds."
+        ),
+    ] = False,
+) -> Response:
     """Score rows: N rows in, N predictions out, in order."""
     checked = parse_rows(await request.body(), request.app.state.max_rows)
     columns = checked.columns
-    if len(checked) <= INLINE_ROWS:
+    if len(checked) <= INLINE_ROWS and not explain:
         probabilities = bundle.probabilities(columns)
     else:  # a big batch in a thread, so /health and small requests are not held up
         probabilities = await run_in_threadpool(bundle.probabilities, columns)
@@ -87,6 +99,13 @@ async def predict(request: Request, bundle: BundleDep) -> Response:
         "model_lib_version": sklearn_version(),
         "timestamp": datetime.now(UTC).isoformat(),
     }
+    if explain:
+        try:
+            explained = await run_in_threadpool(explain_rows, bundle, columns)
+        except ModelError as exc:
+            raise Problem(409, "Conflict", f"No explanations from this model: {exc}") from None
+        body["contributions"] = [explained.contributions(i) for i in range(len(labels))]
+        body["base_value"] = explained.base_value
     return Response(orjson.dumps(body), media_type="application/json")
 
 
