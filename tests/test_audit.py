@@ -53,6 +53,47 @@ def test_slices_cover_the_chosen_feature(small_settings: Settings, small_bundle:
     assert sum(s.rows for s in report.slices) == report.overall.rows
 
 
+def test_a_cross_slice_covers_every_row_once(
+    small_settings: Settings, small_bundle: Bundle
+) -> None:
+    report = slice_bundle(small_settings, small_bundle, None, [("sex", "race")], bootstrap=0)
+    assert {s.feature for s in report.slices} == {"sex & race"}
+    assert "Female & White" in {s.value for s in report.slices}
+    assert sum(s.rows for s in report.slices) == report.overall.rows
+
+
+def test_a_cross_of_a_feature_with_itself_is_refused(
+    small_settings: Settings, small_bundle: Bundle
+) -> None:
+    with pytest.raises(InputError, match=r"sex,sex names a feature twice"):
+        slice_bundle(small_settings, small_bundle, None, [("sex", "sex")])
+
+
+def test_an_unknown_feature_in_a_cross_is_refused(
+    small_settings: Settings, small_bundle: Bundle
+) -> None:
+    with pytest.raises(InputError, match=r"Unknown feature.*height"):
+        slice_bundle(small_settings, small_bundle, None, [("sex", "height")])
+
+
+def test_the_bootstrap_can_be_set_per_report(
+    small_settings: Settings, small_bundle: Bundle
+) -> None:
+    none = slice_bundle(small_settings, small_bundle, None, ["sex"], bootstrap=0)
+    some = slice_bundle(small_settings, small_bundle, None, ["sex"], bootstrap=50)
+    assert (none.bootstrap, some.bootstrap) == (0, 50)
+    assert not none.overall.intervals
+    assert some.overall.intervals
+
+
+def test_slices_come_with_the_configured_fairness_summary(
+    small_settings: Settings, small_bundle: Bundle
+) -> None:
+    report = slice_bundle(small_settings, small_bundle, None, ["age"], bootstrap=0)
+    assert report.fairness is not None
+    assert [f.feature for f in report.fairness.features] == small_settings.fairness.sensitive
+
+
 def test_missing_data_file_is_named(
     tmp_path: Path, small_settings: Settings, small_bundle: Bundle
 ) -> None:

@@ -222,6 +222,71 @@ def test_max_f1_gap_gates(runner: CliRunner, small_settings: Settings) -> None:
     assert lenient.exit_code == 0, lenient.output
 
 
+def test_slice_report_json_gives_each_rate_low_and_high(
+    runner: CliRunner, small_settings: Settings
+) -> None:
+    result = run(runner, small_settings, "slice-report", "-f", "sex", "--format", "json")
+    assert result.exit_code == 0, result.output
+    overall = json.loads(result.stdout)["overall"]
+    for rate in ("precision", "recall", "f1", "selection_rate", "false_positive_rate"):
+        interval = overall["intervals"][rate]
+        assert interval["low"] <= overall[rate] <= interval["high"], rate
+
+
+def test_slice_report_bootstrap_0_gives_no_intervals(
+    runner: CliRunner, small_settings: Settings
+) -> None:
+    args = ("slice-report", "-f", "sex", "--format", "json", "--bootstrap", "0")
+    result = run(runner, small_settings, *args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["bootstrap"] == 0
+    assert report["overall"]["intervals"] == {}
+
+
+def test_slice_report_by_crosses_features(runner: CliRunner, small_settings: Settings) -> None:
+    args = ("slice-report", "--by", "sex, race", "--by", "age", "--format", "json")
+    result = run(runner, small_settings, *args, "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    features = {s["feature"] for s in json.loads(result.stdout)["slices"]}
+    assert features == {"sex & race", "age"}
+
+
+def test_slice_report_table_has_the_fairness_summary(
+    runner: CliRunner, small_settings: Settings
+) -> None:
+    result = run(runner, small_settings, "slice-report", "-f", "sex", "--bootstrap", "50")
+    assert result.exit_code == 0, result.output
+    assert "Fairness between groups" in result.stdout
+    assert "parity ratio" in result.stdout
+
+
+LENIENT_FAIRNESS = {
+    "CENSUS_FAIRNESS__MAX_DEMOGRAPHIC_PARITY_DIFFERENCE": "1",
+    "CENSUS_FAIRNESS__MIN_DEMOGRAPHIC_PARITY_RATIO": "0",
+    "CENSUS_FAIRNESS__MAX_EQUALIZED_ODDS_DIFFERENCE": "1",
+    "CENSUS_FAIRNESS__MAX_FALSE_POSITIVE_RATE_GAP": "1",
+    "CENSUS_FAIRNESS__MAX_FALSE_NEGATIVE_RATE_GAP": "1",
+}
+
+
+def test_fail_on_breach_gates_on_the_fairness_limits(
+    runner: CliRunner, small_settings: Settings
+) -> None:
+    args = ("slice-report", "-f", "sex", "--format", "csv", "--fail-on-breach")
+    strict = run(runner, small_settings, *args, env={"CENSUS_SLICES__BOOTSTRAP": "100"})
+    lenient = run(runner, small_settings, *args, env=LENIENT_FAIRNESS)
+    assert strict.exit_code == ExitCode.GATE_FAILED, strict.output
+    assert "sex: demographic_parity_ratio" in strict.stderr
+    assert "[fairness]" in strict.stderr
+    assert lenient.exit_code == 0, lenient.output
+
+
+def test_breaches_fail_only_when_asked(runner: CliRunner, small_settings: Settings) -> None:
+    result = run(runner, small_settings, "slice-report", "-f", "sex", "--format", "csv")
+    assert result.exit_code == 0, result.output
+
+
 def test_predict_csv_keeps_ids_order_and_duplicates(
     runner: CliRunner, small_settings: Settings
 ) -> None:

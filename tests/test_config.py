@@ -161,7 +161,16 @@ def test_origin_of_names_the_variable_behind_a_value(tmp_path: Path) -> None:
 
 def test_settings_are_the_training_config_plus_where_and_how_to_serve() -> None:
     training_only = set(TrainingConfig.model_fields)
-    assert training_only == {"data", "features", "split", "model", "search", "threshold", "slices"}
+    assert training_only == {
+        "data",
+        "features",
+        "split",
+        "model",
+        "search",
+        "threshold",
+        "slices",
+        "fairness",
+    }
     assert set(Settings.model_fields) - training_only == {"source", "artifacts", "serve"}
 
 
@@ -213,3 +222,45 @@ def test_keep_history_in_a_variable_names_the_variable(tmp_path: Path) -> None:
         ConfigError, match=r"^CENSUS_ARTIFACTS__KEEP_HISTORY \(overriding .*\): artifacts\.keep_"
     ):
         load_settings(write(tmp_path, MINIMAL), environ={"CENSUS_ARTIFACTS__KEEP_HISTORY": "0"})
+
+
+def test_slices_have_a_bootstrap_and_fairness_compares_sex_and_race_by_default(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL), environ={})
+    assert (settings.slices.bootstrap, settings.slices.max_f1_width) == (1000, 0.2)
+    assert settings.fairness.sensitive == ["sex", "race"]
+    assert settings.fairness.min_demographic_parity_ratio == 0.8
+
+
+def test_the_project_file_agrees_with_the_slice_and_fairness_defaults() -> None:
+    settings = load_settings(ROOT / "census.toml", environ={})
+    assert settings.slices == type(settings.slices)()
+    assert settings.fairness == type(settings.fairness)()
+
+
+def test_bootstrap_can_be_turned_off_from_the_environment(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL), environ={"CENSUS_SLICES__BOOTSTRAP": "0"})
+    assert settings.slices.bootstrap == 0
+
+
+def test_sensitive_features_come_from_the_environment_as_a_list(tmp_path: Path) -> None:
+    environ = {"CENSUS_FAIRNESS__SENSITIVE": '["age"]'}
+    assert load_settings(write(tmp_path, MINIMAL), environ=environ).fairness.sensitive == ["age"]
+
+
+@pytest.mark.parametrize(
+    ("section", "says"),
+    [
+        ("[fairness]\nsensitive = ['height']", r"fairness\.sensitive: unknown feature.*height"),
+        ("[fairness]\nsensitive = ['sex', 'sex']", r"fairness\.sensitive: .*more than once"),
+        ("[fairness]\nmin_demographic_parity_ratio = 1.5", r"min_demographic_parity_ratio"),
+        ("[fairness]\nmax_fpr_gap = 0.1", r"fairness\.max_fpr_gap: unknown key"),
+        ("[slices]\nbootstrap = -1", r"slices\.bootstrap"),
+        ("[slices]\nmax_f1_width = 0", r"slices\.max_f1_width"),
+        ("[slices]\nbins = 1", r"slices\.bins"),
+    ],
+)
+def test_bad_slice_and_fairness_settings_are_named(tmp_path: Path, section: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        load_settings(write(tmp_path, MINIMAL + section + "\n"), environ={})

@@ -2,7 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from census_salary.metrics import evaluate, slice_metrics
+from census_salary.config import FairnessSettings, SliceSettings
+from census_salary.errors import InputError
+from census_salary.metrics import INTERVALS, SliceReport, evaluate, slice_metrics
 
 
 def test_evaluate_counts_the_confusion_matrix() -> None:
@@ -32,29 +34,50 @@ def frame() -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     return x, y, p
 
 
+def options(min_rows: int = 1, **more: float) -> SliceSettings:
+    return SliceSettings(min_rows=min_rows, bootstrap=0, **more)
+
+
 def test_every_category_is_a_slice_and_missing_is_its_own() -> None:
     x, y, p = frame()
-    report = slice_metrics(x, y, p, 0.5, ["sex"], min_rows=1)
+    report = slice_metrics(x, y, p, 0.5, ["sex"], options())
     assert [(s.value, s.rows) for s in report.slices] == [("?", 1), ("Female", 4), ("Male", 6)]
 
 
-def test_numerical_columns_split_at_the_median() -> None:
+def test_numerical_columns_are_cut_into_quantile_bins() -> None:
     x, y, p = frame()
-    report = slice_metrics(x, y, p, 0.5, ["age"], min_rows=1)
-    assert [(s.value, s.rows) for s in report.slices] == [("< 45", 5), (">= 45", 6)]
+    report = slice_metrics(x, y, p, 0.5, ["age"], options(bins=2))
+    assert [(s.value, s.rows) for s in report.slices] == [("<= 45", 6), ("> 45", 5)]
+    assert report.bins == 2
+
+
+def test_a_cross_slice_combines_the_groups_of_its_features() -> None:
+    x, y, p = frame()
+    report = slice_metrics(x, y, p, 0.5, [("sex", "age")], options(bins=2))
+    assert [(s.feature, s.value, s.rows) for s in report.slices][:2] == [
+        ("sex & age", "? & > 45", 1),
+        ("sex & age", "Female & <= 45", 3),
+    ]
 
 
 def test_small_slices_are_marked_not_dropped() -> None:
     x, y, p = frame()
-    report = slice_metrics(x, y, p, 0.5, ["sex"], min_rows=5)
+    report = slice_metrics(x, y, p, 0.5, ["sex"], options(min_rows=5))
     small = {s.value: s.too_small for s in report.slices}
     assert small == {"?": True, "Female": True, "Male": False}
     assert report.slices[0].f1 is None
 
 
+def test_the_whole_is_never_too_small() -> None:
+    x, y, p = frame()
+    report = slice_metrics(x, y, p, 0.5, ["sex"], options(min_rows=50))
+    assert not report.overall.too_small
+    assert report.overall.f1 == evaluate(y, p, 0.5).f1
+
+
 def test_slice_rates_and_gap() -> None:
     x, y, p = frame()
-    report = slice_metrics(x, y, p, 0.5, ["sex"], min_rows=1)
+    report = slice_metrics(x, y, p, 0.5, ["sex"], options())
     female = next(s for s in report.slices if s.value == "Female")
     # Female: y = 1 0 0 1, predicted = 0 0 0 1 -> precision 1, recall 0.5, F1 2/3.
     assert (female.precision, female.recall) == (1.0, 0.5)
@@ -66,8 +89,81 @@ def test_slice_rates_and_gap() -> None:
 
 def test_worst_f1_gap_ignores_small_slices() -> None:
     x, y, p = frame()
-    report = slice_metrics(x, y, p, 0.5, ["sex", "age"], min_rows=3)
+    report = slice_metrics(x, y, p, 0.5, ["sex", "age"], options(min_rows=3))
     worst = report.worst_f1_gap()
     assert worst is not None
     assert not worst.too_small
     assert all((s.f1_gap or 0) >= (worst.f1_gap or 0) for s in report.slices)
+
+
+def big_frame(copies: int = 40) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    x, y, p = frame()
+    return pd.concat([x] * copies), np.tile(y, copies), np.tile(p, copies)
+
+
+def test_without_a_bootstrap_there_are_no_intervals() -> None:
+    report = slice_metrics(*big_frame(), 0.5, ["sex"], options())
+    assert report.bootstrap == 0
+    assert all(not s.intervals and not s.too_uncertain for s in report.slices)
+
+
+def test_a_bootstrap_gives_each_rate_an_interval_around_its_value() -> None:
+    settings = SliceSettings(min_rows=1, bootstrap=200, seed=1)
+    report = slice_metrics(*big_frame(), 0.5, ["sex"], settings)
+    male = next(s for s in report.slices if s.value == "Male")
+    assert set(male.intervals) == set(INTERVALS)
+    for name, interval in male.intervals.items():
+        assert interval.low <= getattr(male, name) <= interval.high, name
+    assert "f1_gap" not in report.overall.intervals
+    assert (report.bootstrap, report.seed) == (200, 1)
+
+
+def test_a_wide_f1_interval_is_too_uncertain_and_not_ranked() -> None:
+    """Female has 80 rows (2 of 4 earning >50K found) against Male's 240: with a width limit
+    between their F1 intervals' widths, Female is too uncertain to rank."""
+    report = slice_metrics(*big_frame(20), 0.5, ["sex"], SliceSettings(min_rows=1))
+    widths = {s.value: s.intervals["f1"].width for s in report.slices if "f1" in s.intervals}
+    limit = (widths["Female"] + widths["Male"]) / 2
+    assert widths["Female"] > limit > widths["Male"]
+    judged = slice_metrics(
+        *big_frame(20), 0.5, ["sex"], SliceSettings(min_rows=1, max_f1_width=limit)
+    )
+    uncertain = {s.value for s in judged.slices if s.too_uncertain}
+    assert uncertain == {"Female"}
+    assert "Female" not in {s.value for s in judged.ranked()}
+
+
+def test_the_same_seed_gives_the_same_report() -> None:
+    settings = SliceSettings(min_rows=1, bootstrap=50)
+    fairness = FairnessSettings(sensitive=["sex"])
+    first = slice_metrics(*big_frame(), 0.5, ["sex", "age"], settings, fairness)
+    again = slice_metrics(*big_frame(), 0.5, ["sex", "age"], settings, fairness)
+    assert first == again
+
+
+def test_the_fairness_summary_comes_with_the_report() -> None:
+    x, y, p = big_frame()
+    report = slice_metrics(x, y, p, 0.5, ["age"], options(), FairnessSettings(sensitive=["sex"]))
+    assert report.fairness is not None
+    assert [f.feature for f in report.fairness.features] == ["sex"]
+    assert slice_metrics(x, y, p, 0.5, ["age"], options()).fairness is None
+
+
+def test_the_fairness_gate_needs_sensitive_features() -> None:
+    x, y, p = frame()
+    report = slice_metrics(x, y, p, 0.5, ["age"], options(), FairnessSettings(sensitive=[]))
+    with pytest.raises(InputError, match=r"\[fairness\] sensitive"):
+        report.check_fairness()
+
+
+def test_a_report_written_before_intervals_still_reads() -> None:
+    old = {
+        "overall": {"feature": "(all)", "value": "(all)", "rows": 10, "too_small": False},
+        "slices": [{"feature": "sex", "value": "Male", "rows": 6, "too_small": False, "f1": 0.5}],
+        "min_rows": 5,
+        "threshold": 0.4,
+    }
+    report = SliceReport.model_validate(old)
+    assert (report.bootstrap, report.bins, report.fairness) == (0, None, None)
+    assert report.slices[0].intervals == {}
+    assert not report.slices[0].too_uncertain

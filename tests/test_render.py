@@ -3,13 +3,17 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+import pytest
 from rich.console import Console
 
 from census_salary.artifacts import RunStatus, Switch
+from census_salary.audit import slice_bundle
 from census_salary.bundle import Bundle
+from census_salary.config import Settings, SliceSettings
 from census_salary.metadata import RunMetrics, RunRecord
-from census_salary.metrics import slice_metrics
+from census_salary.metrics import SliceReport, slice_metrics
 from census_salary.render import (
+    fairness_table,
     metrics_table,
     runs_table,
     short_versions,
@@ -26,10 +30,48 @@ def rendered(renderable: object) -> str:
 
 def test_slice_values_are_shown_as_data_not_markup() -> None:
     features = pd.DataFrame({"workclass": ["[red]x"] * 40 + ["[/]"] * 40})
-    report = slice_metrics(features, np.zeros(80), np.zeros(80), 0.5, ["workclass"], 10)
+    settings = SliceSettings(min_rows=10, bootstrap=0)
+    report = slice_metrics(features, np.zeros(80), np.zeros(80), 0.5, ["workclass"], settings)
     text = rendered(slice_table(report))
     assert "[red]x" in text
     assert "[/]" in text
+
+
+@pytest.fixture(scope="module")
+def audited(small_settings: Settings, small_bundle: Bundle) -> SliceReport:
+    return slice_bundle(small_settings, small_bundle, None, None, bootstrap=200)
+
+
+def in_80_columns(*renderables: object) -> str:
+    console = Console(record=True, width=80)
+    for renderable in renderables:
+        console.print(renderable)
+    return console.export_text()
+
+
+def test_slice_table_fits_80_columns_with_f1_intervals(audited: SliceReport) -> None:
+    text = in_80_columns(slice_table(audited))
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "…" not in text  # values fold rather than lose their end
+    f1 = audited.overall.intervals["f1"]
+    assert f"{audited.overall.f1:.2f} [{f1.low:.2f}, {f1.high:.2f}]" in text
+
+
+def test_slice_table_says_which_slices_are_too_uncertain(audited: SliceReport) -> None:
+    uncertain = [s for s in audited.slices if s.too_uncertain]
+    assert uncertain, "the sample should have a slice with a wide F1 interval"
+    text = in_80_columns(slice_table(audited))
+    assert text.count(" uncertain") == len(uncertain) + 1  # + the caption's
+
+
+def test_fairness_table_fits_80_columns_and_gives_each_verdict(audited: SliceReport) -> None:
+    assert audited.fairness is not None
+    text = in_80_columns(fairness_table(audited.fairness))
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    verdicts = [d.verdict for f in audited.fairness.features for d in f.disparities]
+    for verdict in set(verdicts):
+        assert text.count(f" {verdict} ") >= verdicts.count(verdict), text
+    assert "[fairness] in census.toml" in text
 
 
 def test_a_title_naming_a_file_is_shown_as_written(small_bundle: Bundle) -> None:
@@ -85,7 +127,9 @@ def test_short_versions_are_starts_that_tell_versions_apart() -> None:
 
 
 def test_switch_text_says_a_running_server_loads_it_on_restart(small_bundle: Bundle) -> None:
-    report = slice_metrics(pd.DataFrame({"sex": ["x"] * 4}), np.zeros(4), np.zeros(4), 0.5, [], 1)
+    report = slice_metrics(
+        pd.DataFrame({"sex": ["x"] * 4}), np.zeros(4), np.zeros(4), 0.5, [], SliceSettings()
+    )
     switch = Switch(small_bundle.version, small_bundle, report, previous="20200101T000000Z-0")
     text = rendered(switch_text(switch))
     assert f"{small_bundle.version} is now the current model (it was 20200101T000000Z-0)" in text

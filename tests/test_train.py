@@ -142,6 +142,19 @@ def test_accuracy_threshold_objective(tmp_path: Path, sample_frame: pd.DataFrame
     assert result.metadata.threshold_objective == "accuracy"
 
 
+def test_the_bundle_keeps_the_slice_report_with_intervals_and_fairness(
+    trained_project: TrainResult,
+) -> None:
+    from census_salary.bundle import read_slices
+
+    stored = read_slices(trained_project.bundle_dir)
+    assert stored == trained_project.slices
+    assert stored.bootstrap == 1000  # [slices] bootstrap by default
+    assert stored.overall.intervals
+    assert stored.fairness is not None
+    assert [f.feature for f in stored.fairness.features] == ["sex", "race"]
+
+
 def test_self_test_row_is_the_schema_example(small_settings: Settings) -> None:
     from census_salary.bundle import current_bundle_dir, read_metadata
 

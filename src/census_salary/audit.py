@@ -6,6 +6,7 @@ any labelled file; the bundle scores them through its one scorer, as every door 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -48,15 +49,37 @@ def evaluate_bundle(settings: Settings, bundle: Bundle, data_path: Path | None) 
 
 
 def slice_bundle(
-    settings: Settings, bundle: Bundle, data_path: Path | None, columns: list[str] | None
+    settings: Settings,
+    bundle: Bundle,
+    data_path: Path | None,
+    slicings: Sequence[str | Sequence[str]] | None,
+    bootstrap: int | None = None,
 ) -> SliceReport:
+    """The slice report of the bundle on labelled rows, with the fairness summary.
+
+    `slicings`: features, or sequences of features to cross (default: `[slices] features`,
+    else every feature); `bootstrap`: resamples (default: `[slices] bootstrap`).
+    """
     x, y = labelled_rows(settings, bundle, data_path)
-    unknown = [c for c in columns or [] if c not in x.columns]
+    named = [name for names in slicings or [] for name in _names(names)]
+    unknown = [name for name in named if name not in x.columns]
     if unknown:
         raise InputError(
             f"Unknown feature(s) {', '.join(unknown)}; choose from {', '.join(x.columns)}."
         )
+    for names in slicings or []:
+        if len(set(_names(names))) != len(_names(names)):
+            raise InputError(
+                f"{','.join(_names(names))} names a feature twice; cross each feature once."
+            )
     features = bundle.metadata.features
-    chosen = columns or settings.slices.features or [*features.categorical, *features.numerical]
+    chosen = slicings or settings.slices.features or [*features.categorical, *features.numerical]
+    options = settings.slices
+    if bootstrap is not None:
+        options = options.model_copy(update={"bootstrap": bootstrap})
     p = bundle.probabilities(x)
-    return slice_metrics(x, y.to_numpy(), p, bundle.threshold, chosen, settings.slices.min_rows)
+    return slice_metrics(x, y.to_numpy(), p, bundle.threshold, chosen, options, settings.fairness)
+
+
+def _names(slicing: str | Sequence[str]) -> list[str]:
+    return [slicing] if isinstance(slicing, str) else list(slicing)

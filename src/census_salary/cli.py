@@ -217,24 +217,57 @@ def slice_report(
             help="Exit with code 5 when a slice's F1 is more than this below the overall F1.",
         ),
     ] = None,
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--by",
+            help="Features to cross, comma-separated: `--by sex,race` slices by each "
+            "combination (repeat for more; adds to --feature; default: all, one by one).",
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        int | None,
+        typer.Option(
+            "--bootstrap",
+            min=0,
+            help="Bootstrap resamples behind the 95% intervals; 0: none "
+            "(default: \\[slices] bootstrap in census.toml).",
+        ),
+    ] = None,
+    fail_on_breach: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-breach",
+            help="Exit with code 5 when a fairness measure's interval lies wholly beyond "
+            "its limit (\\[fairness] in census.toml).",
+        ),
+    ] = False,
 ) -> None:
-    """Metrics on every slice of the data, to expose where the model does worse."""
+    """Metrics on every slice of the data, with intervals, and a fairness summary, to expose
+    where the model does worse and for whom."""
     from census_salary.audit import slice_bundle
 
     settings = _settings(ctx)
-    report = slice_bundle(settings, _bundle(settings), data, feature)
+    crosses = [tuple(name.strip() for name in names.split(",")) for names in by or []]
+    slicings = [*(feature or []), *crosses]
+    report = slice_bundle(settings, _bundle(settings), data, slicings, bootstrap)
     _emit_slices(report, output_format, output)
     if max_f1_gap is not None:
         report.check_f1_gap(max_f1_gap)
+    if fail_on_breach:
+        report.check_fairness()
 
 
 def _emit_slices(report: SliceReport, output_format: SliceFormat, output: Path | None) -> None:
     from census_salary import report as text
 
     if output_format is SliceFormat.table and output is None:
-        from census_salary.render import slice_table
+        from census_salary.render import fairness_table, slice_table
 
-        Console().print(slice_table(report))
+        console = Console()
+        console.print(slice_table(report))
+        if report.fairness is not None and report.fairness.features:
+            console.print(fairness_table(report.fairness))
         return
     renderers = {
         SliceFormat.csv: text.render_slice_csv,

@@ -123,16 +123,45 @@ class ThresholdSettings(_Section):
     cv: int = Field(5, ge=2)
 
 
+def _known_features(names: list[str]) -> list[str]:
+    unknown = [name for name in names if name not in [*CATEGORICAL, *NUMERICAL]]
+    if unknown:
+        raise ValueError(f"unknown feature(s) {unknown}; choose from {CATEGORICAL + NUMERICAL}")
+    if len(set(names)) != len(names):
+        raise ValueError("a feature is listed more than once")
+    return names
+
+
 class SliceSettings(_Section):
     min_rows: int = Field(30, ge=1)
     features: list[str] = []
+    # Quantile bins per numerical feature (fewer where values repeat; 0 apart where most are 0).
+    bins: int = Field(4, ge=2)
+    # Bootstrap resamples behind the 95% intervals (0: no intervals).
+    bootstrap: int = Field(1000, ge=0)
+    # A slice whose F1 interval is wider than this is too uncertain to rank.
+    max_f1_width: float = Field(0.2, gt=0)
+    seed: int = 42  # of the bootstrap resamples
 
-    @model_validator(mode="after")
-    def _known(self) -> SliceSettings:
-        unknown = [name for name in self.features if name not in [*CATEGORICAL, *NUMERICAL]]
-        if unknown:
-            raise ValueError(f"unknown feature(s) {unknown}; choose from {CATEGORICAL + NUMERICAL}")
-        return self
+    _known = field_validator("features")(_known_features)
+
+
+class FairnessSettings(_Section):
+    """The groups compared for fairness, and the limits `slice-report --fail-on-breach` keeps.
+
+    Differences are between the groups' highest and lowest rate (0 to 1); the ratio is the
+    lowest selection rate over the highest. The defaults are common rules of thumb (a 0.8
+    ratio is the "four-fifths rule"); the 1994 data breaches them for sex and race.
+    """
+
+    sensitive: list[str] = ["sex", "race"]
+    max_demographic_parity_difference: float = Field(0.1, ge=0, le=1)
+    min_demographic_parity_ratio: float = Field(0.8, ge=0, le=1)
+    max_equalized_odds_difference: float = Field(0.1, ge=0, le=1)
+    max_false_positive_rate_gap: float = Field(0.1, ge=0, le=1)
+    max_false_negative_rate_gap: float = Field(0.1, ge=0, le=1)
+
+    _known = field_validator("sensitive")(_known_features)
 
 
 class ArtifactSettings(_Section):
@@ -176,6 +205,7 @@ class TrainingConfig(_Section):
     search: SearchSettings = SearchSettings()
     threshold: ThresholdSettings = ThresholdSettings()
     slices: SliceSettings = SliceSettings()
+    fairness: FairnessSettings = FairnessSettings()
 
 
 class Settings(TrainingConfig):

@@ -1,19 +1,32 @@
-"""Evaluation metrics and slice metrics (performance on each slice of the data).
+"""Evaluation metrics, and slice metrics (performance on each slice of the data) with
+bootstrap intervals and the fairness summary beside them.
 
 The result models are read by `census serve` with a model's metadata, so this module
-imports scikit-learn only where it computes.
+imports scikit-learn only where it computes, and pandas not at all.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel
 
-from census_salary.contract import NUMERICAL
-from census_salary.errors import GateError
+from census_salary.bootstrap import (
+    RATES,
+    Interval,
+    RateName,
+    cells,
+    defined,
+    group_counts,
+    intervals,
+)
+from census_salary.config import FairnessSettings, SliceSettings
+from census_salary.errors import GateError, InputError
+from census_salary.fairness import FairnessSummary, summarise
+from census_salary.slicing import Group, groups_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,16 +62,12 @@ def _ratio(numerator: int, denominator: int) -> float | None:
 
 
 def _counts(y_true: np.ndarray, y_pred: np.ndarray) -> ConfusionMatrix:
-    return ConfusionMatrix(
-        true_negative=int(np.sum(~y_true & ~y_pred)),
-        false_positive=int(np.sum(~y_true & y_pred)),
-        false_negative=int(np.sum(y_true & ~y_pred)),
-        true_positive=int(np.sum(y_true & y_pred)),
-    )
+    tn, fp, fn, tp = (int(n) for n in cells(y_true, y_pred).sum(axis=0))
+    return ConfusionMatrix(true_negative=tn, false_positive=fp, false_negative=fn, true_positive=tp)
 
 
-def _f1(c: ConfusionMatrix) -> float | None:
-    return _ratio(2 * c.true_positive, 2 * c.true_positive + c.false_positive + c.false_negative)
+def _rate(c: ConfusionMatrix, name: RateName) -> float | None:
+    return _ratio(*RATES[name](c))
 
 
 def evaluate(y_true: np.ndarray, probabilities: np.ndarray, threshold: float) -> Metrics:
@@ -73,9 +82,9 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, threshold: float) ->
         rows=len(y),
         threshold=threshold,
         accuracy=(c.true_positive + c.true_negative) / len(y) if len(y) else math.nan,
-        precision=_ratio(c.true_positive, c.true_positive + c.false_positive),
-        recall=_ratio(c.true_positive, c.true_positive + c.false_negative),
-        f1=_f1(c),
+        precision=_rate(c, "precision"),
+        recall=_rate(c, "recall"),
+        f1=_rate(c, "f1"),
         roc_auc=float(roc_auc_score(y, p)) if both_classes else None,
         pr_auc=float(average_precision_score(y, p)) if both_classes else None,
         brier=float(brier_score_loss(y, p)) if len(y) else math.nan,
@@ -85,10 +94,46 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, threshold: float) ->
     )
 
 
+IntervalName = Literal[
+    "selection_rate",
+    "precision",
+    "recall",
+    "f1",
+    "false_positive_rate",
+    "false_negative_rate",
+    "f1_gap",
+]
+SLICE_RATES: tuple[RateName, ...] = (
+    "positive_rate",
+    "selection_rate",
+    "precision",
+    "recall",
+    "f1",
+    "false_positive_rate",
+    "false_negative_rate",
+)
+# Each gap is the slice's rate minus the overall rate.
+GAPS: dict[str, RateName] = {
+    "f1_gap": "f1",
+    "precision_gap": "precision",
+    "recall_gap": "recall",
+    "selection_rate_gap": "selection_rate",
+}
+INTERVALS: tuple[IntervalName, ...] = (
+    "selection_rate",
+    "precision",
+    "recall",
+    "f1",
+    "false_positive_rate",
+    "false_negative_rate",
+    "f1_gap",
+)
+
+
 class SliceMetrics(BaseModel):
     """Metrics on one slice; the rates are None when the slice is too small or undefined."""
 
-    feature: str
+    feature: str  # a feature, or features joined by " & " (a cross-slice)
     value: str
     rows: int
     too_small: bool
@@ -103,16 +148,28 @@ class SliceMetrics(BaseModel):
     precision_gap: float | None = None
     recall_gap: float | None = None
     selection_rate_gap: float | None = None
+    # 95% bootstrap intervals, where the report has a bootstrap and the rate is defined.
+    intervals: dict[IntervalName, Interval] = {}
+    # Its F1 interval is wider than the report's max_f1_width: shown, but not ranked.
+    too_uncertain: bool = False
 
 
 class SliceReport(BaseModel):
+    """Slice metrics of labelled rows; fields after `threshold` are absent (defaulted) in
+    reports written before intervals and fairness."""
+
     overall: SliceMetrics
     slices: list[SliceMetrics]
     min_rows: int
     threshold: float
+    bins: int | None = None  # quantile bins per numerical feature; None: split at the median
+    bootstrap: int = 0  # resamples behind the intervals; 0: no intervals
+    seed: int | None = None  # of the resamples
+    max_f1_width: float | None = None
+    fairness: FairnessSummary | None = None
 
     def check_f1_gap(self, max_gap: float) -> None:
-        """Raise GateError when a sized slice's F1 is more than `max_gap` below the whole's."""
+        """Raise GateError when a ranked slice's F1 is more than `max_gap` below the whole's."""
         worst = self.worst_f1_gap()
         if worst is not None and worst.f1_gap is not None and worst.f1_gap < -max_gap:
             raise GateError(
@@ -121,36 +178,24 @@ class SliceReport(BaseModel):
                 f"(allowed: {max_gap})."
             )
 
+    def check_fairness(self) -> None:
+        """Raise GateError when a fairness measure's interval lies beyond its limit, and
+        InputError when the report has no fairness summary to check."""
+        if self.fairness is None or not self.fairness.features:
+            raise InputError(
+                "There is no fairness summary to check: name the sensitive features in "
+                'census.toml ([fairness] sensitive = ["sex", "race"]).'
+            )
+        self.fairness.check()
+
+    def ranked(self) -> list[SliceMetrics]:
+        """The slices with an F1 gap, sized and certain enough to judge, worst first."""
+        judged = [s for s in self.slices if s.f1_gap is not None and not s.too_uncertain]
+        return sorted(judged, key=lambda s: s.f1_gap or 0.0)
+
     def worst_f1_gap(self) -> SliceMetrics | None:
-        """The sized slice whose F1 falls furthest below the overall F1."""
-        gaps = [s for s in self.slices if s.f1_gap is not None]
-        return min(gaps, key=lambda s: s.f1_gap or 0.0, default=None)
-
-
-def _slice(
-    feature: str, value: str, y: np.ndarray, pred: np.ndarray, min_rows: int
-) -> SliceMetrics:
-    rows = len(y)
-    if rows < min_rows:
-        return SliceMetrics(feature=feature, value=value, rows=rows, too_small=True)
-    c = _counts(y, pred)
-    return SliceMetrics(
-        feature=feature,
-        value=value,
-        rows=rows,
-        too_small=False,
-        positive_rate=float(y.mean()),
-        selection_rate=float(pred.mean()),
-        precision=_ratio(c.true_positive, c.true_positive + c.false_positive),
-        recall=_ratio(c.true_positive, c.true_positive + c.false_negative),
-        f1=_f1(c),
-        false_positive_rate=_ratio(c.false_positive, c.false_positive + c.true_negative),
-        false_negative_rate=_ratio(c.false_negative, c.false_negative + c.true_positive),
-    )
-
-
-def _gap(value: float | None, overall: float | None) -> float | None:
-    return None if value is None or overall is None else value - overall
+        """The ranked slice whose F1 falls furthest below the overall F1."""
+        return next(iter(self.ranked()), None)
 
 
 def slice_metrics(
@@ -158,34 +203,84 @@ def slice_metrics(
     y_true: np.ndarray,
     probabilities: np.ndarray,
     threshold: float,
-    columns: list[str],
-    min_rows: int,
+    slicings: Sequence[str | Sequence[str]],
+    settings: SliceSettings,
+    fairness: FairnessSettings | None = None,
 ) -> SliceReport:
-    """Metrics for each category of each categorical column, and for each numerical
-    column below and at-or-above its median; missing categories form their own slice."""
+    """Metrics for each group of each slicing (a feature, or a sequence of features to
+    cross; see `slicing`), with `settings.bootstrap` resamples behind 95% intervals, and the
+    fairness summary of `fairness.sensitive` on the same resamples. `settings.features` is
+    not read: the caller chooses the slicings."""
     y = np.asarray(y_true).astype(bool)
     pred = np.asarray(probabilities) >= threshold
-    overall = _slice("(all)", "(all)", y, pred, 1)
-    slices: list[SliceMetrics] = []
-    for column in columns:
-        values = features[column]
-        if column in NUMERICAL:
-            median = float(values.median())
-            below = (values < median).to_numpy()
-            groups = [(f"< {median:g}", below), (f">= {median:g}", ~below)]
-        else:
-            labels = values.fillna("?").astype(str).to_numpy()
-            groups = [(value, labels == value) for value in sorted(set(labels))]
-        for value, mask in groups:
-            part = _slice(column, value, y[mask], pred[mask], min_rows)
-            if not part.too_small:
-                part = part.model_copy(
-                    update={
-                        "f1_gap": _gap(part.f1, overall.f1),
-                        "precision_gap": _gap(part.precision, overall.precision),
-                        "recall_gap": _gap(part.recall, overall.recall),
-                        "selection_rate_gap": _gap(part.selection_rate, overall.selection_rate),
-                    }
-                )
-            slices.append(part)
-    return SliceReport(overall=overall, slices=slices, min_rows=min_rows, threshold=threshold)
+    slices = [group for names in slicings for group in groups_of(features, names, settings.bins)]
+    sensitive = [
+        (name, groups_of(features, name, settings.bins))
+        for name in (fairness.sensitive if fairness is not None else [])
+    ]
+    groups = [
+        Group("(all)", "(all)", np.ones(len(y), dtype=bool)),
+        *slices,
+        *(group for _, own in sensitive for group in own),
+    ]
+    counts = group_counts(
+        y, pred, np.stack([g.mask for g in groups], axis=1), settings.bootstrap, settings.seed
+    )
+    shown = 1 + len(slices)  # the columns of `counts` this report shows; then the sensitive
+    values = {name: counts.rate(name)[:, :shown] for name in SLICE_RATES}
+    values |= {gap: values[rate] - values[rate][:, :1] for gap, rate in GAPS.items()}
+    bounds = {name: intervals(values[name]) for name in INTERVALS}
+    parts = [
+        _slice(group, {name: v[:, column] for name, v in values.items()}, bounds, column, settings)
+        for column, group in enumerate(groups[:shown])
+    ]
+    return SliceReport(
+        overall=parts[0],
+        slices=parts[1:],
+        min_rows=settings.min_rows,
+        threshold=threshold,
+        bins=settings.bins,
+        bootstrap=settings.bootstrap,
+        seed=settings.seed if settings.bootstrap else None,
+        max_f1_width=settings.max_f1_width if settings.bootstrap else None,
+        fairness=(
+            summarise(sensitive, counts.columns(slice(shown, None)), fairness, settings.min_rows)
+            if fairness is not None
+            else None
+        ),
+    )
+
+
+def _slice(
+    group: Group,
+    values: dict[str, np.ndarray],
+    bounds: dict[IntervalName, list[Interval | None]],
+    column: int,
+    settings: SliceSettings,
+) -> SliceMetrics:
+    """One slice (column 0: the whole, which is never too small, and has no gaps) from its
+    rates in the sample (element 0) and the resamples."""
+    rows = int(group.mask.sum())
+    whole = column == 0
+    if rows < settings.min_rows and not whole:
+        return SliceMetrics(feature=group.feature, value=group.value, rows=rows, too_small=True)
+    shown = [name for name in values if not (whole and name in GAPS)]
+    known = {
+        name: interval
+        for name in INTERVALS
+        if name in shown and (interval := bounds[name][column]) is not None
+    }
+    f1 = defined(values["f1"][0])
+    f1_interval = known.get("f1")
+    return SliceMetrics(
+        feature=group.feature,
+        value=group.value,
+        rows=rows,
+        too_small=False,
+        **{name: defined(values[name][0]) for name in shown},
+        intervals=known,
+        too_uncertain=settings.bootstrap > 0
+        and not whole
+        and f1 is not None
+        and (f1_interval is None or f1_interval.width > settings.max_f1_width),
+    )

@@ -19,8 +19,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from census_salary.metrics import Metrics, SliceReport
-from census_salary.report import fmt, metric_rows, slice_cells
+from census_salary.fairness import FairnessSummary
+from census_salary.metrics import Metrics, SliceMetrics, SliceReport
+from census_salary.report import fmt, fmt_interval, limit_text, metric_rows
 
 if TYPE_CHECKING:
     from census_salary.artifacts import RunStatus, Switch
@@ -94,31 +95,88 @@ def train_table(result: TrainResult) -> Table:
 
 
 def slice_table(report: SliceReport) -> Table:
+    """The slices within 80 columns: rows, selection rate, F1 with its interval, error rates
+    and the F1 gap (the other formats have every rate with its interval)."""
+    caption = (
+        "sel: predicted positive rate; FPR, FNR: false positive and negative rates; "
+        f"slices under {report.min_rows} rows are too small to judge."
+    )
+    if report.bootstrap:
+        caption += (
+            f" In brackets: 95% intervals ({report.bootstrap} bootstrap resamples); "
+            f"uncertain: F1 interval wider than {report.max_f1_width}, not ranked."
+        )
     table = Table(
         title=f"Slices at threshold {report.threshold:.4f}",
-        caption="pos: actual positive rate; sel: predicted positive rate; "
-        f"slices under {report.min_rows} rows are too small to judge.",
+        caption=Text(caption),
+        box=box.SIMPLE_HEAD,
+        padding=0,  # one space between columns, so it fits 80 columns
     )
-    headers = (
-        "feature",
-        "value",
-        "rows",
-        "pos",
-        "sel",
-        "prec",
-        "rec",
-        "F1",
-        "FPR",
-        "FNR",
-        "F1 gap",
-    )
-    for name in headers:
+    for name in ("feature", "value", "rows", "sel", "F1", "FPR", "FNR", "F1 gap"):
         left = name in ("feature", "value")
-        table.add_column(name, justify="left" if left else "right", no_wrap=not left)
-    table.add_row(*map(Text, slice_cells(report.overall)), style="bold")
-    for s in report.slices:
-        style = "dim" if s.too_small else ("red" if (s.f1_gap or 0) < -0.1 else None)
-        table.add_row(*map(Text, slice_cells(s)), style=style)  # values are data, not markup
+        # Values fold (wrap anywhere) rather than lose their end: they are data.
+        wrap = {"overflow": "fold"} if name == "value" else {"no_wrap": True}
+        table.add_column(name, justify="left" if left else "right", **wrap)
+    for s in [report.overall, *report.slices]:
+        if s.too_uncertain:
+            style = "yellow"
+        elif s.too_small:
+            style = "dim"
+        else:
+            style = "red" if (s.f1_gap or 0) < -0.1 else None
+        style = "bold" if s is report.overall else style
+        table.add_row(*map(Text, _slice_row(s)), style=style)  # values are data, not markup
+    return table
+
+
+def _slice_row(s: SliceMetrics) -> list[str]:
+    head = [s.feature, s.value, str(s.rows)]
+    if s.too_small:
+        return [*head, "", "too small", "", "", ""]
+    return [
+        *head,
+        fmt(s.selection_rate, 2),
+        fmt_interval(s.f1, s.intervals.get("f1"), 2),
+        fmt(s.false_positive_rate, 2),
+        fmt(s.false_negative_rate, 2),
+        "uncertain" if s.too_uncertain else fmt(s.f1_gap, 2, signed=True),
+    ]
+
+
+SHORT_MEASURES = {
+    "demographic_parity_difference": "parity difference",
+    "demographic_parity_ratio": "parity ratio",
+    "equalized_odds_difference": "equalized odds",
+    "false_positive_rate_gap": "FPR gap",
+    "false_negative_rate_gap": "FNR gap",
+}
+VERDICT_STYLES = {"breach": "red", "unclear": "yellow", "within": "green", "undefined": "dim"}
+
+
+def fairness_table(fairness: FairnessSummary) -> Table:
+    """Each fairness measure of each sensitive feature against its limit, within 80 columns."""
+    table = Table(
+        title="Fairness between groups",
+        caption=Text(
+            "breach: the whole interval lies beyond the limit ([fairness] in census.toml); "
+            "unclear: it straddles the limit. groups: highest vs lowest rate."
+        ),
+        box=box.SIMPLE_HEAD,
+        padding=0,
+    )
+    for name in ("feature", "measure", "value", "limit", "verdict", "groups"):
+        right = name in ("value", "limit")
+        table.add_column(name, justify="right" if right else "left", no_wrap=name != "groups")
+    for feature in fairness.features:
+        for d in feature.disparities:
+            table.add_row(
+                Text(feature.feature),
+                SHORT_MEASURES[d.name],
+                fmt_interval(d.value, d.interval, 2),
+                limit_text(d),
+                Text(d.verdict, style=VERDICT_STYLES[d.verdict]),
+                Text(f"{d.high} vs {d.low}" if d.high is not None else ""),
+            )
     return table
 
 

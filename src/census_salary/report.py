@@ -1,7 +1,8 @@
 """Text renderings of results that are files: slice_output.txt, slice tables, ModelCard.md.
 
 Everything here is a pure function of a bundle's metadata and slice report, so the
-committed ModelCard.md can be checked against the committed artifacts.
+committed ModelCard.md can be checked against the committed artifacts. A report written
+before intervals and fairness renders as it always did.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import csv
 import io
 
+from census_salary.bootstrap import Interval
+from census_salary.fairness import GROUP_RATES, Disparity, FairnessSummary, FeatureFairness
 from census_salary.metadata import BundleMetadata
-from census_salary.metrics import Metrics, SliceMetrics, SliceReport
+from census_salary.metrics import INTERVALS, Metrics, SliceMetrics, SliceReport
 
 SLICE_COLUMNS = (
     "feature",
@@ -25,6 +28,17 @@ SLICE_COLUMNS = (
     "false_negative_rate",
     "f1_gap",
 )
+RATE_COLUMNS = SLICE_COLUMNS[4:-1]  # the rates that have intervals: selection rate to FNR
+TOO_UNCERTAIN = "too uncertain"
+MEASURES = {
+    "demographic_parity_difference": "demographic parity difference",
+    "demographic_parity_ratio": "demographic parity ratio",
+    "equalized_odds_difference": "equalized odds difference",
+    "false_positive_rate_gap": "false positive rate gap",
+    "false_negative_rate_gap": "false negative rate gap",
+}
+FAIRNESS_COLUMNS = ("feature", "measure", "value", "limit", "verdict", "highest vs lowest")
+GROUP_COLUMNS = ("feature", "group", "rows", ">50K", "selection_rate", "FPR", "FNR")
 
 
 def fmt(value: float | int | str | bool | None, digits: int = 3, signed: bool = False) -> str:
@@ -38,49 +52,77 @@ def fmt(value: float | int | str | bool | None, digits: int = 3, signed: bool = 
     return str(value)
 
 
+def fmt_interval(
+    value: float | None, interval: Interval | None, digits: int = 3, signed: bool = False
+) -> str:
+    """`0.620 [0.550, 0.690]`: a value and its 95% interval (the value alone without one)."""
+    if interval is None:
+        return fmt(value, digits, signed)
+    low, high = (fmt(bound, digits, signed) for bound in (interval.low, interval.high))
+    return f"{fmt(value, digits, signed)} [{low}, {high}]"
+
+
 def slice_cells(s: SliceMetrics) -> list[str]:
-    """One slice as table cells; a slice under min_rows says so instead of its rates."""
+    """One slice as table cells, each rate with its interval where it has one; a slice under
+    min_rows says so instead of its rates, one too uncertain instead of its F1 gap."""
     head = [s.feature, s.value, str(s.rows)]
     if s.too_small:
         return [*head, *(["too small"] + [""] * (len(SLICE_COLUMNS) - 4))]
-    gap = fmt(s.f1_gap, signed=True)
-    rates = [
-        s.positive_rate,
-        s.selection_rate,
-        s.precision,
-        s.recall,
-        s.f1,
-        s.false_positive_rate,
-        s.false_negative_rate,
+    rates = [fmt_interval(getattr(s, name), s.intervals.get(name)) for name in RATE_COLUMNS]
+    gap = fmt_interval(s.f1_gap, s.intervals.get("f1_gap"), signed=True)
+    return [*head, fmt(s.positive_rate), *rates, TOO_UNCERTAIN if s.too_uncertain else gap]
+
+
+def _report_caption(report: SliceReport) -> list[str]:
+    lines = [
+        f"Slice metrics at threshold {report.threshold:.4f}; slices under {report.min_rows} "
+        "rows are marked too small."
     ]
-    return [*head, *(fmt(r) for r in rates), gap]
+    if report.bootstrap:
+        lines.append(
+            f"In brackets: 95% intervals from {report.bootstrap} bootstrap resamples of all "
+            f"rows (seed {report.seed}); slices whose F1 interval is wider than "
+            f"{report.max_f1_width} are marked {TOO_UNCERTAIN} and not ranked."
+        )
+    return lines
+
+
+def _fixed_width(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
 
 
 def render_slice_text(report: SliceReport) -> str:
-    """slice_output.txt: a fixed-width table, one slice a line, grouped by feature."""
+    """slice_output.txt: a fixed-width table, one slice a line, grouped by feature; then the
+    fairness summary, when the report has one."""
     rows = [list(SLICE_COLUMNS), slice_cells(report.overall)]
     rows += [slice_cells(s) for s in report.slices]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(SLICE_COLUMNS))]
-    lines = [
-        f"Slice metrics at threshold {report.threshold:.4f}; slices under {report.min_rows} "
-        "rows are marked too small.",
-        "",
-    ]
-    for row in rows:
-        lines.append(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    lines = [*_report_caption(report), "", *_fixed_width(rows)]
+    if report.fairness is not None and report.fairness.features:
+        lines += ["", *_fairness_caption(report.fairness), ""]
+        lines += _fixed_width([list(FAIRNESS_COLUMNS), *fairness_cells(report.fairness)])
+        lines += ["", *_fixed_width([list(GROUP_COLUMNS), *group_cells(report.fairness)])]
     return "\n".join(lines) + "\n"
 
 
 def render_slice_csv(report: SliceReport) -> str:
+    """One row per slice; each interval as `<rate>_low` and `<rate>_high` (empty without)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*SLICE_COLUMNS, "too_small"])
+    bounds = [f"{name}_{end}" for name in INTERVALS for end in ("low", "high")]
+    writer.writerow([*SLICE_COLUMNS, "too_small", "too_uncertain", *bounds])
     for s in [report.overall, *report.slices]:
+        ends = [
+            getattr(s.intervals[name], end) if name in s.intervals else ""
+            for name in INTERVALS
+            for end in ("low", "high")
+        ]
         writer.writerow(
             [getattr(s, c) if getattr(s, c) is not None else "" for c in SLICE_COLUMNS]
-            + [s.too_small]
+            + [s.too_small, s.too_uncertain, *ends]
         )
     return out.getvalue()
 
@@ -93,7 +135,66 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def render_slice_markdown(report: SliceReport) -> str:
     rows = [slice_cells(report.overall)] + [slice_cells(s) for s in report.slices]
-    return _markdown_table(list(SLICE_COLUMNS), rows)
+    table = _markdown_table(list(SLICE_COLUMNS), rows)
+    if report.bootstrap:
+        table = " ".join(_report_caption(report)) + "\n\n" + table
+    if report.fairness is not None and report.fairness.features:
+        table += "\n" + render_fairness_markdown(report.fairness)
+    return table
+
+
+def limit_text(d: Disparity) -> str:
+    """`<= 0.1` or `>= 0.8`: the bound a measure must keep."""
+    return f"{'<=' if d.bound == 'max' else '>='} {d.limit:g}"
+
+
+def fairness_cells(fairness: FairnessSummary, digits: int = 3) -> list[list[str]]:
+    """One row per feature and measure: value [interval], limit, verdict, groups."""
+    return [
+        [
+            f.feature,
+            MEASURES[d.name],
+            fmt_interval(d.value, d.interval, digits),
+            limit_text(d),
+            d.verdict,
+            f"{d.high} vs {d.low}" if d.high is not None else "",
+        ]
+        for f in fairness.features
+        for d in f.disparities
+    ]
+
+
+def group_cells(fairness: FairnessSummary) -> list[list[str]]:
+    """One row per group of each sensitive feature: its rates with their intervals."""
+    return [
+        [
+            f.feature,
+            g.value,
+            str(g.rows),
+            str(g.positives),
+            *(fmt_interval(getattr(g, name), g.intervals.get(name)) for name in GROUP_RATES),
+        ]
+        for f in fairness.features
+        for g in f.groups
+    ]
+
+
+def _fairness_caption(fairness: FairnessSummary) -> list[str]:
+    n = fairness.min_rows
+    left_out = [f"{f.feature} = {value}" for f in fairness.features for value in f.left_out]
+    lines = [
+        f"Fairness between the groups of {', '.join(f.feature for f in fairness.features)}: "
+        f"groups under {n} rows are left out"
+        + (f" ({', '.join(left_out)})" if left_out else "")
+        + f"; a false positive (negative) rate counts where at least {n} of the group's rows "
+        "earn <=50K (>50K).",
+        "A measure breaches its limit ([fairness] in census.toml) when its whole interval "
+        "lies beyond it, and is unclear when the interval straddles it."
+        if fairness.bootstrap
+        else "A measure breaches its limit ([fairness] in census.toml) when its value lies "
+        "beyond it (no bootstrap, so no intervals).",
+    ]
+    return lines
 
 
 def metric_rows(m: Metrics) -> list[tuple[str, str]]:
@@ -117,17 +218,12 @@ def metric_rows(m: Metrics) -> list[tuple[str, str]]:
     ]
 
 
-def _largest_gaps(report: SliceReport, count: int) -> list[SliceMetrics]:
-    sized = [s for s in report.slices if s.f1_gap is not None]
-    return sorted(sized, key=lambda s: s.f1_gap or 0.0)[:count]
-
-
 def render_model_card(metadata: BundleMetadata, slices: SliceReport) -> str:
     """ModelCard.md for a bundle (regenerated by every `census train`)."""
     m = metadata.metrics
     d = metadata.data
     features = metadata.features
-    worst = _largest_gaps(slices, 8)
+    worst = slices.ranked()[:8]
     too_small = [s for s in slices.slices if s.too_small]
     params = metadata.params
     lines = [
@@ -183,11 +279,7 @@ def render_model_card(metadata: BundleMetadata, slices: SliceReport) -> str:
         "",
         "## Slices with the largest F1 gap",
         "",
-        f"F1 on each slice of the held-out split (each category of each categorical feature; "
-        f"numerical features below and at-or-above the median) minus the overall F1 "
-        f"({fmt(slices.overall.f1)}). Slices under {slices.min_rows} rows "
-        f"({len(too_small)} of {len(slices.slices)}) are too small to judge. The full table is "
-        f"`artifacts/{metadata.version}/slice_output.txt`.",
+        *_slices_intro(metadata, slices, len(too_small)),
         "",
         _markdown_table(
             ["feature", "value", "rows", "F1", "F1 gap", "selection rate"],
@@ -196,7 +288,7 @@ def render_model_card(metadata: BundleMetadata, slices: SliceReport) -> str:
                     s.feature,
                     s.value,
                     str(s.rows),
-                    fmt(s.f1),
+                    fmt_interval(s.f1, s.intervals.get("f1")),
                     fmt(s.f1_gap, signed=True),
                     fmt(s.selection_rate),
                 ]
@@ -204,6 +296,11 @@ def render_model_card(metadata: BundleMetadata, slices: SliceReport) -> str:
             ],
         ).rstrip(),
         "",
+        *(
+            [render_fairness_markdown(slices.fairness).rstrip(), ""]
+            if slices.fairness is not None and slices.fairness.features
+            else []
+        ),
         "## Ethical considerations",
         "",
         "The data encodes the income gaps of 1994 by sex, race, marital status and country of "
@@ -221,3 +318,106 @@ def render_model_card(metadata: BundleMetadata, slices: SliceReport) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _slices_intro(metadata: BundleMetadata, slices: SliceReport, too_small: int) -> list[str]:
+    numerical = (
+        "numerical features below and at-or-above the median"
+        if slices.bins is None
+        else f"numerical features in up to {slices.bins} quantile bins, 0 apart where most "
+        "values are 0"
+    )
+    intro = (
+        f"F1 on each slice of the held-out split (each category of each categorical feature; "
+        f"{numerical}) minus the overall F1 ({fmt(slices.overall.f1)}). Slices under "
+        f"{slices.min_rows} rows ({too_small} of {len(slices.slices)}) are too small to judge."
+    )
+    if slices.bootstrap:
+        uncertain = sum(s.too_uncertain for s in slices.slices)
+        intro += (
+            f" In brackets, 95% intervals from {slices.bootstrap} bootstrap resamples; "
+            f"slices whose F1 interval is wider than {slices.max_f1_width} ({uncertain}) "
+            "are too uncertain to rank."
+        )
+    return [intro + f" The full table is `artifacts/{metadata.version}/slice_output.txt`."]
+
+
+def render_fairness_markdown(fairness: FairnessSummary) -> str:
+    """The fairness section of the model card, in plain words with its intervals, and a
+    table of every measure against its limit."""
+    words = [_in_words(f) for f in fairness.features]
+    lines = [
+        "## Fairness",
+        "",
+        " ".join(_fairness_caption(fairness))
+        + (
+            f" Intervals: 95%, from {fairness.bootstrap} bootstrap resamples."
+            if fairness.bootstrap
+            else ""
+        ),
+        "",
+        *(f"- {text}" for text in words),
+        "",
+        _markdown_table(list(FAIRNESS_COLUMNS), fairness_cells(fairness)).rstrip(),
+        "",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _in_words(f: FeatureFairness) -> str:
+    """One feature's measures as sentences: who is selected less, and missed more."""
+    parity = f.disparity("demographic_parity_ratio")
+    said = [f"**{f.feature}**:"]
+    if parity.high is None or parity.low is None or parity.value is None:
+        return f"**{f.feature}**: too few groups of enough rows to compare."
+    high, low = f.group(parity.high), f.group(parity.low)
+    said.append(
+        f"the model predicts >50K for {low.value} at {parity.value:.2f}x the rate for "
+        f"{high.value}{_ci(parity.interval, '.2f')}: for {_pct(low.selection_rate)} of "
+        f"{low.value} against {_pct(high.selection_rate)} of {high.value}."
+    )
+    missed = f.disparity("false_negative_rate_gap")
+    if missed.high is not None and missed.low is not None:
+        worse, better = f.group(missed.high), f.group(missed.low)
+        more = _more_often(worse.false_negative_rate, better.false_negative_rate)
+        said.append(
+            f"Among people who do earn >50K, it misses {worse.value} {more} than "
+            f"{better.value} ({_pct(worse.false_negative_rate)} against "
+            f"{_pct(better.false_negative_rate)}; a gap of {_points(missed)})."
+        )
+    wrong = f.disparity("false_positive_rate_gap")
+    if wrong.high is not None and wrong.low is not None:
+        worse, better = f.group(wrong.high), f.group(wrong.low)
+        said.append(
+            f"Among people who do not, it wrongly predicts >50K for "
+            f"{_pct(worse.false_positive_rate)} of {worse.value} against "
+            f"{_pct(better.false_positive_rate)} of {better.value} (a gap of {_points(wrong)})."
+        )
+    return " ".join(said)
+
+
+def _more_often(rate: float | None, other: float | None) -> str:
+    """`46% more often` (rate against other), or just `more often` when other is 0."""
+    if not rate or not other:
+        return "more often"
+    return f"{rate / other - 1:.0%} more often"
+
+
+def _pct(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{rate:.1%}"
+
+
+def _points(d: Disparity) -> str:
+    """A gap in percentage points, with its interval."""
+    value = d.value or 0.0
+    if d.interval is None:
+        return f"{100 * value:.1f} points"
+    return (
+        f"{100 * value:.1f} points, 95% CI {100 * d.interval.low:.1f}-{100 * d.interval.high:.1f}"
+    )
+
+
+def _ci(interval: Interval | None, spec: str) -> str:
+    if interval is None:
+        return ""
+    return f" (95% CI {interval.low:{spec}}-{interval.high:{spec}})"

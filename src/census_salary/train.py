@@ -1,5 +1,10 @@
 """Training: split, (search), fit, threshold, evaluate, slice, write the bundle and card;
-and `use_version`, which makes another kept bundle current and describes it in the card."""
+and `use_version`, which makes another kept bundle current and describes it in the card.
+
+The slice report of the held-out split, with its bootstrap intervals (`[slices]`) and the
+fairness summary (`[fairness]`, in its `fairness` field), is stored in the bundle as
+slices.json and rendered as slice_output.txt; the model card's fairness section reads it.
+"""
 
 from __future__ import annotations
 
@@ -128,7 +133,8 @@ def _train(settings: Settings, progress: Progress) -> TrainResult:
         test_p,
         threshold,
         slice_columns,
-        settings.slices.min_rows,
+        settings.slices,
+        settings.fairness,
     )
     progress.start("Writing the bundle")
     model_bytes = dump_model(pipeline)
