@@ -1,0 +1,142 @@
+"""Permutation feature importance: how much worse the model scores when a column is shuffled.
+
+For each column, its values are shuffled across the rows (breaking its link to the label
+while keeping its distribution), the rows are scored again through the model's one scorer
+(`Bundle.probabilities`, the same as every door), and the drop in ROC AUC and in F1 at
+the decision threshold is recorded. Each column is shuffled `repeats` times; the result
+gives the mean and standard deviation of the drops. A column the model does not read
+drops by exactly 0.
+
+The shuffles come from a numpy Generator seeded with `seed` and the column's position in
+the contract, so the same rows, model and seed give the same numbers, whichever columns
+are asked for. scikit-learn is imported only to compute ROC AUC, as `metrics` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from census_salary.contract import COLUMNS
+from census_salary.errors import InputError
+
+ProbabilityFunction = Callable[[Mapping[str, Any]], np.ndarray]
+
+
+class ColumnImportance(BaseModel):
+    """The drops in ROC AUC and F1 when one column is shuffled (positive: the model needs it)."""
+
+    feature: str
+    roc_auc_drop: float  # mean over the shuffles
+    roc_auc_drop_std: float
+    f1_drop: float
+    f1_drop_std: float
+
+
+class ImportanceReport(BaseModel):
+    """Permutation importance of every column on one set of labelled rows."""
+
+    rows: int
+    repeats: int
+    seed: int
+    threshold: float
+    roc_auc: float  # before any shuffle
+    f1: float
+    columns: list[ColumnImportance]  # the largest ROC AUC drop first; ties in contract order
+
+    def of(self, feature: str) -> ColumnImportance:
+        """The importance of one column, by its canonical name."""
+        for column in self.columns:
+            if column.feature == feature:
+                return column
+        raise InputError(f"No importance for {feature!r}; computed for {', '.join(self.features)}.")
+
+    @property
+    def features(self) -> list[str]:
+        return [column.feature for column in self.columns]
+
+
+def _f1(y: np.ndarray, predicted: np.ndarray) -> float:
+    true_positive = int(np.count_nonzero(y & predicted))
+    wrong = int(np.count_nonzero(y != predicted))
+    # Rows of both classes are required, so 2 TP + FP + FN >= the positives > 0.
+    return 2 * true_positive / (2 * true_positive + wrong)
+
+
+def permutation_importance(
+    probabilities: ProbabilityFunction,
+    columns: Mapping[str, Any],
+    y_true: np.ndarray,
+    threshold: float,
+    *,
+    repeats: int = 5,
+    seed: int = 0,
+    features: Sequence[str] | None = None,
+) -> ImportanceReport:
+    """Permutation importance of `features` (default: the 14 contract columns).
+
+    `probabilities` scores checked columns (`bundle.probabilities`); `columns` are the
+    rows as checked columns (`contract.check_columns(...).columns`); `y_true` their 0/1
+    labels, with both classes present.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    chosen = list(COLUMNS if features is None else features)
+    unknown = [name for name in chosen if name not in COLUMNS]
+    absent = [name for name in chosen if name in COLUMNS and name not in columns]
+    if unknown or absent:
+        raise InputError(
+            f"Cannot shuffle column(s) {', '.join(unknown + absent)}: "
+            f"choose from the rows' census columns ({', '.join(COLUMNS)})."
+        )
+    if repeats < 1:
+        raise InputError(f"repeats must be at least 1, not {repeats}.")
+    if seed < 0:
+        raise InputError(f"seed must be a whole number of 0 or more, not {seed}.")
+    y = np.asarray(y_true).astype(bool)
+    rows = len(y)
+    data = {name: np.asarray(columns[name]) for name in COLUMNS if name in columns}
+    if any(len(values) != rows for values in data.values()):
+        raise InputError(f"Every column must hold one value for each of the {rows} labels.")
+    if not 0 < int(y.sum()) < rows:
+        raise InputError(
+            "Permutation importance needs labelled rows of both classes (>50K and <=50K); "
+            "these hold only one."
+        )
+
+    def score(scored: Mapping[str, Any]) -> tuple[float, float]:
+        p = np.asarray(probabilities(scored), dtype=float)
+        return float(roc_auc_score(y, p)), _f1(y, p >= threshold)
+
+    base_auc, base_f1 = score(data)
+    results: list[ColumnImportance] = []
+    for name in chosen:
+        rng = np.random.default_rng([seed, COLUMNS.index(name)])
+        drops = np.empty((repeats, 2))
+        for i in range(repeats):
+            shuffled = {**data, name: data[name][rng.permutation(rows)]}
+            auc, f1 = score(shuffled)
+            drops[i] = (base_auc - auc, base_f1 - f1)
+        mean, std = drops.mean(axis=0), drops.std(axis=0)
+        results.append(
+            ColumnImportance(
+                feature=name,
+                roc_auc_drop=float(mean[0]),
+                roc_auc_drop_std=float(std[0]),
+                f1_drop=float(mean[1]),
+                f1_drop_std=float(std[1]),
+            )
+        )
+    results.sort(key=lambda column: -column.roc_auc_drop)  # stable: ties keep contract order
+    return ImportanceReport(
+        rows=rows,
+        repeats=repeats,
+        seed=seed,
+        threshold=threshold,
+        roc_auc=base_auc,
+        f1=base_f1,
+        columns=results,
+    )
