@@ -37,12 +37,11 @@ from census_salary.bundle import (
     load_bundle,
     load_bundle_dir,
     read_metadata,
-    read_slices,
     sha256_bytes,
 )
 from census_salary.config import Settings, load_settings
 from census_salary.errors import ModelError
-from census_salary.report import render_model_card
+from census_salary.model_card import CardInputs, render_model_card
 from census_salary.train import train, use_version
 from live_server import census_executable
 
@@ -355,7 +354,7 @@ def test_use_makes_an_older_kept_bundle_current(project_copy: Settings) -> None:
     assert (switch.version, switch.bundle.version, switch.previous) == (old.name, old.name, NEWER)
     assert (artifacts / POINTER).read_text() == f"{old.name}\n"
     assert load_bundle(artifacts).version == old.name
-    card = render_model_card(read_metadata(old), read_slices(old))
+    card = render_model_card(CardInputs.of(old, project_copy.model_card_path))
     assert project_copy.model_card_path.read_text(encoding="utf-8") == card
 
 

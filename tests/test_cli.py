@@ -23,6 +23,7 @@ from census_salary.cli import app
 from census_salary.config import Settings, load_settings
 from census_salary.contract import EXAMPLE_ROW, TARGET, canonical_name
 from census_salary.errors import ExitCode
+from census_salary.figures import FIGURE_NAMES
 from census_salary.scoring import PipelineScorer
 from census_salary.trees import TreeTables
 from live_server import census_executable, server_environment
@@ -156,6 +157,28 @@ def test_evaluate_on_a_labelled_file(runner: CliRunner, small_settings: Settings
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"] == 3000
+
+
+def test_evaluate_draws_the_figures_into_a_folder(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    folder = tmp_path / "figures"
+    result = run(runner, small_settings, "evaluate", "--figures", str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in folder.iterdir()) == sorted(FIGURE_NAMES)
+    assert all(path.read_bytes().startswith(b"\x89PNG\r\n") for path in folder.iterdir())
+
+
+def test_model_card_writes_the_card_and_check_then_passes(
+    runner: CliRunner, project_copy: Settings
+) -> None:
+    project_copy.model_card_path.write_text("stale\n", encoding="utf-8")
+    stale = run(runner, project_copy, "model-card", "--check")
+    assert stale.exit_code == ExitCode.GATE_FAILED, stale.output
+    assert "census model-card" in stale.stderr
+    assert run(runner, project_copy, "model-card").exit_code == 0
+    fresh = run(runner, project_copy, "model-card", "--check")
+    assert fresh.exit_code == 0, fresh.output
 
 
 def test_evaluate_refuses_changed_data(runner: CliRunner, project_copy: Settings) -> None:

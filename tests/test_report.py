@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from census_salary.bundle import current_bundle_dir, read_metadata
+from census_salary.bundle import current_bundle_dir
 from census_salary.config import FairnessSettings, Settings
 from census_salary.fairness import FairnessSummary, fairness_summary
 from census_salary.metrics import SliceReport
 from census_salary.report import (
     TOO_UNCERTAIN,
     render_fairness_markdown,
-    render_model_card,
     render_slice_csv,
     render_slice_markdown,
     render_slice_text,
@@ -26,33 +25,10 @@ from census_salary.train import TrainResult
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_committed_model_card_matches_the_committed_bundle() -> None:
-    folder = current_bundle_dir(ROOT / "artifacts")
-    metadata = read_metadata(folder)
-    slices = SliceReport.model_validate_json((folder / "slices.json").read_text())
-    card = (ROOT / "ModelCard.md").read_text(encoding="utf-8")
-    assert card == render_model_card(metadata, slices), "ModelCard.md is stale: run `census train`"
-
-
 def test_committed_slice_output_matches_the_slice_table() -> None:
     folder = current_bundle_dir(ROOT / "artifacts")
     slices = SliceReport.model_validate_json((folder / "slices.json").read_text())
     assert (folder / "slice_output.txt").read_text() == render_slice_text(slices)
-
-
-def test_model_card_has_every_section(trained_project: TrainResult) -> None:
-    card = render_model_card(trained_project.metadata, trained_project.slices)
-    for section in (
-        "Model details",
-        "Intended use",
-        "Data",
-        "Metrics",
-        "Slices",
-        "Fairness",
-        "Ethical considerations",
-        "Caveats",
-    ):
-        assert f"## {section}" in card
 
 
 def test_slice_text_marks_small_slices(trained_project: TrainResult) -> None:
@@ -137,12 +113,3 @@ def test_the_fairness_section_gives_each_interval() -> None:
     text = render_fairness_markdown(summary)
     assert f"(95% CI {ratio.interval.low:.2f}-{ratio.interval.high:.2f})" in text
     assert "from 100 bootstrap resamples" in text
-
-
-def test_the_model_card_carries_the_reports_fairness_section(
-    trained_project: TrainResult,
-) -> None:
-    fairness = trained_project.slices.fairness
-    assert fairness is not None
-    card = render_model_card(trained_project.metadata, trained_project.slices)
-    assert render_fairness_markdown(fairness).rstrip() in card

@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from census_salary.bundle import IMPORTANCE_FILE
 from census_salary.cli import app
 from census_salary.config import Settings, load_settings
-from census_salary.contract import EXAMPLE_ROW
+from census_salary.contract import COLUMNS, EXAMPLE_ROW
+from census_salary.figures import FIGURE_NAMES
+from census_salary.importance import ImportanceReport
 from census_salary.train import TrainResult, train
 from conftest import SMALL_CONFIG, make_project
 
@@ -160,3 +163,11 @@ def test_self_test_row_is_the_schema_example(small_settings: Settings) -> None:
 
     meta = read_metadata(current_bundle_dir(small_settings.artifacts_dir))
     assert meta.self_test.row == EXAMPLE_ROW
+
+
+def test_the_bundle_holds_its_figures_and_importance(trained_project: TrainResult) -> None:
+    folder = trained_project.bundle_dir
+    for name in FIGURE_NAMES:
+        assert (folder / name).read_bytes().startswith(b"\x89PNG\r\n"), name
+    importance = ImportanceReport.model_validate_json((folder / IMPORTANCE_FILE).read_bytes())
+    assert sorted(importance.features) == sorted(COLUMNS)

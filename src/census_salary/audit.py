@@ -1,4 +1,4 @@
-"""Auditing a bundle: its metrics and slice metrics on labelled rows.
+"""Auditing a bundle: its metrics, slice metrics and figures on labelled rows.
 
 The rows are the bundle's held-out split (rebuilt from the same data file and seed) or
 any labelled file; the bundle scores them through its one scorer, as every door does.
@@ -6,22 +6,28 @@ any labelled file; the bundle scores them through its one scorer, as every door 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from census_salary.bundle import Bundle
 from census_salary.config import Settings
+from census_salary.contract import COLUMNS, Columns, check_columns, columns_of_frame
+from census_salary.data import read_census, split_data
 from census_salary.errors import InputError, ModelError
 from census_salary.metadata import BundleMetadata
 from census_salary.metrics import Metrics, SliceReport, evaluate, slice_metrics
-from census_salary.train import read_labelled, split_data
+
+if TYPE_CHECKING:
+    from census_salary.figures import FigureData
 
 
 def held_out(settings: Settings, metadata: BundleMetadata) -> tuple[pd.DataFrame, pd.Series]:
     """The test split the bundle was evaluated on, rebuilt from the same data and seed."""
-    data = read_labelled(settings, settings.data_path)
+    data = read_census(settings.data_path, target=settings.data.target)
     if data.sha256 != metadata.data.sha256:
         raise ModelError(
             f"{settings.data_path} is not the file model {metadata.version} was trained on "
@@ -39,13 +45,30 @@ def labelled_rows(
     """The rows to audit: a labelled file if given, else the bundle's held-out split."""
     if data_path is None:
         return held_out(settings, bundle.metadata)
-    data = read_labelled(settings, data_path)
+    data = read_census(data_path, target=settings.data.target)
     return data.features, data.target
 
 
-def evaluate_bundle(settings: Settings, bundle: Bundle, data_path: Path | None) -> Metrics:
+def evaluate_bundle(
+    settings: Settings, bundle: Bundle, data_path: Path | None, figures_dir: Path | None = None
+) -> Metrics:
+    """The bundle's metrics on labelled rows; with `figures_dir`, also the audit figures
+    there (slices of the sensitive features with `[slices]` bootstrap intervals)."""
     x, y = labelled_rows(settings, bundle, data_path)
-    return evaluate(y.to_numpy(), bundle.probabilities(x), bundle.threshold)
+    p = bundle.probabilities(x)
+    metrics = evaluate(y.to_numpy(), p, bundle.threshold)
+    if figures_dir is not None:
+        from census_salary.figures import write_figures
+
+        sensitive = settings.fairness.sensitive
+        slices = slice_metrics(x, y.to_numpy(), p, bundle.threshold, sensitive, settings.slices)
+        rows = data_path.name if data_path is not None else "held-out split"
+        subtitle = f"model {bundle.version}, {rows}"
+        data = figure_data(
+            settings, bundle.probabilities, x, y.to_numpy(), bundle.threshold, slices, subtitle
+        )
+        write_figures(figures_dir, data)
+    return metrics
 
 
 def slice_bundle(
@@ -83,3 +106,47 @@ def slice_bundle(
 
 def _names(slicing: str | Sequence[str]) -> list[str]:
     return [slicing] if isinstance(slicing, str) else list(slicing)
+
+
+def figure_data(
+    settings: Settings,
+    probabilities: Callable[[Columns], np.ndarray],
+    x: pd.DataFrame,
+    y: np.ndarray,
+    threshold: float,
+    slices: SliceReport,
+    subtitle: str,
+) -> FigureData:
+    """What the audit figures show for a model (`probabilities`) on labelled rows: its
+    curves, its permutation importance (seeded by the split's seed) and the F1 of each
+    slice of the sensitive features with its interval, from `slices`."""
+    from census_salary.figures import FigureData, SliceF1
+    from census_salary.importance import permutation_importance
+
+    checked = check_columns(columns_of_frame(x[COLUMNS]))
+    y = np.asarray(y)[checked.good]
+    seed = settings.split.seed
+    sensitive = set(settings.fairness.sensitive)
+    shown = [
+        SliceF1(
+            f"{s.feature} = {s.value}",
+            s.rows,
+            s.f1,
+            *(
+                (s.intervals["f1"].low, s.intervals["f1"].high)
+                if "f1" in s.intervals
+                else (None, None)
+            ),
+        )
+        for s in slices.slices
+        if s.feature in sensitive and not s.too_small
+    ]
+    return FigureData(
+        y_true=y,
+        probabilities=probabilities(checked.columns),
+        threshold=threshold,
+        importance=permutation_importance(probabilities, checked.columns, y, threshold, seed=seed),
+        slices=shown,
+        overall_f1=slices.overall.f1,
+        subtitle=subtitle,
+    )

@@ -7,7 +7,8 @@ and switches them):
     <version>/trees.npz       its gradient-boosted trees as plain arrays (see `trees`), which
                               every command scores with; absent for other model kinds
     <version>/metadata.json   version, data hash, model hash, schema, threshold, metrics...
-    <version>/evaluation.json, slices.json, slice_output.txt
+    <version>/evaluation.json, slices.json (with the fairness summary), slice_output.txt
+    <version>/importance.json, *.png   permutation importance and the audit figures
     LATEST                    the version id of the current bundle
 
 Loading checks the SHA-256 recorded in metadata.json before a file is read, skops only
@@ -52,6 +53,7 @@ MODEL_FILE = "model.skops"
 TREES_FILE = "trees.npz"
 METADATA_FILE = "metadata.json"
 SLICES_FILE = "slices.json"
+IMPORTANCE_FILE = "importance.json"
 # Types skops does not trust by default that our pipelines are made of; nothing else is
 # ever built from a model file. A test checks every model kind needs no more than these.
 ALLOWED_TYPES: tuple[str, ...] = (

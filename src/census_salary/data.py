@@ -35,6 +35,24 @@ class CensusData:
     sha256: str
 
 
+@dataclass(frozen=True)
+class Split:
+    train_x: pd.DataFrame
+    train_y: pd.Series
+    test_x: pd.DataFrame
+    test_y: pd.Series
+
+
+def split_data(data: CensusData, test_size: float, seed: int) -> Split:
+    """The stratified train/test split; the same data and seed give the same split."""
+    from sklearn.model_selection import train_test_split
+
+    train_x, test_x, train_y, test_y = train_test_split(
+        data.features, data.target, test_size=test_size, random_state=seed, stratify=data.target
+    )
+    return Split(train_x, train_y, test_x, test_y)
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from census_salary.contract import COLUMNS
 from census_salary.errors import InputError
+from census_salary.metrics import confusion, rate
 
 ProbabilityFunction = Callable[[Mapping[str, Any]], np.ndarray]
 
@@ -60,10 +61,8 @@ class ImportanceReport(BaseModel):
 
 
 def _f1(y: np.ndarray, predicted: np.ndarray) -> float:
-    true_positive = int(np.count_nonzero(y & predicted))
-    wrong = int(np.count_nonzero(y != predicted))
-    # Rows of both classes are required, so 2 TP + FP + FN >= the positives > 0.
-    return 2 * true_positive / (2 * true_positive + wrong)
+    # Rows of both classes are required, so 2 TP + FP + FN >= the positives > 0: defined.
+    return rate(confusion(y, predicted), "f1") or 0.0
 
 
 def permutation_importance(

@@ -61,12 +61,14 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def _counts(y_true: np.ndarray, y_pred: np.ndarray) -> ConfusionMatrix:
+def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> ConfusionMatrix:
+    """The confusion counts of boolean labels against boolean predictions."""
     tn, fp, fn, tp = (int(n) for n in cells(y_true, y_pred).sum(axis=0))
     return ConfusionMatrix(true_negative=tn, false_positive=fp, false_negative=fn, true_positive=tp)
 
 
-def _rate(c: ConfusionMatrix, name: RateName) -> float | None:
+def rate(c: ConfusionMatrix, name: RateName) -> float | None:
+    """A rate of `bootstrap.RATES` from confusion counts; None where it is undefined."""
     return _ratio(*RATES[name](c))
 
 
@@ -76,15 +78,15 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, threshold: float) ->
 
     y = np.asarray(y_true).astype(bool)
     p = np.asarray(probabilities, dtype=float)
-    c = _counts(y, p >= threshold)
+    c = confusion(y, p >= threshold)
     both_classes = 0 < y.sum() < len(y)
     return Metrics(
         rows=len(y),
         threshold=threshold,
         accuracy=(c.true_positive + c.true_negative) / len(y) if len(y) else math.nan,
-        precision=_rate(c, "precision"),
-        recall=_rate(c, "recall"),
-        f1=_rate(c, "f1"),
+        precision=rate(c, "precision"),
+        recall=rate(c, "recall"),
+        f1=rate(c, "f1"),
         roc_auc=float(roc_auc_score(y, p)) if both_classes else None,
         pr_auc=float(average_precision_score(y, p)) if both_classes else None,
         brier=float(brier_score_loss(y, p)) if len(y) else math.nan,

@@ -1,0 +1,113 @@
+"""Commands that score rows: predict (files and streams), serve (HTTP)."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from census_salary.cli.app import app, current_bundle, err_console, progress_bar, settings_of
+
+
+class RowFormat(StrEnum):
+    csv = "csv"
+    json = "json"
+    jsonl = "jsonl"
+
+
+class OnError(StrEnum):
+    stop = "stop"
+    skip = "skip"
+
+
+@app.command()
+def predict(
+    ctx: typer.Context,
+    input_path: Annotated[
+        Path | None,
+        typer.Option("--input", "-i", help="Rows to score (default: standard input)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write here (whole or not at all) instead of stdout."),
+    ] = None,
+    input_format: Annotated[
+        RowFormat | None,
+        typer.Option("--format", help="Input format (default: detected)."),
+    ] = None,
+    output_format: Annotated[
+        RowFormat | None,
+        typer.Option("--output-format", help="Output format (default: as the input)."),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", min=0, max=1, help="Override the model's decision threshold."),
+    ] = None,
+    on_error: Annotated[
+        OnError,
+        typer.Option("--on-error", help="stop at a bad row (exit 2), or skip it and list it."),
+    ] = OnError.stop,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Rows read and scored at a time.")
+    ] = 50_000,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Score on a running `census serve` at this URL instead."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", envvar="CENSUS_API_KEY", help="API key for --url."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Rows per request with --url.")
+    ] = 1000,
+) -> None:
+    """Score rows (CSV, JSON array, {"inputs": [...]} or JSON Lines) from a file or stdin."""
+    from census_salary.predict import predict_file
+
+    if url is not None:
+        from census_salary.remote import open_remote
+
+        bundle = open_remote(url, api_key=api_key, batch_size=batch_size)
+    else:
+        bundle = current_bundle(settings_of(ctx))
+    # A bar on stderr would tangle with rows printed to the same terminal.
+    with progress_bar(enabled=output is not None or not sys.stdout.isatty()) as progress:
+        problems = predict_file(
+            bundle,
+            input_path,
+            output,
+            input_format=input_format,
+            output_format=output_format,
+            threshold=threshold,
+            skip_bad=on_error is OnError.skip,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+    for problem in problems:
+        err_console().print(
+            f"[yellow]Skipped[/] {escape(str(problem))}", highlight=False, soft_wrap=True
+        )
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Port (default: $PORT, then census.toml)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes (default: $WEB_CONCURRENCY, then config)."),
+    ] = None,
+) -> None:
+    """Serve the model over HTTP: a form at /, /health, /ready, /predict and /docs."""
+    from census_salary.server import run_server
+
+    run_server(settings_of(ctx), host=host, port=port, workers=workers)
