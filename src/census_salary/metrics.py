@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel
@@ -105,15 +105,7 @@ IntervalName = Literal[
     "false_negative_rate",
     "f1_gap",
 ]
-SLICE_RATES: tuple[RateName, ...] = (
-    "positive_rate",
-    "selection_rate",
-    "precision",
-    "recall",
-    "f1",
-    "false_positive_rate",
-    "false_negative_rate",
-)
+SLICE_RATES: tuple[RateName, ...] = get_args(RateName)  # every rate, in its order
 # Each gap is the slice's rate minus the overall rate.
 GAPS: dict[str, RateName] = {
     "f1_gap": "f1",
@@ -121,15 +113,7 @@ GAPS: dict[str, RateName] = {
     "recall_gap": "recall",
     "selection_rate_gap": "selection_rate",
 }
-INTERVALS: tuple[IntervalName, ...] = (
-    "selection_rate",
-    "precision",
-    "recall",
-    "f1",
-    "false_positive_rate",
-    "false_negative_rate",
-    "f1_gap",
-)
+INTERVALS: tuple[IntervalName, ...] = get_args(IntervalName)
 
 
 class SliceMetrics(BaseModel):

@@ -13,21 +13,9 @@ import io
 
 from census_salary.bootstrap import Interval
 from census_salary.fairness import GROUP_RATES, Disparity, FairnessSummary, FeatureFairness
-from census_salary.metrics import INTERVALS, Metrics, SliceMetrics, SliceReport
+from census_salary.metrics import INTERVALS, SLICE_RATES, Metrics, SliceMetrics, SliceReport
 
-SLICE_COLUMNS = (
-    "feature",
-    "value",
-    "rows",
-    "positive_rate",
-    "selection_rate",
-    "precision",
-    "recall",
-    "f1",
-    "false_positive_rate",
-    "false_negative_rate",
-    "f1_gap",
-)
+SLICE_COLUMNS = ("feature", "value", "rows", *SLICE_RATES, "f1_gap")
 RATE_COLUMNS = SLICE_COLUMNS[4:-1]  # the rates that have intervals: selection rate to FNR
 TOO_UNCERTAIN = "too uncertain"
 MEASURES = {
