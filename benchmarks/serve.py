@@ -6,12 +6,15 @@ constant JSON):
 
 | figure                                                   | target      |
 | -------------------------------------------------------- | ----------- |
-| single-row POST /predict, 1,000 sequential requests, p50 | <= 3 ms     |
+| single-row POST /predict, 1,000 sequential requests, p50 | <= 1 ms     |
 | the same, p99                                            | <= 10 ms    |
-| requests/s with 16 concurrent keep-alive clients, 20 s   | >= 400 /s   |
-| one 1,000-row POST /predict, median of 20                | <= 25 ms    |
-| launch to the first successful prediction, median of 3   | <= 1.2 s    |
+| requests/s with 16 concurrent keep-alive clients, 20 s   | >= 1,500 /s |
+| one 1,000-row POST /predict, median of 20                | <= 5 ms     |
+| launch to the first successful prediction, median of 3   | <= 0.6 s    |
 | server RSS after the load                                | <= 250 MB   |
+
+`--baseline SRC` also measures `census serve` running another source tree (a checkout's
+`src/` on PYTHONPATH), so a change is compared with what it changes in the same run.
 
 Latencies are medians over `--runs` runs of the sequential loop. Every request is sent
 with one `sendall` by the raw client in `_http.py`. All traffic goes to 127.0.0.1 and
@@ -246,6 +249,12 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="extra environment of our server, to try a setting (e.g. OMP_NUM_THREADS=1)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="also measure census serve with this source tree first on PYTHONPATH (another "
+        "checkout's src/), to compare two versions in the same run",
+    )
     args = parser.parse_args()
     server_env = dict(item.split("=", 1) for item in args.server_env)
 
@@ -264,127 +273,86 @@ def main() -> None:
             command, env = floor_server(Path(tmp), port)
             floor = measure("floor", command, env, port, args)
 
+    baseline = None
+    if args.baseline:
+        port = free_port()
+        baseline = measure(
+            "baseline", serve_command(port), {**server_env, "PYTHONPATH": args.baseline}, port, args
+        )
+
     def ratio(a: float, b: float | None) -> str:
         return f"{a / b:.2f}x" if b else "-"
 
+    def num(value: float | None) -> str:
+        return "-" if value is None else (f"{value:.3f}" if value < 10 else f"{value:.1f}")
+
+    # label, unit, figure of a run, target text, limit, "le"/"ge" (None: no target)
     lines = [
-        (
-            "POST /predict 1 row, p50",
-            "ms",
-            median(ours.p50_ms),
-            "<= 3",
-            3.0,
-            "le",
-            floor and median(floor.p50_ms),
-        ),
-        (
-            "POST /predict 1 row, p99",
-            "ms",
-            median(ours.p99_ms),
-            "<= 10",
-            10.0,
-            "le",
-            floor and median(floor.p99_ms),
-        ),
+        ("POST /predict 1 row, p50", "ms", lambda f: median(f.p50_ms), "<= 1", 1.0, "le"),
+        ("POST /predict 1 row, p99", "ms", lambda f: median(f.p99_ms), "<= 10", 10.0, "le"),
         (
             f"throughput, {args.clients} clients",
             "req/s",
-            median(ours.rps),
-            ">= 400",
-            400.0,
+            lambda f: median(f.rps),
+            ">= 1500",
+            1500.0,
             "ge",
-            floor and median(floor.rps),
         ),
-        (
-            "  latency under load, p50",
-            "ms",
-            median(ours.load_p50_ms),
-            "",
-            None,
-            "",
-            floor and median(floor.load_p50_ms),
-        ),
-        (
-            "  latency under load, p99",
-            "ms",
-            median(ours.load_p99_ms),
-            "",
-            None,
-            "",
-            floor and median(floor.load_p99_ms),
-        ),
+        ("  latency under load, p50", "ms", lambda f: median(f.load_p50_ms), "", None, ""),
+        ("  latency under load, p99", "ms", lambda f: median(f.load_p99_ms), "", None, ""),
         (
             f"POST /predict {args.rows} rows, median",
             "ms",
-            median(ours.batch_ms),
-            "<= 25",
-            25.0,
+            lambda f: median(f.batch_ms),
+            "<= 5",
+            5.0,
             "le",
-            floor and median(floor.batch_ms),
         ),
         (
             "launch to first prediction, median",
             "s",
-            median(ours.launch_s),
-            "<= 1.2",
-            1.2,
+            lambda f: median(f.launch_s),
+            "<= 0.6",
+            0.6,
             "le",
-            floor and median(floor.launch_s),
         ),
-        (
-            "RSS idle after launch",
-            "MB",
-            ours.rss_idle_mb,
-            "",
-            None,
-            "",
-            floor and floor.rss_idle_mb,
-        ),
-        (
-            "RSS after the load",
-            "MB",
-            ours.rss_after_mb,
-            "<= 250",
-            250.0,
-            "le",
-            floor and floor.rss_after_mb,
-        ),
+        ("RSS idle after launch", "MB", lambda f: f.rss_idle_mb, "", None, ""),
+        ("RSS after the load", "MB", lambda f: f.rss_after_mb, "<= 250", 250.0, "le"),
     ]
     rows = []
-    for label, unit, value, target, limit, kind, base in lines:
+    for label, unit, figure, target, limit, kind in lines:
+        value = figure(ours)
         ok = "" if limit is None else verdict(value <= limit if kind == "le" else value >= limit)
-        rows.append(
-            (
-                label,
-                f"{value:.3f}" if value < 10 else f"{value:.1f}",
-                unit,
-                target,
-                ok,
-                "-" if base is None else (f"{base:.3f}" if base < 10 else f"{base:.1f}"),
-                ratio(value, base),
-            )
-        )
-    print()
-    print(
-        f"census serve vs bare FastAPI floor; sequential: median of {args.runs} runs x "
-        f"{args.requests}; load: {args.throughput_runs} x {args.duration:g} s; "
-        f"batch: median of {args.batch_runs}; launch: median of {args.launches}; "
-        f"load average after: {os.getloadavg()[0]:.2f}"
-    )
-    print_table(("figure", "ours", "unit", "target", "result", "floor", "ours/floor"), rows)
-    print()
-    print(
-        f"runs: p50 ms {[round(x, 3) for x in ours.p50_ms]}, "
-        f"p99 ms {[round(x, 3) for x in ours.p99_ms]}, "
-        f"launch s {[round(x, 3) for x in ours.launch_s]}, "
-        f"req/s {[round(x, 1) for x in ours.rps]}, errors under load {ours.errors}"
-    )
+        row = [label, num(value), unit, target, ok]
+        for other in (floor, baseline):
+            if other is not None:
+                row += [num(figure(other)), ratio(value, figure(other))]
+        rows.append(row)
+    headers = ["figure", "ours", "unit", "target", "result"]
     if floor is not None:
-        print(
-            f"floor runs: p50 ms {[round(x, 3) for x in floor.p50_ms]}, "
-            f"launch s {[round(x, 3) for x in floor.launch_s]}, "
-            f"req/s {[round(x, 1) for x in floor.rps]}, errors under load {floor.errors}"
-        )
+        headers += ["floor", "ours/floor"]
+    if baseline is not None:
+        headers += ["baseline", "ours/baseline"]
+    print()
+    print(
+        "census serve vs a bare FastAPI floor"
+        + (f" and census serve at {args.baseline}" if baseline else "")
+        + f"; sequential: median of {args.runs} runs x {args.requests}; load: "
+        f"{args.throughput_runs} x {args.duration:g} s; batch: median of {args.batch_runs}; "
+        f"launch: median of {args.launches}; load average after: {os.getloadavg()[0]:.2f}"
+    )
+    print_table(headers, rows)
+    print()
+    for figures in (ours, floor, baseline):
+        if figures is not None:
+            print(
+                f"{figures.name} runs: p50 ms {[round(x, 3) for x in figures.p50_ms]}, "
+                f"p99 ms {[round(x, 3) for x in figures.p99_ms]}, "
+                f"launch s {[round(x, 3) for x in figures.launch_s]}, "
+                f"req/s {[round(x, 1) for x in figures.rps]}, "
+                f"batch ms {[round(x, 2) for x in figures.batch_ms]}, "
+                f"errors under load {figures.errors}"
+            )
 
 
 if __name__ == "__main__":

@@ -688,6 +688,30 @@ def test_serve_workers_keep_the_log_file(
     assert os.environ["CENSUS_LOG_LEVEL"] == "INFO"
 
 
+def test_serve_workers_share_a_metrics_folder_only_while_they_run(
+    runner: CliRunner,
+    small_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import census_salary.server
+
+    seen: list[bool] = []
+    monkeypatch.setattr(
+        census_salary.server.uvicorn,
+        "run",
+        lambda app, **kw: seen.append(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).is_dir()),
+    )
+    monkeypatch.setattr(census_salary.server.signal, "signal", lambda *args: None)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    for name in ("CENSUS_CONFIG", "CENSUS_LOG_LEVEL"):  # put back by the monkeypatch
+        monkeypatch.setenv(name, "")
+    args = ["--config", str(small_settings.source), "serve", "--workers", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert seen == [True]
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # later servers would find it gone
+
+
 # --- one scorer behind every door --------------------------------------------------------
 
 SCORER_TYPES = {"trees": TreeTables, "pipeline": PipelineScorer}

@@ -103,10 +103,15 @@ def _run_workers(settings: Settings, workers: int, options: dict[str, Any]) -> N
     files = [h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)]
     if files:  # --log-file: the workers keep the log too
         os.environ["CENSUS_LOG_FILE"] = files[0]
+    given = os.environ.get(MULTIPROCESS_DIR)
     with tempfile.TemporaryDirectory(prefix="census-metrics-") as metrics_dir:
         # Each worker keeps its metrics in files here, so /metrics adds them all up.
-        os.environ.setdefault(MULTIPROCESS_DIR, metrics_dir)
-        uvicorn.run(WORKER_FACTORY, factory=True, workers=workers, **options)
+        os.environ[MULTIPROCESS_DIR] = given or metrics_dir
+        try:
+            uvicorn.run(WORKER_FACTORY, factory=True, workers=workers, **options)
+        finally:  # the folder is gone: nothing after this may use it
+            if given is None:
+                del os.environ[MULTIPROCESS_DIR]
 
 
 def check_can_listen(host: str, port: int) -> None:

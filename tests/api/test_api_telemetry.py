@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +16,7 @@ from census_salary.api.telemetry import CONTENT_TYPE
 from census_salary.bundle import Bundle
 from census_salary.config import Settings
 from census_salary.contract import EXAMPLE_ROW
+from census_salary.errors import ConfigError
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -95,3 +97,11 @@ def test_metrics_can_be_turned_off(small_settings: Settings, small_bundle: Bundl
     with TestClient(create_app(settings_with(small_settings, metrics="off"), small_bundle)) as c:
         assert_problem(c.get("/metrics"), 404)
         assert "/metrics" not in c.get("/openapi.json").json()["paths"]
+
+
+def test_a_metrics_folder_that_is_not_there_is_a_config_error(
+    small_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "gone"))
+    with pytest.raises(ConfigError, match=r"PROMETHEUS_MULTIPROC_DIR.*not a folder"):
+        create_app(small_settings)

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from census_salary.errors import ConfigError
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "(unmatched)"
@@ -36,7 +39,13 @@ class Telemetry:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.multiprocess = MULTIPROCESS_DIR in os.environ
+        folder = os.environ.get(MULTIPROCESS_DIR)
+        self.multiprocess = folder is not None
+        if folder is not None and not Path(folder).is_dir():
+            raise ConfigError(
+                f"${MULTIPROCESS_DIR} is {folder!r}, which is not a folder: create it, or "
+                "unset it (census serve --workers N makes one of its own)."
+            )
         kept = {"registry": self.registry}
         self.requests = Counter(
             "census_http_requests",
