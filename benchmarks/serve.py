@@ -13,8 +13,8 @@ constant JSON):
 | launch to the first successful prediction, median of 3   | <= 0.6 s    |
 | server RSS after the load                                | <= 250 MB   |
 
-`--baseline SRC` also measures `census serve` running another source tree (a checkout's
-`src/` on PYTHONPATH), so a change is compared with what it changes in the same run.
+`--baseline-env KEY=VALUE` also measures `census serve` with that environment, so a
+setting's cost is measured in the same run (`CENSUS_SERVE__METRICS=off`: no counting).
 
 Latencies are medians over `--runs` runs of the sequential loop. Every request is sent
 with one `sendall` by the raw client in `_http.py`. All traffic goes to 127.0.0.1 and
@@ -250,10 +250,12 @@ def main() -> None:
         help="extra environment of our server, to try a setting (e.g. OMP_NUM_THREADS=1)",
     )
     parser.add_argument(
-        "--baseline",
-        metavar="SRC",
-        help="also measure census serve with this source tree first on PYTHONPATH (another "
-        "checkout's src/), to compare two versions in the same run",
+        "--baseline-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also measure census serve with this environment (repeat), to see what a "
+        "setting costs in the same run: CENSUS_SERVE__METRICS=off counts nothing",
     )
     args = parser.parse_args()
     server_env = dict(item.split("=", 1) for item in args.server_env)
@@ -274,11 +276,10 @@ def main() -> None:
             floor = measure("floor", command, env, port, args)
 
     baseline = None
-    if args.baseline:
+    if args.baseline_env:
         port = free_port()
-        baseline = measure(
-            "baseline", serve_command(port), {**server_env, "PYTHONPATH": args.baseline}, port, args
-        )
+        baseline_env = {**server_env, **dict(item.split("=", 1) for item in args.baseline_env)}
+        baseline = measure("baseline", serve_command(port), baseline_env, port, args)
 
     def ratio(a: float, b: float | None) -> str:
         return f"{a / b:.2f}x" if b else "-"
@@ -336,7 +337,7 @@ def main() -> None:
     print()
     print(
         "census serve vs a bare FastAPI floor"
-        + (f" and census serve at {args.baseline}" if baseline else "")
+        + (f" and census serve with {' '.join(args.baseline_env)}" if baseline else "")
         + f"; sequential: median of {args.runs} runs x {args.requests}; load: "
         f"{args.throughput_runs} x {args.duration:g} s; batch: median of {args.batch_runs}; "
         f"launch: median of {args.launches}; load average after: {os.getloadavg()[0]:.2f}"

@@ -42,7 +42,7 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
             except CensusError as exc:
                 logger.error("model not loaded: %s", exc)
                 app.state.not_ready = str(exc)
-        if app.state.bundle is not None:
+        if app.state.bundle is not None and telemetry is not None:
             telemetry.model_loaded(app.state.bundle.version, app.state.bundle.threshold)
         if app.state.api_key is None:
             logger.warning("no API key set (CENSUS_API_KEY): /predict and /metadata are open")
@@ -62,7 +62,9 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
     app.state.api_key = key.get_secret_value() if key is not None else None
     app.state.bundle, app.state.not_ready = bundle, "starting"
     app.state.max_rows = settings.serve.max_rows
-    app.state.telemetry = telemetry = Telemetry()
+    # With metrics off nothing is counted at all, so "off" is also the baseline of their cost.
+    telemetry = Telemetry() if settings.serve.metrics != "off" else None
+    app.state.telemetry = telemetry
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.serve.max_body_bytes,

@@ -54,13 +54,17 @@ class RequestContext:
       `body_timeout` seconds a 408 that closes the connection;
     - a client that disconnects before its answer is logged as status 499, not as a 500;
     - one access-log line per request, never the body, and the request's count and
-      latency in the app's `Telemetry`.
+      latency in the app's `Telemetry` (unless `[serve] metrics = "off"`).
 
     Pure ASGI, so the body limits hold for chunked uploads without Content-Length too.
     """
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, body_timeout: float, telemetry: Telemetry
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        body_timeout: float,
+        telemetry: Telemetry | None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -145,7 +149,9 @@ class RequestContext:
                 raise too_large
             await self.app(scope, limited_receive, send_with_headers)
 
-        self.telemetry.in_flight.inc()
+        telemetry = self.telemetry
+        if telemetry is not None:
+            telemetry.in_flight.inc()
         try:
             await guarded()
         except Problem as problem:
@@ -171,8 +177,9 @@ class RequestContext:
             await problem_response(Request(scope), crash)(scope, receive, send_with_headers)
         finally:
             seconds = time.perf_counter() - started
-            self.telemetry.in_flight.dec()
-            self.telemetry.request_done(route_of(scope), method, status, seconds)
+            if telemetry is not None:
+                telemetry.in_flight.dec()
+                telemetry.request_done(route_of(scope), method, status, seconds)
             access_logger.info(
                 "method=%s path=%s status=%s duration_ms=%.1f request_id=%s",
                 method,

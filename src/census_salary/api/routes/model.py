@@ -82,12 +82,11 @@ async def predict(
     else:  # a big batch in a thread, so /health and small requests are not held up
         probabilities = await run_in_threadpool(bundle.probabilities, columns)
     labels = bundle.labels(probabilities)
-    unknown = bundle.unknown_categories(columns)
-    request.app.state.telemetry.scored(
-        len(labels),
-        int(np.count_nonzero(probabilities >= bundle.threshold)),
-        {name: len(rows) for name, rows in unknown.items()},
-    )
+    telemetry = request.app.state.telemetry
+    if telemetry is not None:
+        positive = int(np.count_nonzero(probabilities >= bundle.threshold))
+        unknown = bundle.unknown_categories(columns)
+        telemetry.scored(len(labels), positive, {name: len(r) for name, r in unknown.items()})
     # Encoded here, not validated against the model again by FastAPI (a third of the
     # time of a batch); the API tests and the schema fuzzing check the body's shape.
     body: PredictionBody = {
