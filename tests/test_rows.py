@@ -2,11 +2,16 @@ import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import census_salary.rows
 from census_salary.contract import EXAMPLE_ROW
+from census_salary.data import read_csv_text
 from census_salary.errors import InputError
-from census_salary.rows import detect_format, read_rows
+from census_salary.rows import RowChunk, detect_format, read_rows
 
 
 @pytest.mark.parametrize(
@@ -23,9 +28,13 @@ def test_detect_format(head: str, fmt: str) -> None:
     assert detect_format(head) == fmt
 
 
+def records(chunk: RowChunk) -> list[dict]:
+    return chunk.table if isinstance(chunk.table, list) else chunk.table.to_pylist()
+
+
 def rows_of(text: str, chunk_size: int = 2) -> list[dict]:
     _, chunks = read_rows(io.StringIO(text), None, chunk_size)
-    return [record for chunk in chunks for record in chunk.table.to_dict("records")]
+    return [record for chunk in chunks for record in records(chunk)]
 
 
 def test_json_array_streams_across_buffer_boundaries() -> None:
@@ -119,4 +128,136 @@ def test_deeply_nested_rows_are_refused_quickly() -> None:
 
 def rows_of_stream(stream: io.StringIO) -> list[dict]:
     _, chunks = read_rows(stream, None, 10)
-    return [record for chunk in chunks for record in chunk.table.to_dict("records")]
+    return [record for chunk in chunks for record in records(chunk)]
+
+
+# --- CSV: pyarrow for plain blocks, the pandas rule for the rest ---------------------------
+
+HEADER = ", ".join(EXAMPLE_ROW)
+LINE = ", ".join(str(v) for v in EXAMPLE_ROW.values())
+
+
+def table_of(text: str, chunk_size: int = 3) -> tuple[list[str], list[list]]:
+    """What read_rows gives for CSV text: column names and rows of values."""
+    _, chunks = read_rows(io.StringIO(text), "csv", chunk_size)
+    chunks = list(chunks)
+    names = chunks[0].table.column_names
+    return names, [list(r.values()) for chunk in chunks for r in chunk.table.to_pylist()]
+
+
+def pandas_table_of(text: str) -> tuple[list[str], list[list]]:
+    """What the cleaning rule itself (data.read_csv_text) gives for the same text."""
+    frame = read_csv_text(io.StringIO(text.removeprefix("\ufeff")))
+    return list(frame.columns), frame.astype(object).values.tolist()
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of a few lines, so that the text below spans several."""
+    monkeypatch.setattr(census_salary.rows, "BLOCK_BYTES", 64)
+
+
+CSV_TEXTS = {
+    "spaces after commas": f"{HEADER}\n{LINE}\n{LINE}\n",
+    "windows line ends": f"{HEADER}\r\n{LINE}\r\n{LINE}\r\n",
+    "old mac line ends": f"{HEADER}\r{LINE}\r{LINE}\r",
+    "no final line end": f"{HEADER}\n{LINE}\n{LINE}",
+    "byte order mark": f"\ufeff{HEADER}\n{LINE}\n",
+    "blank lines": f"{HEADER}\n\n{LINE}\n\n\n{LINE}\n\n",
+    "a line of spaces": f"{HEADER}\n{LINE}\n   \n{LINE}\n",
+    "a short row": f"{HEADER}\n{LINE}\n39, State-gov\n{LINE}\n",
+    "a quoted comma": f'id,{HEADER}\n"a,b",{LINE}\n7,{LINE}\n',
+    "spaces before a quote": f'id,{HEADER}\n  "a,b",{LINE}\n7,{LINE}\n',
+    "spaces inside quotes": f'id,{HEADER}\n"  a",{LINE}\n7,{LINE}\n',
+    "a quoted line break": f'id,{HEADER}\n"a\nb",{LINE}\n7,{LINE}\n',
+    "tabs are kept": f"id,{HEADER}\n\tx ,{LINE}\n",
+    "a repeated name": f"id, id,{HEADER}\n1,2,{LINE}\n",
+    "an unnamed column": f"{HEADER},\n{LINE},x\n",
+    "a blank line first": f"\n{HEADER}\n{LINE}\n",
+    "a short row after plain blocks": f"{HEADER}\n" + f"{LINE}\n" * 9 + "39, x\n",
+    "a short row after blank blocks": f"{HEADER}\n{LINE}\n" + "\n" * 200 + "39, x\n",
+    "a quote after plain blocks": f"id,{HEADER}\n" + f"1,{LINE}\n" * 9 + f'"a,b",{LINE}\n',
+}
+
+
+@pytest.mark.parametrize("text", list(CSV_TEXTS.values()), ids=list(CSV_TEXTS))
+def test_csv_rows_are_those_of_the_cleaning_rule(text: str, small_blocks: None) -> None:
+    assert table_of(text) == pandas_table_of(text)
+
+
+# Lines of a few fields from characters CSV treats specially.
+csv_lines = st.lists(
+    st.lists(st.text(alphabet='ab ,"\r\t', max_size=4), min_size=1, max_size=3).map(",".join),
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=csv_lines, newline=st.sampled_from(["\n", "\r\n"]))
+def test_any_csv_text_reads_as_the_cleaning_rule_reads_it(lines: list[str], newline: str) -> None:
+    text = newline.join(["a, b,c", *lines]) + newline
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(census_salary.rows, "BLOCK_BYTES", 16)
+        try:
+            expected = pandas_table_of(text)
+        except (InputError, pd.errors.ParserError):
+            with pytest.raises(InputError):
+                table_of(text)
+            return
+        assert table_of(text) == expected
+
+
+def test_a_malformed_row_after_plain_blocks_names_its_line(small_blocks: None) -> None:
+    text = f"{HEADER}\n" + f"{LINE}\n" * 20 + f"{LINE}, 1, 2\n"
+    with pytest.raises(InputError, match="Expected 14 fields in line 22, saw 16"):
+        table_of(text)
+
+
+def test_csv_that_is_not_utf8_after_plain_blocks_says_so(small_blocks: None) -> None:
+    data = f"{HEADER}\n{LINE}\n{LINE}\n".encode() + b"\xff\n"
+    _, chunks = read_rows(io.BytesIO(data), "csv", 10)
+    with pytest.raises(UnicodeDecodeError):
+        list(chunks)
+
+
+def test_a_csv_header_alone_gives_one_empty_chunk() -> None:
+    _, chunks = read_rows(io.StringIO(f"{HEADER}\n"), "csv", 10)
+    (chunk,) = list(chunks)
+    assert len(chunk) == 0
+    assert chunk.table.column_names == [name.strip() for name in HEADER.split(",")]
+
+
+def test_csv_chunks_hold_chunk_size_rows(small_blocks: None) -> None:
+    _, chunks = read_rows(io.StringIO(f"{HEADER}\n" + f"{LINE}\n" * 10), "csv", 4)
+    assert [len(chunk) for chunk in chunks] == [4, 4, 2]
+
+
+def test_distinct_values_decode_to_the_rows() -> None:
+    lines = [LINE.replace("39", str(age), 1) for age in (20, 30, 20, 40, 30)]
+    _, chunks = read_rows(io.StringIO("\n".join([HEADER, *lines]) + "\n"), "csv", 10)
+    (chunk,) = list(chunks)
+    age = chunk.distinct["age"]
+    assert sorted(age.values) == ["20", "30", "40"]
+    assert age.decoded().tolist() == ["20", "30", "20", "40", "30"]
+
+
+def test_csv_columns_spelled_twice_are_refused() -> None:
+    text = f"education_num,{HEADER}\n13,{LINE}\n"
+    with pytest.raises(InputError, match="education_num appear more than once"):
+        table_of(text)
+
+
+def test_a_malformed_row_fails_the_chunk_pandas_would_fail(small_blocks: None) -> None:
+    """pandas takes over mid-chunk, and reads to the chunk's end before failing."""
+    text = f"{HEADER}\n" + f"{LINE}\n" * 10 + f"{LINE}, 1\n" + f"{LINE}\n"
+    _, chunks = read_rows(io.StringIO(text), "csv", 4)
+    sizes = []
+    with pytest.raises(InputError, match="malformed"):
+        sizes.extend(len(chunk) for chunk in chunks)
+    assert sizes == [4, 4]
+
+
+def test_a_quoted_header_alone_gives_one_empty_chunk() -> None:
+    _, chunks = read_rows(io.StringIO(f'"id",{HEADER}\n'), "csv", 10)
+    (chunk,) = list(chunks)
+    assert (len(chunk), chunk.table.column_names[0]) == (0, "id")

@@ -1,35 +1,205 @@
-"""Score streams of rows: N rows in, N rows out, in order, the caller's columns kept."""
+"""Score streams of rows: N rows in, N rows out, in order, the caller's columns kept.
+
+CSV rows stay pyarrow text from reading to writing (written by pyarrow's CSV writer),
+JSON rows stay the Python objects they were decoded as (written by orjson): no
+DataFrame is built on the way, and neither pandas nor pyarrow is imported for JSON.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
+import json
+import math
+import queue
 import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-import pandas as pd
+import numpy as np
+import orjson
 
 from census_salary.bundle import Bundle
-from census_salary.contract import check_columns
-from census_salary.data import summarise
+from census_salary.contract import COLUMNS, SPECS, CheckedColumns, Columns, check_columns
 from census_salary.errors import CensusError, InputError, RowProblem
 from census_salary.files import atomic_open
 from census_salary.progress import NoProgress, Progress
-from census_salary.rows import InputFormat, RowChunk, read_rows
+from census_salary.rows import DistinctColumn, InputFormat, RowChunk, arrow_pool, read_rows
+from census_salary.trees import TreeTables
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 OutputFormat = Literal["csv", "json", "jsonl"]
 PREDICTION, PROBABILITY = "prediction", "probability"
+CONTRIBUTION, BASE_VALUE = "contribution_", "base_value"
+T = TypeVar("T")
+SCORING_THREADS = 2  # threads scoring with the tree tables
+SCORING_ROWS = 4096  # rows they score at a time (memory grows with it)
+READ_AHEAD = 1  # chunks read ahead of the one being checked
+Kept = tuple[Any, list[str]]  # a chunk's good rows (as in `RowChunk.table`), its columns
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """Rows as the caller gave them (the good ones), with their predictions."""
+
+    table: pa.Table | list[dict[str, Any]]  # as in `RowChunk`
+    names: list[str]  # the caller's columns, those of rows left out too
+    predictions: np.ndarray
+    probabilities: np.ndarray
+    # With --explain: each row's contribution of every contract column (log-odds), and
+    # the model's base value; `contribution_<column>` and `base_value` in the output.
+    contributions: np.ndarray | None = None
+    base_value: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.probabilities)
+
+    @property
+    def column_names(self) -> list[str]:
+        """The caller's columns, then `prediction` and `probability` (and with
+        explanations, one `contribution_<column>` per column and `base_value`)."""
+        return [*self.names, PREDICTION, PROBABILITY, *self.explained_columns()]
+
+    def explained_columns(self) -> dict[str, np.ndarray]:
+        """The explanation columns by output name (none without --explain)."""
+        if self.contributions is None:
+            return {}
+        columns = {
+            f"{CONTRIBUTION}{name}": self.contributions[:, j] for j, name in enumerate(COLUMNS)
+        }
+        return {**columns, BASE_VALUE: np.full(len(self), self.base_value)}
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """One object per row: the chunk's fields (null where a row lacks one, as in a
+        table), `prediction` and `probability`."""
+        names = self.names
+        rows = self.table if isinstance(self.table, list) else self.table.to_pylist()
+        explained = {name: values.tolist() for name, values in self.explained_columns().items()}
+        for i, (row, label, p) in enumerate(
+            zip(rows, self.predictions.tolist(), self.probabilities.tolist(), strict=True)
+        ):
+            fields = row if len(row) == len(names) else {name: row.get(name) for name in names}
+            yield {
+                **fields,
+                PREDICTION: label,
+                PROBABILITY: p,
+                **{name: values[i] for name, values in explained.items()},
+            }
+
+    def to_frame(self) -> pd.DataFrame:
+        """The rows as a pandas DataFrame (for notebooks; the CLI never builds one)."""
+        import pandas as pd
+
+        if isinstance(self.table, list):
+            frame = pd.DataFrame.from_records(self.table)
+        else:
+            frame = self.table.to_pandas()
+        added = {PREDICTION: self.predictions, PROBABILITY: self.probabilities}
+        return frame.assign(**added, **self.explained_columns())
 
 
 @dataclass
-class ScoredStream:
+class ScoredStream(Generic[T]):
     """Chunks of scored rows; with `skip_bad`, the problems of the rows left out."""
 
-    chunks: Iterator[pd.DataFrame]
+    chunks: Iterator[T]
     problems: list[RowProblem] = field(default_factory=list)
+
+
+def score_rows(
+    bundle: Bundle,
+    chunks: Iterable[RowChunk],
+    *,
+    threshold: float | None = None,
+    skip_bad: bool = False,
+    source: str = "the input",
+    explain: bool = False,
+) -> ScoredStream[ScoredChunk]:
+    """Score chunks as they come, in order. A bad row raises InputError unless `skip_bad`.
+
+    The tree tables score with numpy, which lets go of the interpreter's lock, so while
+    this thread checks the next chunk, `SCORING_THREADS` threads score this one.
+    Another scorer (the pipeline, which has threads of its own; a remote server, sent one
+    request at a time) scores each chunk in turn. A failure comes after the rows before it.
+    With `explain`, each row's contributions are added (`explain.explain`, in turn).
+    """
+    stream: ScoredStream[ScoredChunk] = ScoredStream(chunks=iter(()))
+    threads = SCORING_THREADS if isinstance(bundle.scorer, TreeTables) and not explain else 0
+
+    def checked_chunks() -> Iterator[tuple[Kept, CheckedColumns]]:
+        """Per chunk: its good rows and its columns, and its census columns checked."""
+        first_row = 1
+        known = _KnownValues()
+        for chunk in chunks:
+            names = chunk.column_names
+            added = {PREDICTION, PROBABILITY}
+            if explain:
+                added |= {BASE_VALUE, *(f"{CONTRIBUTION}{name}" for name in COLUMNS)}
+            if clash := sorted(added & set(names)):
+                raise InputError(
+                    f"The input already has column(s) {', '.join(clash)} (the output of an "
+                    "earlier run?); drop or rename them, since the output adds its own."
+                )
+            checked = known.check(chunk.distinct) if chunk.distinct is not None else None
+            if checked is None:
+                checked = check_columns(chunk.columns, first_row=first_row)
+            if checked.problems:
+                if not skip_bad:
+                    from census_salary.data import summarise  # (pandas: only on failure)
+
+                    raise InputError(summarise(checked.problems, source), checked.problems)
+                stream.problems.extend(checked.problems)
+            first_row += len(checked.good)
+            yield (_kept(chunk.table, checked.good), names), checked
+
+    def scored(kept: Kept, probabilities: np.ndarray) -> ScoredChunk:
+        labels = bundle.labels(probabilities, threshold)
+        return ScoredChunk(*kept, labels, probabilities)
+
+    def in_turn() -> Iterator[ScoredChunk]:
+        for kept, checked in checked_chunks():
+            chunk = scored(kept, bundle.probabilities(checked.columns))
+            if explain:
+                from census_salary.explain import explain as explain_rows
+
+                explained = explain_rows(bundle, checked.columns)
+                chunk = replace(
+                    chunk, contributions=explained.values, base_value=explained.base_value
+                )
+            yield chunk
+
+    def overlapped() -> Iterator[ScoredChunk]:
+        pending: deque[tuple[Kept, list[Future[np.ndarray]]]] = deque()
+        failure: Exception | None = None
+        with ThreadPoolExecutor(threads, thread_name_prefix="census-score") as pool:
+            try:
+                for kept, checked in checked_chunks():
+                    # In pieces: both threads work on one chunk, and each holds little.
+                    pieces = [
+                        pool.submit(bundle.probabilities, piece)
+                        for piece in _pieces(checked.columns, len(checked), SCORING_ROWS)
+                    ]
+                    pending.append((kept, pieces))
+                    while len(pending) > 1:
+                        yield scored(*_joined(pending.popleft()))
+            except Exception as exc:  # the rows before it go out first, as they would in turn
+                failure = exc
+            while pending:
+                yield scored(*_joined(pending.popleft()))
+        if failure is not None:
+            raise failure
+
+    stream.chunks = overlapped() if threads else in_turn()
+    return stream
 
 
 def score_chunks(
@@ -39,33 +209,92 @@ def score_chunks(
     threshold: float | None = None,
     skip_bad: bool = False,
     source: str = "the input",
-) -> ScoredStream:
-    """Score chunks as they come. A bad row raises InputError unless `skip_bad`."""
-    stream = ScoredStream(chunks=iter(()))
+) -> ScoredStream[pd.DataFrame]:
+    """`score_rows`, each chunk as a pandas DataFrame with `prediction` and `probability`."""
+    rows = score_rows(bundle, chunks, threshold=threshold, skip_bad=skip_bad, source=source)
+    return ScoredStream((chunk.to_frame() for chunk in rows.chunks), rows.problems)
 
-    def scored() -> Iterator[pd.DataFrame]:
-        first_row = 1
-        for chunk in chunks:
-            if clash := sorted({PREDICTION, PROBABILITY} & set(chunk.table.columns)):
-                raise InputError(
-                    f"The input already has column(s) {', '.join(clash)} (the output of an "
-                    "earlier run?); drop or rename them, since the output adds its own."
-                )
-            checked = check_columns(chunk.columns, first_row=first_row)
+
+def _pieces(columns: Mapping[str, np.ndarray], n_rows: int, size: int) -> Iterator[Columns]:
+    """Columns of checked rows, `size` rows at a time (at least one piece, maybe empty)."""
+    for start in range(0, max(n_rows, 1), size):
+        yield {name: values[start : start + size] for name, values in columns.items()}
+
+
+def _joined(scored: tuple[Kept, list[Future[np.ndarray]]]) -> tuple[Kept, np.ndarray]:
+    kept, pieces = scored
+    return kept, np.concatenate([piece.result() for piece in pieces])
+
+
+def _kept(
+    table: pa.Table | list[dict[str, Any]], good: np.ndarray
+) -> pa.Table | list[dict[str, Any]]:
+    if good.all():
+        return table
+    if isinstance(table, list):
+        return [row for row, keep in zip(table, good.tolist(), strict=True) if keep]
+    import pyarrow.compute as pc
+
+    return pc.filter(table, _arrow_bools(good), memory_pool=arrow_pool())
+
+
+class _KnownValues:
+    """Per census column, what `check_columns` made of each text it has accepted.
+
+    `check_columns` decides each value on its own (`contract.parse_value`), so a CSV
+    chunk is checked by checking the distinct texts of its columns that earlier chunks
+    did not have, and each row takes its values' results. When a text is refused, the
+    chunk is checked row by row instead, for the row numbers.
+    """
+
+    LIMIT = 1 << 16  # texts remembered per column; then it starts afresh
+
+    def __init__(self) -> None:
+        self._known: dict[str, dict[Any, Any]] = {name: {} for name in COLUMNS}
+
+    def check(self, distinct: Mapping[str, DistinctColumn]) -> CheckedColumns | None:
+        """The chunk's columns as `check_columns` gives them, or None if a value is refused
+        (or a column is missing: `check_columns` says which)."""
+        if any(name not in distinct for name in COLUMNS):
+            return None
+        # (set and map work in C: this runs while other threads wait for the lock)
+        new = {
+            name: list(set(distinct[name].values).difference(self._known[name])) for name in COLUMNS
+        }
+        longest = max(map(len, new.values()))
+        if longest:
+            # Every column as long as the longest list of new texts, filled with a text
+            # of its own that is known to pass.
+            checked = check_columns(
+                {
+                    name: texts + [(texts or distinct[name].values)[0]] * (longest - len(texts))
+                    for name, texts in new.items()
+                }
+            )
             if checked.problems:
-                if not skip_bad:
-                    raise InputError(summarise(checked.problems, source), checked.problems)
-                stream.problems.extend(checked.problems)
-            first_row += len(checked.good)
-            kept = chunk.table.loc[checked.good].reset_index(drop=True)
-            p = bundle.probabilities(checked.columns)
-            yield kept.assign(**{PREDICTION: bundle.labels(p, threshold), PROBABILITY: p})
+                return None
+            for name, texts in new.items():
+                parsed = checked.columns[name][: len(texts)].tolist()
+                self._known[name].update(zip(texts, parsed, strict=True))
+        columns: dict[str, np.ndarray] = {}
+        for name, column in distinct.items():
+            if name not in SPECS:
+                continue
+            known = self._known[name]
+            kind = np.float64 if SPECS[name].kind == "number" else object
+            parsed = np.empty(len(column.values), dtype=kind)
+            parsed[:] = list(map(known.__getitem__, column.values))
+            columns[name] = parsed[column.codes]
+            if len(known) > self.LIMIT:
+                known.clear()
+        n_rows = len(distinct[COLUMNS[0]])
+        return CheckedColumns(columns=columns, good=np.ones(n_rows, dtype=bool), problems=[])
 
-    stream.chunks = scored()
-    return stream
+
+# --- writing -----------------------------------------------------------------------------
 
 
-def write_predictions(chunks: Iterable[pd.DataFrame], fmt: OutputFormat, out: IO[str]) -> int:
+def write_predictions(chunks: Iterable[ScoredChunk], fmt: OutputFormat, out: IO[bytes]) -> int:
     """Write scored chunks as CSV, a JSON array or JSON Lines; return the rows written.
 
     Nothing is written before the first chunk has been scored, so an input that fails at
@@ -76,47 +305,144 @@ def write_predictions(chunks: Iterable[pd.DataFrame], fmt: OutputFormat, out: IO
     opened = False
     for chunk in chunks:
         if fmt == "json" and not opened:
-            out.write("[")
+            out.write(b"[")
             opened = True
         if fmt == "csv":
-            first = header is None
-            header = list(chunk.columns) if header is None else header
-            if added := [c for c in chunk.columns if c not in header]:
+            names = chunk.column_names
+            if header is None:
+                header = names
+                out.write(_csv_text([header]))
+            if added := [c for c in names if c not in header]:
                 raise InputError(
                     f"Rows after row {rows} bring field(s) {', '.join(map(str, added))} that "
                     "earlier rows lack; CSV output needs one set of columns, so use "
                     "--output-format json or jsonl."
                 )
-            chunk.reindex(columns=header).to_csv(
-                out, index=False, header=first, lineterminator="\n"
-            )
+            out.write(_csv_rows(chunk, header))
         elif len(chunk):
-            lines = _json_lines(chunk)
             if fmt == "jsonl":
-                out.write("\n".join(lines) + "\n")
+                out.write(_json_rows(chunk, b"", b"\n", b"\n"))
             else:
-                out.write(("\n" if rows == 0 else ",\n") + ",\n".join(lines))
+                out.write(_json_rows(chunk, b"\n" if rows == 0 else b",\n", b",\n", b""))
         rows += len(chunk)
     if fmt == "json":
-        out.write(("\n]\n" if rows else "]\n") if opened else "[]\n")
+        out.write((b"\n]\n" if rows else b"]\n") if opened else b"[]\n")
     return rows
 
 
-def _json_lines(chunk: pd.DataFrame) -> list[str]:
-    """One JSON object per scored row, its probability written to the last bit.
+def _json_rows(chunk: ScoredChunk, before: bytes, between: bytes, after: bytes) -> bytearray:
+    """The rows as JSON objects, one a line; floats (the probability) in the shortest text
+    that reads back as the same number, so they equal the API's to the last bit.
 
-    pandas writes at most 15 significant digits, which changes most probabilities in their
-    last bits; they get Python's shortest round-trip text instead (what the API sends).
+    Each object is copied out at once: orjson gives each its own 8 kB buffer, and 50,000
+    of them would hold 400 MB.
     """
-    # Never empty: the prediction column is always there, before the probability.
-    text = chunk.drop(columns=PROBABILITY).to_json(
-        orient="records", lines=True, double_precision=15
+    text = bytearray(before)
+    for n, record in enumerate(chunk.records()):
+        if n:
+            text += between
+        try:
+            text += orjson.dumps(record)
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits, passed through
+            text += json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    text += after
+    return text
+
+
+def _csv_rows(chunk: ScoredChunk, header: list[str]) -> bytes | memoryview:
+    """The rows in the header's columns, quoted only where needed (as pandas writes)."""
+    if not isinstance(chunk.table, list) and chunk.column_names == header:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        table = chunk.table.append_column(
+            PREDICTION, _arrow_labels(chunk.predictions)
+        ).append_column(PROBABILITY, _float_text(chunk.probabilities))
+        for name, values in chunk.explained_columns().items():
+            table = table.append_column(name, _float_text(values))
+        sink = pa.BufferOutputStream()
+        options = pcsv.WriteOptions(include_header=False, quoting_style="none")
+        try:
+            pcsv.write_csv(table, sink, write_options=options, memory_pool=arrow_pool())
+        except pa.ArrowInvalid:  # a value with a comma, quote or line break: quote it
+            pass
+        else:
+            return memoryview(sink.getvalue())
+    return _csv_text(
+        [[_csv_cell(record.get(name)) for name in header] for record in chunk.records()]
     )
-    lines = text.rstrip("\n").split("\n")  # JSON escapes newlines inside strings
-    return [
-        f'{line[:-1]},"{PROBABILITY}":{p!r}}}'
-        for line, p in zip(lines, chunk[PROBABILITY].tolist(), strict=True)
-    ]
+
+
+def _csv_text(rows: Iterable[Iterable[Any]]) -> bytes:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    return text.getvalue().encode()
+
+
+def _csv_cell(value: Any) -> Any:
+    """A JSON value as pandas wrote it into CSV: nothing for null (and NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value
+
+
+def _float_text(p: np.ndarray) -> pa.Array:
+    """Each float (a probability, a contribution) as Python's repr spells it: the shortest
+    text that reads back as the same float. pyarrow finds the same digits, and spells them
+    as repr does except for whole numbers, magnitudes below 1e-4 and from 1e9 (`0` for `0.0`,
+    `0.00005` for `5e-05`); those few are spelled by repr."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = np.ascontiguousarray(p, dtype=np.float64)
+    floats = pa.Array.from_buffers(pa.float64(), len(values), [None, pa.py_buffer(values)])
+    text = floats.cast(pa.string(), memory_pool=arrow_pool())
+    size = np.abs(p)
+    odd = (size < 1e-4) | (size >= 1e9) | (p == np.floor(p))
+    if odd.any():
+        text = pc.replace_with_mask(
+            text,
+            _arrow_bools(odd),
+            _arrow_strings([repr(x) for x in p[odd].tolist()]),
+            memory_pool=arrow_pool(),
+        )
+    return text
+
+
+# Arrow arrays are built from numpy's buffers here: `pa.array` imports pandas (to ask
+# whether the data is pandas'), which would cost this process a third of a second.
+
+
+def _arrow_bools(mask: np.ndarray) -> pa.Array:
+    import pyarrow as pa
+
+    bits = np.packbits(mask.astype(bool, copy=False), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
+
+
+def _arrow_strings(texts: list[str]) -> pa.Array:
+    import pyarrow as pa
+
+    data = [text.encode() for text in texts]
+    offsets = np.zeros(len(data) + 1, dtype=np.int32)
+    np.cumsum([len(item) for item in data], out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+    )
+
+
+def _arrow_labels(labels: np.ndarray) -> pa.Array:
+    """A column of a few distinct texts (the predictions)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kinds, index = np.unique(labels, return_inverse=True)
+    positions = np.ascontiguousarray(index.reshape(-1), dtype=np.int64)
+    indices = pa.Array.from_buffers(pa.int64(), len(positions), [None, pa.py_buffer(positions)])
+    return pc.take(_arrow_strings(kinds.tolist()), indices, memory_pool=arrow_pool())
+
+
+# --- files -------------------------------------------------------------------------------
 
 
 def predict_file(
@@ -130,6 +456,7 @@ def predict_file(
     skip_bad: bool = False,
     chunk_size: int = 50_000,
     progress: Progress | None = None,
+    explain: bool = False,
 ) -> list[RowProblem]:
     """Score a file (or stdin) to a file (or stdout); return the problems of skipped rows.
 
@@ -138,46 +465,54 @@ def predict_file(
     source = str(input_path) if input_path else "standard input"
     with contextlib.ExitStack() as stack:
         if input_path is None:
-            handle: IO[str] = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+            handle: IO[bytes] = sys.stdin.buffer
         else:
             try:
-                handle = stack.enter_context(input_path.open(encoding="utf-8-sig", newline=""))
+                handle = stack.enter_context(input_path.open("rb"))
             except OSError as exc:
                 raise InputError(f"Cannot read {input_path}: {exc.strerror}.") from None
         try:
             fmt, chunks = read_rows(handle, input_format, chunk_size)
+            if fmt == "csv":  # (JSON is decoded by Python, which holds the lock throughout)
+                chunks = _read_ahead(chunks, READ_AHEAD)
             chunks = _counted(chunks, progress or NoProgress())
-            stream = score_chunks(
-                bundle, chunks, threshold=threshold, skip_bad=skip_bad, source=source
+            stream = score_rows(
+                bundle,
+                chunks,
+                threshold=threshold,
+                skip_bad=skip_bad,
+                source=source,
+                explain=explain,
             )
             out_fmt = output_format or fmt
             if output_path is None:
                 _write_to_stdout(stream.chunks, out_fmt)
             else:
-                with atomic_open(output_path) as out:
+                with atomic_open(output_path, "wb") as out:
                     write_predictions(stream.chunks, out_fmt, out)
         except UnicodeDecodeError as exc:
             raise InputError(f"{source} is not UTF-8 text: {exc.reason}.") from None
     return stream.problems
 
 
-def _write_to_stdout(chunks: Iterator[pd.DataFrame], fmt: OutputFormat) -> None:
+def _write_to_stdout(chunks: Iterator[ScoredChunk], fmt: OutputFormat) -> None:
     """Rows go out as they are scored; a failure later on says how many already went."""
     written = 0
 
-    def counted() -> Iterator[pd.DataFrame]:
+    def counted() -> Iterator[ScoredChunk]:
         nonlocal written
         for chunk in chunks:
             yield chunk
             written += len(chunk)  # resumed once the chunk has been written
 
+    sys.stdout.flush()  # bytes go to the buffer beneath: anything printed before goes first
     try:
-        write_predictions(counted(), fmt, sys.stdout)
+        write_predictions(counted(), fmt, sys.stdout.buffer)
     except CensusError as exc:
         if written:
             exc.args = (f"{exc} ({written} row(s) were written to standard output before this.)",)
         raise
-    sys.stdout.flush()
+    sys.stdout.buffer.flush()
 
 
 def _counted(chunks: Iterable[RowChunk], progress: Progress) -> Iterator[RowChunk]:
@@ -185,4 +520,42 @@ def _counted(chunks: Iterable[RowChunk], progress: Progress) -> Iterator[RowChun
     progress.start("Scoring rows")
     for chunk in chunks:
         yield chunk
-        progress.advance(len(chunk.table))
+        progress.advance(len(chunk))
+
+
+def _read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
+    """`items`, taken from them by a thread of their own up to `depth` ahead: reading and
+    parsing (pyarrow lets go of the interpreter's lock) go on while chunks are checked,
+    scored and written. An exception is raised here, in its turn."""
+    box: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                box.put(item, timeout=0.1)
+                return True
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put((False, item)):
+                    return
+        except BaseException as exc:  # handed over to the consumer, which raises it
+            put((True, exc))
+        else:
+            put((True, None))
+
+    # A daemon: after an error it may still wait on a pipe, and must not keep the process.
+    threading.Thread(target=run, name="census-read", daemon=True).start()
+    try:
+        while True:
+            done, item = box.get()
+            if done:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()

@@ -146,7 +146,7 @@ def test_page_assets_are_served(client: TestClient, name: str) -> None:
     assert client.get(f"/static/{name}").status_code == 200
 
 
-def test_the_server_answers_without_scikit_learn_scipy_pandas_or_skops(
+def test_the_server_answers_without_scikit_learn_scipy_pandas_skops_pyarrow_or_matplotlib(
     small_settings: Settings,
 ) -> None:
     """What keeps launch fast and memory small: the worker's whole import graph, run."""
@@ -157,7 +157,8 @@ def test_the_server_answers_without_scikit_learn_scipy_pandas_or_skops(
         "with TestClient(server.create_app_from_environment()) as client:\n"
         "    assert client.get('/ready').status_code == 200\n"
         f"    assert client.post('/predict', json=[{EXAMPLE_ROW!r}]).status_code == 200\n"
-        "print(sorted(m for m in ('sklearn', 'scipy', 'pandas', 'skops') if m in sys.modules))\n"
+        "heavy = ('sklearn', 'scipy', 'pandas', 'skops', 'pyarrow', 'matplotlib')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     env = {**os.environ, "CENSUS_CONFIG": str(small_settings.source)}
     result = subprocess.run(

@@ -65,6 +65,14 @@ def predict(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Rows per request with --url.")
     ] = 1000,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Add each row's contributions: one contribution_<feature> column per "
+            "feature (SHAP values, log-odds) and base_value; they add up to the log-odds.",
+        ),
+    ] = False,
 ) -> None:
     """Score rows (CSV, JSON array, {"inputs": [...]} or JSON Lines) from a file or stdin."""
     from census_salary.predict import predict_file
@@ -87,6 +95,7 @@ def predict(
             skip_bad=on_error is OnError.skip,
             chunk_size=chunk_size,
             progress=progress,
+            explain=explain,
         )
     for problem in problems:
         err_console().print(

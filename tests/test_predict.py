@@ -1,0 +1,235 @@
+"""Scoring streams of rows and writing them out (census_salary.predict)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import census_salary.predict
+from census_salary.bundle import Bundle
+from census_salary.config import Settings
+from census_salary.contract import COLUMNS, EXAMPLE_ROW, check_columns, check_records
+from census_salary.errors import InputError
+from census_salary.explain import explain
+from census_salary.predict import (
+    _float_text,
+    _KnownValues,
+    _read_ahead,
+    score_rows,
+    write_predictions,
+)
+from census_salary.rows import RowChunk, read_rows
+from live_server import server_environment
+
+HEADER = ",".join(EXAMPLE_ROW)
+LINE = ",".join(str(v) for v in EXAMPLE_ROW.values())
+
+
+def csv_chunks(text: str, chunk_size: int = 1000) -> Iterator[RowChunk]:
+    _, chunks = read_rows(io.StringIO(text), "csv", chunk_size)
+    return chunks
+
+
+def json_chunks(rows: list[dict], chunk_size: int = 1000) -> Iterator[RowChunk]:
+    _, chunks = read_rows(io.StringIO(json.dumps(rows)), "json", chunk_size)
+    return chunks
+
+
+def written(bundle: Bundle, chunks: Iterator[RowChunk], fmt: str) -> str:
+    out = io.BytesIO()
+    write_predictions(score_rows(bundle, chunks).chunks, fmt, out)  # type: ignore[arg-type]
+    return out.getvalue().decode()
+
+
+def test_probabilities_are_spelled_as_repr_spells_them() -> None:
+    rng = np.random.default_rng(0)
+    p = np.concatenate(
+        [rng.random(2000), rng.random(2000) * 1e-3, [0.0, 1.0, 1e-4, 9.99e-5, 5e-324, 0.5]]
+    )
+    assert _float_text(p).to_pylist() == [repr(x) for x in p.tolist()]
+
+
+def test_negative_floats_are_spelled_as_repr_spells_them() -> None:
+    p = -np.random.default_rng(1).random(2000) * 10.0 ** np.arange(-6, 14, 0.01)
+    assert _float_text(p).to_pylist() == [repr(x) for x in p.tolist()]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_explained_rows_carry_each_contribution_to_the_last_bit(
+    small_bundle: Bundle, fmt: str
+) -> None:
+    rows = [EXAMPLE_ROW, {**EXAMPLE_ROW, "age": 61, "occupation": "Astronaut"}]
+    out = io.BytesIO()
+    stream = score_rows(small_bundle, json_chunks(rows), explain=True)
+    write_predictions(stream.chunks, fmt, out)  # type: ignore[arg-type]
+    text = out.getvalue().decode()
+    if fmt == "csv":
+        records = list(csv.DictReader(io.StringIO(text)))
+    else:
+        records = [json.loads(line) for line in text.splitlines()]
+    expected = explain(small_bundle, check_records(rows).columns)
+    for i, record in enumerate(records):
+        got = [float(record[f"contribution_{name}"]) for name in COLUMNS]
+        assert got == expected.values[i].tolist()
+        assert float(record["base_value"]) == expected.base_value
+        p = float(record["probability"])
+        log_odds = expected.base_value + sum(got)
+        assert log_odds == pytest.approx(math.log(p / (1 - p)), abs=1e-9)
+
+
+def test_explaining_refuses_an_input_that_has_its_columns(small_bundle: Bundle) -> None:
+    rows = [{**EXAMPLE_ROW, "contribution_age": 1}]
+    with pytest.raises(InputError, match="contribution_age"):
+        list(score_rows(small_bundle, json_chunks(rows), explain=True).chunks)
+
+
+@pytest.mark.parametrize(
+    "value", ["plain", "a,b", 'say "hi"', "two\nlines", "", " lead", "é/ü"], ids=repr
+)
+def test_csv_output_is_what_pandas_writes(small_bundle: Bundle, value: str) -> None:
+    """CSV rows are written by pyarrow, or by the csv module where a value needs quotes."""
+    quoted = '"' + value.replace('"', '""') + '"'
+    text = f"id,{HEADER}\n{quoted},{LINE}\nx,{LINE}\n"
+    (frame,) = [c.to_frame() for c in score_rows(small_bundle, csv_chunks(text)).chunks]
+    expected = frame.to_csv(index=False, lineterminator="\n")
+    assert written(small_bundle, csv_chunks(text), "csv") == expected
+
+
+def test_json_rows_go_out_as_given_with_their_predictions(small_bundle: Bundle) -> None:
+    rows = [{**EXAMPLE_ROW, "id": 1.5, "tags": ["a"]}, {**EXAMPLE_ROW, "id": None}]
+    out = [json.loads(line) for line in written(small_bundle, json_chunks(rows), "jsonl").split()]
+    assert [(r["id"], r.get("tags")) for r in out] == [(1.5, ["a"]), (None, None)]
+    assert all(r["prediction"] in (">50K", "<=50K") for r in out)
+
+
+def test_json_output_gives_the_probabilities_to_the_last_bit(small_bundle: Bundle) -> None:
+    rows = [{**EXAMPLE_ROW, "age": age} for age in range(17, 90)]
+    expected = small_bundle.probabilities(check_columns(json_chunk_columns(rows)).columns)
+    out = json.loads(written(small_bundle, json_chunks(rows), "json"))
+    assert [r["probability"] for r in out] == expected.tolist()
+
+
+def json_chunk_columns(rows: list[dict]) -> dict:
+    (chunk,) = list(json_chunks(rows))
+    return dict(chunk.columns)
+
+
+def test_json_rows_lacking_a_field_others_have_get_null(small_bundle: Bundle) -> None:
+    rows = [{**EXAMPLE_ROW, "note": "x"}, EXAMPLE_ROW]
+    out = [json.loads(line) for line in written(small_bundle, json_chunks(rows), "jsonl").split()]
+    assert [r["note"] for r in out] == ["x", None]
+
+
+def test_a_json_integer_beyond_64_bits_passes_through(small_bundle: Bundle) -> None:
+    rows = [{**EXAMPLE_ROW, "id": 10**30}]
+    (out,) = json.loads(written(small_bundle, json_chunks(rows), "json"))
+    assert out["id"] == 10**30
+
+
+def test_known_values_give_what_check_columns_gives() -> None:
+    lines = [LINE.replace("39", age, 1) for age in ("20", " 30", "20", "40.0")]
+    known = _KnownValues()
+    for chunk in csv_chunks("\n".join([HEADER, *lines, *lines[:2]]) + "\n", chunk_size=3):
+        got = known.check(chunk.distinct)
+        expected = check_columns(chunk.columns)
+        assert got is not None
+        for name, values in expected.columns.items():
+            assert got.columns[name].dtype == values.dtype, name
+            assert got.columns[name].tolist() == values.tolist(), name
+
+
+def test_known_values_leave_a_refused_value_to_check_columns() -> None:
+    (chunk,) = csv_chunks(f"{HEADER}\n{LINE}\n{LINE.replace('39', 'old', 1)}\n")
+    assert _KnownValues().check(chunk.distinct) is None
+
+
+def test_scoring_in_threads_gives_what_scoring_in_turn_gives(
+    small_bundle: Bundle, census_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = census_csv.read_text(encoding="utf-8")
+
+    def probabilities() -> np.ndarray:
+        chunks = score_rows(small_bundle, csv_chunks(text, chunk_size=5000)).chunks
+        return np.concatenate([chunk.probabilities for chunk in chunks])
+
+    monkeypatch.setattr(census_salary.predict, "SCORING_ROWS", 777)
+    in_threads = probabilities()
+    monkeypatch.setattr(census_salary.predict, "SCORING_THREADS", 0)
+    np.testing.assert_array_equal(in_threads, probabilities())
+
+
+def test_rows_before_a_bad_chunk_come_out_before_its_error(small_bundle: Bundle) -> None:
+    rows = [EXAMPLE_ROW] * 4 + [{**EXAMPLE_ROW, "age": "old"}]
+    chunks = score_rows(small_bundle, json_chunks(rows, chunk_size=2)).chunks
+    assert len(next(chunks)) == 2
+    assert len(next(chunks)) == 2
+    with pytest.raises(InputError, match="row 5, field 'age'"):
+        next(chunks)
+
+
+def test_skipped_rows_keep_the_columns_of_the_chunk(small_bundle: Bundle) -> None:
+    rows = [{**EXAMPLE_ROW, "id": 1, "age": -1}]
+    stream = score_rows(small_bundle, json_chunks(rows), skip_bad=True)
+    out = io.BytesIO()
+    write_predictions(stream.chunks, "csv", out)
+    assert out.getvalue().decode().startswith(",".join(["age", "workclass"]))
+    assert [p.row for p in stream.problems] == [1]
+
+
+def test_read_ahead_gives_the_items_in_order() -> None:
+    assert list(_read_ahead(iter(range(50)), 2)) == list(range(50))
+
+
+def test_read_ahead_raises_a_failure_in_its_turn() -> None:
+    def items() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise InputError("broken")
+
+    got = _read_ahead(items(), 2)
+    assert [next(got), next(got)] == [1, 2]
+    with pytest.raises(InputError, match="broken"):
+        next(got)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "loaded"),
+    [
+        ("json", json.dumps([EXAMPLE_ROW]), []),
+        ("csv", f"{HEADER}\n{LINE}\n", ["pyarrow"]),
+        ("quoted csv", f'"id",{HEADER}\n"1",{LINE}\n', ["pandas", "pyarrow"]),
+    ],
+)
+def test_predict_imports_only_what_the_input_needs(
+    small_settings: Settings, fmt: str, text: str, loaded: list[str]
+) -> None:
+    """pandas and pyarrow take a third of a second each to import: JSON needs neither,
+    plain CSV only pyarrow, and only CSV that pyarrow cannot read alike needs pandas."""
+    script = (
+        "import sys\n"
+        "from census_salary.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    print(sorted(m for m in ('pandas', 'pyarrow', 'sklearn') if m in sys.modules),"
+        " file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, "--config", str(small_settings.source), "predict"],
+        input=text,
+        capture_output=True,
+        text=True,
+        env=server_environment(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == str(loaded), done.stderr
