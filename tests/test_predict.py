@@ -20,14 +20,9 @@ from census_salary.config import Settings
 from census_salary.contract import COLUMNS, EXAMPLE_ROW, check_columns, check_records
 from census_salary.errors import InputError
 from census_salary.explain import explain
-from census_salary.predict import (
-    _float_text,
-    _KnownValues,
-    _read_ahead,
-    score_rows,
-    write_predictions,
-)
+from census_salary.predict import _KnownValues, _read_ahead, score_rows
 from census_salary.rows import RowChunk, read_rows
+from census_salary.writers import _float_text, write_predictions
 from live_server import server_environment
 
 HEADER = ",".join(EXAMPLE_ROW)

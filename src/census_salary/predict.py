@@ -8,10 +8,6 @@ DataFrame is built on the way, and neither pandas nor pyarrow is imported for JS
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
-import math
 import queue
 import sys
 import threading
@@ -20,91 +16,38 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
-import orjson
 
 from census_salary.bundle import Bundle
 from census_salary.contract import COLUMNS, SPECS, CheckedColumns, Columns, check_columns
+from census_salary.csv_rows import arrow_pool
 from census_salary.errors import CensusError, InputError, RowProblem
 from census_salary.files import atomic_open
 from census_salary.progress import NoProgress, Progress
-from census_salary.rows import DistinctColumn, InputFormat, RowChunk, arrow_pool, read_rows
+from census_salary.rows import DistinctColumn, InputFormat, RowChunk, read_rows
 from census_salary.trees import TreeTables
+from census_salary.writers import (
+    BASE_VALUE,
+    CONTRIBUTION,
+    PREDICTION,
+    PROBABILITY,
+    OutputFormat,
+    ScoredChunk,
+    arrow_bools,
+    write_predictions,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-OutputFormat = Literal["csv", "json", "jsonl"]
-PREDICTION, PROBABILITY = "prediction", "probability"
-CONTRIBUTION, BASE_VALUE = "contribution_", "base_value"
 T = TypeVar("T")
 SCORING_THREADS = 2  # threads scoring with the tree tables
 SCORING_ROWS = 4096  # rows they score at a time (memory grows with it)
 READ_AHEAD = 1  # chunks read ahead of the one being checked
 Kept = tuple[Any, list[str]]  # a chunk's good rows (as in `RowChunk.table`), its columns
-
-
-@dataclass(frozen=True)
-class ScoredChunk:
-    """Rows as the caller gave them (the good ones), with their predictions."""
-
-    table: pa.Table | list[dict[str, Any]]  # as in `RowChunk`
-    names: list[str]  # the caller's columns, those of rows left out too
-    predictions: np.ndarray
-    probabilities: np.ndarray
-    # With --explain: each row's contribution of every contract column (log-odds), and
-    # the model's base value; `contribution_<column>` and `base_value` in the output.
-    contributions: np.ndarray | None = None
-    base_value: float | None = None
-
-    def __len__(self) -> int:
-        return len(self.probabilities)
-
-    @property
-    def column_names(self) -> list[str]:
-        """The caller's columns, then `prediction` and `probability` (and with
-        explanations, one `contribution_<column>` per column and `base_value`)."""
-        return [*self.names, PREDICTION, PROBABILITY, *self.explained_columns()]
-
-    def explained_columns(self) -> dict[str, np.ndarray]:
-        """The explanation columns by output name (none without --explain)."""
-        if self.contributions is None:
-            return {}
-        columns = {
-            f"{CONTRIBUTION}{name}": self.contributions[:, j] for j, name in enumerate(COLUMNS)
-        }
-        return {**columns, BASE_VALUE: np.full(len(self), self.base_value)}
-
-    def records(self) -> Iterator[dict[str, Any]]:
-        """One object per row: the chunk's fields (null where a row lacks one, as in a
-        table), `prediction` and `probability`."""
-        names = self.names
-        rows = self.table if isinstance(self.table, list) else self.table.to_pylist()
-        explained = {name: values.tolist() for name, values in self.explained_columns().items()}
-        for i, (row, label, p) in enumerate(
-            zip(rows, self.predictions.tolist(), self.probabilities.tolist(), strict=True)
-        ):
-            fields = row if len(row) == len(names) else {name: row.get(name) for name in names}
-            yield {
-                **fields,
-                PREDICTION: label,
-                PROBABILITY: p,
-                **{name: values[i] for name, values in explained.items()},
-            }
-
-    def to_frame(self) -> pd.DataFrame:
-        """The rows as a pandas DataFrame (for notebooks; the CLI never builds one)."""
-        import pandas as pd
-
-        if isinstance(self.table, list):
-            frame = pd.DataFrame.from_records(self.table)
-        else:
-            frame = self.table.to_pandas()
-        added = {PREDICTION: self.predictions, PROBABILITY: self.probabilities}
-        return frame.assign(**added, **self.explained_columns())
 
 
 @dataclass
@@ -235,7 +178,7 @@ def _kept(
         return [row for row, keep in zip(table, good.tolist(), strict=True) if keep]
     import pyarrow.compute as pc
 
-    return pc.filter(table, _arrow_bools(good), memory_pool=arrow_pool())
+    return pc.filter(table, arrow_bools(good), memory_pool=arrow_pool())
 
 
 class _KnownValues:
@@ -289,157 +232,6 @@ class _KnownValues:
                 known.clear()
         n_rows = len(distinct[COLUMNS[0]])
         return CheckedColumns(columns=columns, good=np.ones(n_rows, dtype=bool), problems=[])
-
-
-# --- writing -----------------------------------------------------------------------------
-
-
-def write_predictions(chunks: Iterable[ScoredChunk], fmt: OutputFormat, out: IO[bytes]) -> int:
-    """Write scored chunks as CSV, a JSON array or JSON Lines; return the rows written.
-
-    Nothing is written before the first chunk has been scored, so an input that fails at
-    once leaves the output empty.
-    """
-    rows = 0
-    header: list[str] | None = None
-    opened = False
-    for chunk in chunks:
-        if fmt == "json" and not opened:
-            out.write(b"[")
-            opened = True
-        if fmt == "csv":
-            names = chunk.column_names
-            if header is None:
-                header = names
-                out.write(_csv_text([header]))
-            if added := [c for c in names if c not in header]:
-                raise InputError(
-                    f"Rows after row {rows} bring field(s) {', '.join(map(str, added))} that "
-                    "earlier rows lack; CSV output needs one set of columns, so use "
-                    "--output-format json or jsonl."
-                )
-            out.write(_csv_rows(chunk, header))
-        elif len(chunk):
-            if fmt == "jsonl":
-                out.write(_json_rows(chunk, b"", b"\n", b"\n"))
-            else:
-                out.write(_json_rows(chunk, b"\n" if rows == 0 else b",\n", b",\n", b""))
-        rows += len(chunk)
-    if fmt == "json":
-        out.write((b"\n]\n" if rows else b"]\n") if opened else b"[]\n")
-    return rows
-
-
-def _json_rows(chunk: ScoredChunk, before: bytes, between: bytes, after: bytes) -> bytearray:
-    """The rows as JSON objects, one a line; floats (the probability) in the shortest text
-    that reads back as the same number, so they equal the API's to the last bit.
-
-    Each object is copied out at once: orjson gives each its own 8 kB buffer, and 50,000
-    of them would hold 400 MB.
-    """
-    text = bytearray(before)
-    for n, record in enumerate(chunk.records()):
-        if n:
-            text += between
-        try:
-            text += orjson.dumps(record)
-        except orjson.JSONEncodeError:  # an integer beyond 64 bits, passed through
-            text += json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
-    text += after
-    return text
-
-
-def _csv_rows(chunk: ScoredChunk, header: list[str]) -> bytes | memoryview:
-    """The rows in the header's columns, quoted only where needed (as pandas writes)."""
-    if not isinstance(chunk.table, list) and chunk.column_names == header:
-        import pyarrow as pa
-        import pyarrow.csv as pcsv
-
-        table = chunk.table.append_column(
-            PREDICTION, _arrow_labels(chunk.predictions)
-        ).append_column(PROBABILITY, _float_text(chunk.probabilities))
-        for name, values in chunk.explained_columns().items():
-            table = table.append_column(name, _float_text(values))
-        sink = pa.BufferOutputStream()
-        options = pcsv.WriteOptions(include_header=False, quoting_style="none")
-        try:
-            pcsv.write_csv(table, sink, write_options=options, memory_pool=arrow_pool())
-        except pa.ArrowInvalid:  # a value with a comma, quote or line break: quote it
-            pass
-        else:
-            return memoryview(sink.getvalue())
-    return _csv_text(
-        [[_csv_cell(record.get(name)) for name in header] for record in chunk.records()]
-    )
-
-
-def _csv_text(rows: Iterable[Iterable[Any]]) -> bytes:
-    text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerows(rows)
-    return text.getvalue().encode()
-
-
-def _csv_cell(value: Any) -> Any:
-    """A JSON value as pandas wrote it into CSV: nothing for null (and NaN)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return value
-
-
-def _float_text(p: np.ndarray) -> pa.Array:
-    """Each float (a probability, a contribution) as Python's repr spells it: the shortest
-    text that reads back as the same float. pyarrow finds the same digits, and spells them
-    as repr does except for whole numbers, magnitudes below 1e-4 and from 1e9 (`0` for `0.0`,
-    `0.00005` for `5e-05`); those few are spelled by repr."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    values = np.ascontiguousarray(p, dtype=np.float64)
-    floats = pa.Array.from_buffers(pa.float64(), len(values), [None, pa.py_buffer(values)])
-    text = floats.cast(pa.string(), memory_pool=arrow_pool())
-    size = np.abs(p)
-    odd = (size < 1e-4) | (size >= 1e9) | (p == np.floor(p))
-    if odd.any():
-        text = pc.replace_with_mask(
-            text,
-            _arrow_bools(odd),
-            _arrow_strings([repr(x) for x in p[odd].tolist()]),
-            memory_pool=arrow_pool(),
-        )
-    return text
-
-
-# Arrow arrays are built from numpy's buffers here: `pa.array` imports pandas (to ask
-# whether the data is pandas'), which would cost this process a third of a second.
-
-
-def _arrow_bools(mask: np.ndarray) -> pa.Array:
-    import pyarrow as pa
-
-    bits = np.packbits(mask.astype(bool, copy=False), bitorder="little")
-    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
-
-
-def _arrow_strings(texts: list[str]) -> pa.Array:
-    import pyarrow as pa
-
-    data = [text.encode() for text in texts]
-    offsets = np.zeros(len(data) + 1, dtype=np.int32)
-    np.cumsum([len(item) for item in data], out=offsets[1:])
-    return pa.Array.from_buffers(
-        pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
-    )
-
-
-def _arrow_labels(labels: np.ndarray) -> pa.Array:
-    """A column of a few distinct texts (the predictions)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    kinds, index = np.unique(labels, return_inverse=True)
-    positions = np.ascontiguousarray(index.reshape(-1), dtype=np.int64)
-    indices = pa.Array.from_buffers(pa.int64(), len(positions), [None, pa.py_buffer(positions)])
-    return pc.take(_arrow_strings(kinds.tolist()), indices, memory_pool=arrow_pool())
 
 
 # --- files -------------------------------------------------------------------------------

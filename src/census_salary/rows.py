@@ -4,17 +4,10 @@ Nothing is read whole: CSV and JSON Lines stream by chunk, and a JSON array is d
 element by element. Each chunk carries the caller's rows (for the output) and its
 census columns (for `contract.check_columns`, the one check every door runs).
 
-CSV follows one cleaning rule, `data.read_csv_text` (pandas: text as written, spaces
-after a comma dropped, `""` kept as empty text, blank lines skipped). Most files are
-plain (no quote character, one line per row, every row complete), and for those
-pyarrow's multi-threaded reader gives exactly what that rule gives once the spaces
-that open a field are dropped, several times faster. So blocks of plain lines go
-through pyarrow, and at the first block that is not plain (a quote, a short or long
-row, a blank line of spaces, an old Mac line end, bytes that are not UTF-8) the rest of
-the input goes through `read_csv_text` itself, which also words any error. A CSV
-chunk also gives each census column as its distinct values and, per row, the index of
-its value (`DistinctColumn`): the check decides each value on its own, so checking the
-few distinct values decides every row.
+CSV is read by `csv_rows` (pyarrow for plain blocks, the one cleaning rule of
+`data.read_csv_text` for the rest). A CSV chunk also gives each census column as its
+distinct values and, per row, the index of its value (`DistinctColumn`): the check
+decides each value on its own, so checking the few distinct values decides every row.
 """
 
 from __future__ import annotations
@@ -23,13 +16,13 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from census_salary.contract import ABSENT, COLUMNS, Columns, as_record, canonical_name
+from census_salary.contract import ABSENT, COLUMNS, Columns, as_record
 from census_salary.errors import InputError
 
 if TYPE_CHECKING:
@@ -60,7 +53,7 @@ class DistinctColumn:
         return values[self.codes]
 
 
-class _DecodedColumns(Mapping[str, Any]):
+class DecodedColumns(Mapping[str, Any]):
     """Census columns row by row, decoded from their distinct values when first asked."""
 
     def __init__(self, distinct: Mapping[str, DistinctColumn]) -> None:
@@ -148,7 +141,9 @@ def read_rows(
     fmt = fmt or detect_format(text)
     stream = ByteStream(itertools.chain([head], pieces))
     if fmt == "csv":
-        return fmt, _csv_chunks(stream, chunk_size)
+        from census_salary.csv_rows import csv_chunks  # pyarrow: only for CSV
+
+        return fmt, csv_chunks(stream, chunk_size)
     return fmt, _json_chunks(
         io.TextIOWrapper(stream, encoding="utf-8", newline=""), fmt, chunk_size
     )
@@ -320,250 +315,3 @@ def _iter_json_array(stream: IO[str]) -> Iterator[dict[str, Any]]:
         reader.expect("}", 'the end of {"inputs": [...]} (no other keys are accepted)')
     if reader.next_char():
         raise InputError("Invalid JSON input: unexpected text after the rows.")
-
-
-# --- CSV ---------------------------------------------------------------------------------
-
-
-def _csv_chunks(stream: ByteStream, chunk_size: int) -> Iterator[RowChunk]:
-    """CSV rows in chunks of `chunk_size`: plain blocks through pyarrow, the rest (from the
-    first block that is not plain) through `data.read_csv_text`."""
-    chunker = _Chunker(chunk_size)
-    for table in _csv_tables(stream, chunker):
-        yield from chunker.add(table)
-    yield from chunker.flush()
-
-
-def _csv_tables(stream: ByteStream, chunker: _Chunker) -> Iterator[pa.Table]:
-    """The input's rows as tables of text, a block at a time."""
-    blocks = _line_blocks(stream)
-    header = next(blocks, b"")
-    names = _plain_header(header)
-    if names is None:
-        yield from _pandas_tables([header], blocks, chunker, line_offset=0)
-        return
-    yield _empty_table(names)  # a header alone still gives the output its header
-    lines_read, last_line = header.count(b"\n"), b""
-    for block in blocks:
-        table = _plain_block(block, names)
-        if table is None:
-            # From here on, pandas reads. A line it has already read comes first, so that
-            # it judges the first row as it would have mid-file; that row is dropped.
-            context = [last_line] if last_line else []
-            yield from _pandas_tables(
-                [header, *context, block],
-                blocks,
-                chunker,
-                line_offset=lines_read - 1 - len(context),
-                skip_rows=len(context),
-            )
-            return
-        # numpy counts without holding the interpreter's lock, and 5 times as fast
-        lines_read += int(np.count_nonzero(np.frombuffer(block, dtype=np.uint8) == 10))
-        if table.num_rows:  # (a block may hold only blank lines)
-            last_line = block.rstrip(b"\r\n").rpartition(b"\n")[2] + b"\n"
-        yield table
-
-
-def _line_blocks(stream: ByteStream) -> Iterator[bytes]:
-    """The header line, then blocks of whole lines (the last may lack its line end)."""
-    pieces: list[bytes] = []
-    size = 0
-    header_done = False
-    while True:
-        data = stream.read(BLOCK_BYTES)
-        pieces.append(data)
-        size += len(data)
-        if not header_done:
-            if data and b"\n" not in data and size < BLOCK_BYTES:
-                continue  # (old Mac line ends have none: pandas reads those)
-            pending = b"".join(pieces)
-            end = pending.find(b"\n") + 1 or len(pending)
-            header_done = True
-            yield pending[:end]
-            pieces, size = [pending[end:]], len(pending) - end
-        if not data:
-            if rest := b"".join(pieces):
-                yield rest
-            return
-        if size >= BLOCK_BYTES and b"\n" in data:
-            pending = b"".join(pieces)
-            end = pending.rfind(b"\n") + 1
-            yield pending[:end]
-            pieces, size = [pending[end:]], len(pending) - end
-
-
-def _is_plain(text: bytes) -> bool:
-    """No quote, and every line ends in \\n or \\r\\n (pyarrow and pandas agree on it)."""
-    return b'"' not in text and (b"\r" not in text or text.count(b"\r") == text.count(b"\r\n"))
-
-
-def _plain_header(line: bytes) -> list[str] | None:
-    """The column names pandas gives a plain header line (spaces that open a name dropped);
-    None when the line is not plain: empty or repeated names, a quote, one column."""
-    if not _is_plain(line):
-        return None
-    names = [name.lstrip(" ") for name in line.rstrip(b"\r\n").decode("utf-8").split(",")]
-    if len(names) < 2 or "" in names or len(set(names)) < len(names):
-        return None
-    return names
-
-
-def _plain_block(block: bytes, names: list[str]) -> pa.Table | None:
-    """A block of plain lines as pyarrow reads it, spaces that open a field dropped; None
-    when pyarrow and pandas could differ on it."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.csv as pcsv
-
-    if not _is_plain(block):
-        return None
-    try:
-        table = pcsv.read_csv(
-            pa.py_buffer(block),
-            read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 20),
-            parse_options=pcsv.ParseOptions(ignore_empty_lines=True),
-            convert_options=pcsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-            memory_pool=arrow_pool(),
-        )
-    except pa.ArrowInvalid:  # a short or long row, a line of spaces, bytes not UTF-8
-        return None
-    return pa.table(
-        [pc.utf8_ltrim(column, " ", memory_pool=arrow_pool()) for column in table.columns],
-        names=names,
-    )
-
-
-class _Chunker:
-    """Tables in, chunks of `chunk_size` rows out (one empty chunk if no table has rows)."""
-
-    def __init__(self, chunk_size: int) -> None:
-        self.size = chunk_size
-        self._pending: list[pa.Table] = []
-        self.pending_rows = 0
-        self._empty: pa.Table | None = None  # the columns, while no row has come
-        self._rows_seen = False
-
-    def add(self, table: pa.Table) -> Iterator[RowChunk]:
-        import pyarrow as pa
-
-        if not table.num_rows:
-            self._empty = self._empty or table
-            return
-        self._rows_seen = True
-        self._pending.append(table)
-        self.pending_rows += table.num_rows
-        if self.pending_rows < self.size:
-            return
-        whole = pa.concat_tables(self._pending, memory_pool=arrow_pool())
-        full = whole.num_rows - whole.num_rows % self.size
-        for start in range(0, full, self.size):
-            yield _table_chunk(whole.slice(start, self.size))
-        self._pending = [whole.slice(full)]
-        self.pending_rows = whole.num_rows - full
-
-    def flush(self) -> Iterator[RowChunk]:
-        """What is left (an empty chunk for an input without rows, as pandas gives)."""
-        import pyarrow as pa
-
-        if self.pending_rows:
-            yield _table_chunk(pa.concat_tables(self._pending, memory_pool=arrow_pool()))
-        elif not self._rows_seen and self._empty is not None:
-            yield _table_chunk(self._empty)
-        self._pending, self.pending_rows = [], 0
-
-
-def arrow_pool() -> pa.MemoryPool:
-    """The memory pool of this module's pyarrow work (and `predict`'s): the C library's
-    allocator, which hands freed memory back where pyarrow's default (mimalloc) keeps it,
-    about 50 MB more at the peak of a large file."""
-    import pyarrow as pa
-
-    return pa.system_memory_pool()
-
-
-def _empty_table(names: list[str]) -> pa.Table:
-    import pyarrow as pa
-
-    empty = pa.Array.from_buffers(
-        pa.string(), 0, [None, pa.py_buffer(np.zeros(1, dtype=np.int32)), pa.py_buffer(b"")]
-    )
-    return pa.table([empty] * len(names), schema=_text_schema(names))
-
-
-def _ints(array: pa.Array) -> np.ndarray:
-    """An int32 arrow array without nulls as numpy, without a copy.
-
-    Not `to_numpy`, nor `pa.array` the other way: they import pandas (to ask whether
-    the data is pandas'), which costs this process a third of a second and 40 MB.
-    """
-    return np.frombuffer(
-        array.buffers()[1], dtype=np.int32, count=len(array), offset=array.offset * 4
-    )
-
-
-def _table_chunk(table: pa.Table) -> RowChunk:
-    """A chunk of CSV text, with its census columns as distinct values."""
-    import pyarrow.compute as pc
-
-    names = [canonical_name(name) for name in table.column_names]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise InputError(
-            f"Columns {', '.join(repeated)} appear more than once "
-            "(perhaps both hyphenated and underscored spellings were given)."
-        )
-    distinct: dict[str, DistinctColumn] = {}
-    for name, column in zip(names, table.columns, strict=True):
-        if name in COLUMNS:
-            whole = column.combine_chunks(memory_pool=arrow_pool())
-            encoded = pc.dictionary_encode(whole, "encode", memory_pool=arrow_pool())
-            distinct[name] = DistinctColumn(encoded.dictionary.to_pylist(), _ints(encoded.indices))
-    return RowChunk(table, _DecodedColumns(distinct), distinct)
-
-
-def _pandas_tables(
-    head: Sequence[bytes],
-    rest: Iterator[bytes],
-    chunker: _Chunker,
-    *,
-    line_offset: int,
-    skip_rows: int = 0,
-) -> Iterator[pa.Table]:
-    """CSV through `data.read_csv_text`, the rule itself, as tables of text.
-
-    pandas reads up to the end of the chunk under way, then a chunk at a time, so that a
-    malformed line fails the chunk it would have failed all along. `line_offset` lines
-    come before `head` in the input (for messages); the first `skip_rows` rows are
-    dropped.
-    """
-    import pandas as pd
-    import pyarrow as pa
-
-    from census_salary.data import read_csv_text
-
-    text = io.TextIOWrapper(ByteStream(itertools.chain(head, rest)), encoding="utf-8", newline="")
-    reader = read_csv_text(text, chunksize=chunker.size)
-    size = chunker.size - chunker.pending_rows + skip_rows
-    try:
-        while True:
-            try:
-                frame = reader.get_chunk(size)
-            except StopIteration:
-                return
-            table = pa.Table.from_pandas(frame.iloc[skip_rows:], preserve_index=False)
-            yield table.cast(_text_schema(table.column_names)).replace_schema_metadata(None)
-            size, skip_rows = chunker.size, 0
-    except pd.errors.ParserError as exc:  # the reader parses lazily, chunk by chunk
-        message = re.sub(r"(?<=line )\d+", lambda found: str(int(found[0]) + line_offset), str(exc))
-        raise InputError(f"The CSV input is malformed: {message}") from None
-
-
-def _text_schema(names: list[str]) -> pa.Schema:
-    import pyarrow as pa
-
-    return pa.schema([(name, pa.string()) for name in names])
