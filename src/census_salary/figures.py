@@ -33,6 +33,7 @@ from census_salary.contract import NEGATIVE, POSITIVE
 from census_salary.errors import InputError
 from census_salary.files import atomic_write
 from census_salary.importance import ImportanceReport
+from census_salary.metrics import confusion, rate
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -170,13 +171,15 @@ def _counts_above(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def _rates_at(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[float, float, float]:
-    """False positive rate, recall and precision when P >= threshold is called >50K
-    (precision 1 when nothing is, where the precision-recall curve starts)."""
-    predicted = p >= threshold
-    tp = int(np.count_nonzero(y & predicted))
-    fp = int(np.count_nonzero(~y & predicted))
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    return fp / int(np.count_nonzero(~y)), tp / int(np.count_nonzero(y)), precision
+    """False positive rate, recall and precision when P >= threshold is called >50K, as
+    metrics defines them (precision 1 when nothing is, where the curve starts)."""
+    c = confusion(y, p >= threshold)
+    precision = rate(c, "precision")
+    return (
+        rate(c, "false_positive_rate") or 0.0,
+        rate(c, "recall") or 0.0,
+        1.0 if precision is None else precision,
+    )
 
 
 # --- the figures ------------------------------------------------------------------------
