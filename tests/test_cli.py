@@ -7,7 +7,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +25,7 @@ from census_salary.errors import ExitCode
 from census_salary.figures import FIGURE_NAMES
 from census_salary.scoring import PipelineScorer
 from census_salary.trees import TreeTables
-from live_server import census_executable, server_environment
+from live_server import census_executable
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["train", "evaluate", "slice-report", "predict", "serve", "runs"]
@@ -815,31 +814,6 @@ def test_the_scorer_variable_of_serve_says_it_moved_to_model(
     assert "CENSUS_MODEL__SCORER" in result.stderr
     assert result.stdout == ""
     assert uvicorn_calls == []
-
-
-def test_real_process_predicts_from_the_tree_tables_without_scikit_learn(
-    small_settings: Settings,
-) -> None:
-    """`census predict` starts like the server: numpy and the tree tables, no scikit-learn."""
-    script = (
-        "import sys\n"
-        "from census_salary.cli import main\n"
-        "try:\n"
-        "    main()\n"
-        "finally:\n"
-        "    sys.stderr.write(f'scikit-learn imported: {\"sklearn\" in sys.modules}')\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, "--config", str(small_settings.source), "predict"],
-        input=json.dumps([EXAMPLE_ROW]),
-        capture_output=True,
-        text=True,
-        env=server_environment(),
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert len(json.loads(done.stdout)) == 1
-    assert done.stderr.endswith("scikit-learn imported: False"), done.stderr
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
