@@ -4,8 +4,9 @@ import pytest
 
 from census_salary.audit import evaluate_bundle, held_out, slice_bundle
 from census_salary.bundle import Bundle, load_bundle
-from census_salary.config import Settings
+from census_salary.config import Settings, load_settings
 from census_salary.errors import DataUnavailableError, InputError, ModelError
+from census_salary.figures import FIGURE_NAMES
 
 
 def test_held_out_split_is_rebuilt_as_trained(
@@ -100,3 +101,20 @@ def test_missing_data_file_is_named(
     missing = tmp_path / "none.csv"
     with pytest.raises(DataUnavailableError, match=rf"No data file at {missing}.*data/README.md"):
         evaluate_bundle(small_settings, small_bundle, missing)
+
+
+@pytest.mark.slow
+def test_figures_of_the_committed_model_are_the_ones_in_its_bundle(
+    census_csv: Path, tmp_path: Path
+) -> None:
+    """`census evaluate --figures` on the held-out split draws what training drew."""
+    root = Path(__file__).resolve().parents[1]
+    settings = load_settings(root / "census.toml", environ={})
+    settings = settings.model_copy(
+        update={"data": settings.data.model_copy(update={"path": census_csv})}
+    )
+    bundle = load_bundle(settings.artifacts_dir)
+    evaluate_bundle(settings, bundle, None, tmp_path)
+    bundle_dir = settings.artifacts_dir / bundle.version
+    for name in FIGURE_NAMES:
+        assert (tmp_path / name).read_bytes() == (bundle_dir / name).read_bytes(), name

@@ -60,7 +60,8 @@ def evaluate_bundle(
     if figures_dir is not None:
         from census_salary.figures import write_figures
 
-        sensitive = settings.fairness.sensitive
+        # In the features' order, as training slices them: the same figure, byte for byte.
+        sensitive = [name for name in settings.features.all if name in settings.fairness.sensitive]
         slices = slice_metrics(x, y.to_numpy(), p, bundle.threshold, sensitive, settings.slices)
         rows = data_path.name if data_path is not None else "held-out split"
         subtitle = f"model {bundle.version}, {rows}"
