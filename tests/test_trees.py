@@ -183,8 +183,8 @@ def test_inconsistent_arrays_are_refused(small_bundle: Bundle, change, problem: 
 
 def staircase(splits: int) -> TreeTables:
     """One tree on `age` with cuts at 0, 1, ..., splits - 1: the split at depth d sends
-    ages up to d left to a leaf worth d + 1 and the rest right; its leaves span several
-    64-bit words once splits > 63."""
+    ages up to d left to a leaf worth d + 1 and the rest right. Its splits + 1 leaves fill
+    8-, 16-, 32- or 64-bit words, and span several 64-bit words once splits > 63."""
     n_nodes = 2 * splits + 1
     child = np.arange(n_nodes)
     value = np.zeros(n_nodes)
@@ -210,7 +210,7 @@ def staircase(splits: int) -> TreeTables:
     )
 
 
-@pytest.mark.parametrize("splits", [3, 63, 64, 100, 200])
+@pytest.mark.parametrize("splits", [3, 7, 8, 15, 16, 31, 32, 63, 64, 100, 200])
 def test_a_row_reaches_its_leaf_however_many_leaves_a_tree_has(splits: int) -> None:
     tables = staircase(splits)
     ages = [0, 1, splits // 2, splits - 1, splits + 5, None]
