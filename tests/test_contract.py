@@ -202,6 +202,16 @@ def test_rows_spelled_differently_give_the_columns_rows_spelled_alike_give() -> 
     assert {k: v.tolist() for k, v in got.items()} == {k: v.tolist() for k, v in expected.items()}
 
 
+@pytest.mark.parametrize("kept", [0, 1, 2, 13])
+def test_rows_alike_with_few_fields_are_checked_as_rows_spelled_differently(kept: int) -> None:
+    fields = {k: v for k, v in list(EXAMPLE_ROW.items())[:kept]}
+    alike = [{**fields, "note": 1}, {**fields, "note": 2}]
+    differently = [alike[0], {k.upper(): v for k, v in alike[1].items()}]
+    expected, got = check_records(differently), check_records(alike)
+    assert len(got.problems) == 2 * (14 - kept)
+    assert got.problems == expected.problems
+
+
 def test_a_field_given_twice_in_every_row_names_the_first_row() -> None:
     rows = [{**EXAMPLE_ROW, "AGE": 40}] * 3
     with pytest.raises(InputError, match=r"^Row 5 gives field 'age' twice"):

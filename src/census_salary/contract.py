@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -250,13 +251,16 @@ def _parse_column(raw: Sequence[Any], spec: ColumnSpec) -> tuple[np.ndarray, np.
             invalid = (whole < spec.low) | (whole > spec.high)
             return np.where(invalid, math.nan, whole.astype(np.float64)), invalid
     if types == {str}:
-        # Text (a CSV column) repeats a few dozen values: parse each distinct one once.
+        # Text (a CSV column, a JSON category) repeats a few dozen values: parse each
+        # distinct one once, and look for refused values among those alone.
         lookup = {value: parse_value(value, spec.name) for value in dict.fromkeys(raw)}
-        values = np.array(list(map(lookup.__getitem__, raw)), dtype=object)
+        values = np.fromiter(map(lookup.__getitem__, raw), dtype=object, count=len(raw))
+        refused = [value for value, parsed in lookup.items() if parsed is INVALID]
+        invalid = np.isin(values, [INVALID]) if refused else np.zeros(len(raw), dtype=bool)
     else:  # JSON values, where `true` and `1` would share a key: one by one
         values = np.array([parse_value(value, spec.name) for value in raw], dtype=object)
-    values = values.reshape(len(raw))  # an empty column, too
-    invalid = np.equal(values, INVALID)
+        values = values.reshape(len(raw))  # an empty column, too
+        invalid = np.equal(values, INVALID)
     if spec.kind == "number":
         values[invalid] = math.nan
         values = values.astype(np.float64)
@@ -329,15 +333,16 @@ def check_records(records: Sequence[Any], first_row: int = 1) -> CheckedColumns:
             pairs, twice = _plan_of(records[0])
             if twice is None:
                 field_key = dict(pairs)
-                return check_columns(
-                    {
-                        name: [value[field_key[name]] for value in records]
-                        if name in field_key
-                        else [ABSENT] * len(records)
-                        for name in COLUMNS
-                    },
-                    first_row,
-                )
+                given = [name for name in COLUMNS if name in field_key]
+                columns: dict[str, Any] = {
+                    name: [ABSENT] * len(records) for name in COLUMNS if name not in field_key
+                }
+                if len(given) > 1:  # row by row into tuples, the tuples into columns: in C
+                    tuples = map(operator.itemgetter(*(field_key[name] for name in given)), records)
+                    columns.update(zip(given, zip(*tuples, strict=True), strict=True))
+                elif given:
+                    columns[given[0]] = [value[field_key[given[0]]] for value in records]
+                return check_columns(columns, first_row)
     rows = [as_record(value, first_row + i) for i, value in enumerate(records)]
     return check_columns({name: [row[name] for row in rows] for name in COLUMNS}, first_row)
 
