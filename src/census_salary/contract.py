@@ -216,53 +216,67 @@ def check_columns(columns: Columns, first_row: int = 1) -> CheckedColumns:
             f"Missing column(s) {', '.join(missing)}; every row needs the 14 census fields "
             f"({', '.join(COLUMNS)}), with hyphens or underscores."
         )
-    n_rows = len(columns[COLUMNS[0]])
-    bad = np.zeros(n_rows, dtype=bool)
-    problems: list[RowProblem] = []
     parsed: dict[str, np.ndarray] = {}
+    refused: dict[str, np.ndarray] = {}  # column -> mask of its refused values, if any
     for name, spec in SPECS.items():
-        raw = columns[name]
-        parsed[name], invalid = _parse_column(raw, spec)
-        for i in np.flatnonzero(invalid):
-            problems.append(
-                RowProblem(
-                    first_row + int(i), name, f"got {show_value(raw[i])}; expected {spec.expected}"
-                )
+        parsed[name], invalid = _parse_column(columns[name], spec)
+        if invalid is not None:
+            refused[name] = invalid
+    good = np.ones(len(columns[COLUMNS[0]]), dtype=bool)
+    problems: list[RowProblem] = []
+    for name, invalid in refused.items():
+        good &= ~invalid
+        problems += [
+            RowProblem(
+                first_row + int(i),
+                name,
+                f"got {show_value(columns[name][i])}; expected {SPECS[name].expected}",
             )
-        bad |= invalid
-    good = ~bad
-    if bad.any():
+            for i in np.flatnonzero(invalid)
+        ]
+    if refused:
         parsed = {name: values[good] for name, values in parsed.items()}
     problems.sort(key=lambda p: p.row)
     return CheckedColumns(columns=parsed, good=good, problems=problems)
 
 
-def _parse_column(raw: Sequence[Any], spec: ColumnSpec) -> tuple[np.ndarray, np.ndarray]:
+_FEW_ROWS = 16  # up to this many rows, values are parsed one by one: less work than numpy's
+
+
+def _parse_column(raw: Sequence[Any], spec: ColumnSpec) -> tuple[np.ndarray, np.ndarray | None]:
     """A column's values as scored (numbers float64, categories str/None) and a mask of
-    the refused ones: `parse_value` for each value."""
-    types = set(map(type, raw))
-    if spec.kind == "number" and types <= {int, np.int64}:
+    the refused ones, None when there are none: `parse_value` for each value."""
+    n_rows = len(raw)
+    types = set(map(type, raw)) if n_rows > _FEW_ROWS else set()
+    if spec.kind == "number" and types and types <= {int, np.int64}:
         # Whole numbers (JSON integers, an integer column): only the range to check.
         try:
-            whole = np.fromiter(raw, dtype=np.int64, count=len(raw))
+            whole = np.fromiter(raw, dtype=np.int64, count=n_rows)
         except OverflowError:  # beyond 64 bits: out of every range, refused one by one
             pass
         else:
             invalid = (whole < spec.low) | (whole > spec.high)
+            if not invalid.any():
+                return whole.astype(np.float64), None
             return np.where(invalid, math.nan, whole.astype(np.float64)), invalid
     if types == {str}:
         # Text (a CSV column, a JSON category) repeats a few dozen values: parse each
         # distinct one once, and look for refused values among those alone.
         lookup = {value: parse_value(value, spec.name) for value in dict.fromkeys(raw)}
-        values = np.fromiter(map(lookup.__getitem__, raw), dtype=object, count=len(raw))
-        refused = [value for value, parsed in lookup.items() if parsed is INVALID]
-        invalid = np.isin(values, [INVALID]) if refused else np.zeros(len(raw), dtype=bool)
-    else:  # JSON values, where `true` and `1` would share a key: one by one
-        values = np.array([parse_value(value, spec.name) for value in raw], dtype=object)
-        values = values.reshape(len(raw))  # an empty column, too
-        invalid = np.equal(values, INVALID)
+        parsed = map(lookup.__getitem__, raw)
+        refused = INVALID in lookup.values()
+    else:  # a few rows, or JSON values, where `true` and `1` would share a key: one by one
+        parsed = iter([parse_value(value, spec.name) for value in raw])
+        refused = None  # not known yet
+    values = np.fromiter(parsed, dtype=object, count=n_rows)
+    invalid = None
+    if refused is not False:
+        invalid = np.fromiter((value is INVALID for value in values), dtype=bool, count=n_rows)
+        if refused is None and not invalid.any():
+            invalid = None
     if spec.kind == "number":
-        values[invalid] = math.nan
+        if invalid is not None:
+            values[invalid] = math.nan
         values = values.astype(np.float64)
     return values, invalid
 

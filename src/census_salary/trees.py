@@ -129,9 +129,11 @@ class TreeTables:
                 np.take(masks.survivors[j], block[:, j], axis=0, out=ruled_in)
                 alive &= ruled_in
             values = masks.leaf_values.ravel()[masks.exit_leaf(alive) + masks.tree_offset]
-            part = raw[start : start + _BLOCK_ROWS]
-            for tree_values in values.T:  # in the model's order, as scikit-learn adds them
-                part += tree_values
+            if values.shape[1]:
+                # Added in the model's order, as scikit-learn adds them: a running sum (not
+                # `sum`, which adds pairwise and may differ in the last bit).
+                values[:, 0] += self.baseline
+                raw[start : start + _BLOCK_ROWS] = np.add.accumulate(values, axis=1)[:, -1]
         return raw
 
     # --- the file ----------------------------------------------------------------------
