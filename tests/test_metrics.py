@@ -93,7 +93,19 @@ def test_worst_f1_gap_ignores_small_slices() -> None:
     worst = report.worst_f1_gap()
     assert worst is not None
     assert not worst.too_small
-    assert all((s.f1_gap or 0) >= (worst.f1_gap or 0) for s in report.slices)
+    judged = [s for s in report.slices if not s.too_small and not s.too_uncertain]
+    assert all((s.f1_gap or 0) >= (worst.f1_gap or 0) for s in judged)
+
+
+def test_a_slice_with_few_rows_earning_more_is_too_uncertain_whatever_its_interval() -> None:
+    """Over 40 copies, Female has 80 rows earning >50K and Male 120: with min_rows between
+    the two, Female's F1 is not ranked, with or without a bootstrap."""
+    for bootstrap in (0, 200):
+        settings = SliceSettings(min_rows=100, bootstrap=bootstrap, max_f1_width=1.0)
+        report = slice_metrics(*big_frame(), 0.5, ["sex"], settings)
+        uncertain = {s.value for s in report.slices if s.too_uncertain}
+        assert uncertain == {"Female"}, bootstrap
+        assert [s.value for s in report.ranked()] == ["Male"]
 
 
 def big_frame(copies: int = 40) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

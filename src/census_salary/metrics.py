@@ -136,7 +136,8 @@ class SliceMetrics(BaseModel):
     selection_rate_gap: float | None = None
     # 95% bootstrap intervals, where the report has a bootstrap and the rate is defined.
     intervals: dict[IntervalName, Interval] = {}
-    # Its F1 interval is wider than the report's max_f1_width: shown, but not ranked.
+    # Shown, but not ranked: fewer than the report's min_rows of its rows earn >50K (its
+    # F1 rests on those), or its F1 interval is wider than the report's max_f1_width.
     too_uncertain: bool = False
 
 
@@ -216,8 +217,16 @@ def slice_metrics(
     values = {name: counts.rate(name)[:, :shown] for name in SLICE_RATES}
     values |= {gap: values[rate] - values[rate][:, :1] for gap, rate in GAPS.items()}
     bounds = {name: intervals(values[name]) for name in INTERVALS}
+    positives = (counts.true_positive + counts.false_negative)[0]  # of the sample itself
     parts = [
-        _slice(group, {name: v[:, column] for name, v in values.items()}, bounds, column, settings)
+        _slice(
+            group,
+            {name: v[:, column] for name, v in values.items()},
+            bounds,
+            column,
+            int(positives[column]),
+            settings,
+        )
         for column, group in enumerate(groups[:shown])
     ]
     return SliceReport(
@@ -242,10 +251,15 @@ def _slice(
     values: dict[str, np.ndarray],
     bounds: dict[IntervalName, list[Interval | None]],
     column: int,
+    positives: int,
     settings: SliceSettings,
 ) -> SliceMetrics:
     """One slice (column 0: the whole, which is never too small, and has no gaps) from its
-    rates in the sample (element 0) and the resamples."""
+    rates in the sample (element 0) and the resamples; `positives`: its rows earning >50K.
+
+    A slice with a few such rows can score F1 1.0 in every resample: an interval of width
+    0 that says nothing. Its F1 is not ranked, as the fairness summary does not compare
+    a group's false negative rate on fewer than `min_rows` of them."""
     rows = int(group.mask.sum())
     whole = column == 0
     if rows < settings.min_rows and not whole:
@@ -265,8 +279,13 @@ def _slice(
         too_small=False,
         **{name: defined(values[name][0]) for name in shown},
         intervals=known,
-        too_uncertain=settings.bootstrap > 0
-        and not whole
+        too_uncertain=not whole
         and f1 is not None
-        and (f1_interval is None or f1_interval.width > settings.max_f1_width),
+        and (
+            positives < settings.min_rows
+            or (
+                settings.bootstrap > 0
+                and (f1_interval is None or f1_interval.width > settings.max_f1_width)
+            )
+        ),
     )

@@ -322,12 +322,12 @@ def _slices_intro(metadata: BundleMetadata, slices: SliceReport, too_small: int)
         f"{slices.min_rows} rows ({too_small} of {len(slices.slices)}) are too small to judge."
     )
     if slices.bootstrap:
-        uncertain = sum(s.too_uncertain for s in slices.slices)
-        intro += (
-            f" In brackets, 95% intervals from {slices.bootstrap} bootstrap resamples; "
-            f"slices whose F1 interval is wider than {slices.max_f1_width} ({uncertain}) "
-            "are too uncertain to rank."
-        )
+        intro += f" In brackets, 95% intervals from {slices.bootstrap} bootstrap resamples."
+    wide = f" or whose F1 interval is wider than {slices.max_f1_width}" if slices.bootstrap else ""
+    intro += (
+        f" Slices with fewer than {slices.min_rows} rows earning >50K{wide} "
+        f"({sum(s.too_uncertain for s in slices.slices)}) are too uncertain to rank."
+    )
     return [intro + f" The full table is `artifacts/{metadata.version}/slice_output.txt`."]
 
 
