@@ -113,24 +113,24 @@ def test_a_failed_switch_takes_back_the_new_bundle_and_its_run(
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
-def test_a_read_only_artifacts_folder_is_one_line(project_copy: Settings) -> None:
-    artifacts = project_copy.artifacts_dir
+def test_a_read_only_artifacts_folder_is_one_line(quick_copy: Settings) -> None:
+    artifacts = quick_copy.artifacts_dir
     before = _listing(artifacts)
     artifacts.chmod(0o555)
     try:
         with pytest.raises(ModelError, match=r"Cannot write to .*: Permission denied"):
-            train(project_copy)
+            train(quick_copy)
     finally:
         artifacts.chmod(0o755)
     assert _listing(artifacts) == before
     load_bundle(artifacts)
 
 
-def test_a_new_bundle_becomes_current_and_the_old_one_stays(project_copy: Settings) -> None:
-    artifacts = project_copy.artifacts_dir
+def test_a_new_bundle_becomes_current_and_the_old_one_stays(quick_copy: Settings) -> None:
+    artifacts = quick_copy.artifacts_dir
     old = current_bundle_dir(artifacts)
     old_files = _listing(old)
-    result = train(project_copy)
+    result = train(quick_copy)
     assert (artifacts / POINTER).read_text().strip() == result.metadata.version
     assert result.bundle_dir != old
     assert _listing(old) == old_files
@@ -138,13 +138,13 @@ def test_a_new_bundle_becomes_current_and_the_old_one_stays(project_copy: Settin
     assert not [p for p in artifacts.iterdir() if p.name.startswith(".")]
 
 
-def test_each_training_run_is_recorded(project_copy: Settings) -> None:
-    train(project_copy)
-    runs = read_runs(project_copy.artifacts_dir)
+def test_each_training_run_is_recorded(quick_copy: Settings) -> None:
+    train(quick_copy)
+    runs = read_runs(quick_copy.artifacts_dir)
     assert len(runs) == 2
     assert runs[-1].metrics.roc_auc is not None
     assert runs[-1].metrics.roc_auc > 0.8
-    assert runs[-1].version == current_bundle_dir(project_copy.artifacts_dir).name
+    assert runs[-1].version == current_bundle_dir(quick_copy.artifacts_dir).name
 
 
 def test_a_run_history_line_that_is_not_a_run_is_skipped(
@@ -191,8 +191,8 @@ def _copy_bundle(settings: Settings, version: str) -> Path:
     return target
 
 
-def test_train_keeps_the_newest_bundles_and_removes_older_ones(project_copy: Settings) -> None:
-    settings = _with_keep(project_copy, 3)
+def test_train_keeps_the_newest_bundles_and_removes_older_ones(quick_copy: Settings) -> None:
+    settings = _with_keep(quick_copy, 3)
     trained_before = current_bundle_dir(settings.artifacts_dir).name
     old = [f"2020010{i}T000000Z-0000000{i}" for i in range(1, 5)]
     for version in old:
@@ -313,6 +313,7 @@ def _logged_at(log: str, words: str) -> str:
     return next(line[:23] for line in log.splitlines() if words in line)
 
 
+@pytest.mark.slow
 def test_two_trainings_at_once_run_one_after_the_other(
     project_copy: Settings, tmp_path: Path
 ) -> None:

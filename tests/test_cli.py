@@ -103,17 +103,17 @@ def test_bad_config_is_one_line_and_exit_2(runner: CliRunner, tmp_path: Path) ->
     assert "model.kind" in result.stderr
 
 
-def test_train_writes_a_new_bundle(runner: CliRunner, project_copy: Settings) -> None:
-    result = run(runner, project_copy, "train", "--json")
+def test_train_writes_a_new_bundle(runner: CliRunner, quick_copy: Settings) -> None:
+    result = run(runner, quick_copy, "train", "--json")
     assert result.exit_code == 0, result.output
     version = json.loads(result.stdout)["version"]
-    assert (project_copy.artifacts_dir / "LATEST").read_text().strip() == version
-    assert (project_copy.artifacts_dir / version / "slice_output.txt").is_file()
-    assert project_copy.model_card_path.read_text().count(version) >= 1
+    assert (quick_copy.artifacts_dir / "LATEST").read_text().strip() == version
+    assert (quick_copy.artifacts_dir / version / "slice_output.txt").is_file()
+    assert quick_copy.model_card_path.read_text().count(version) >= 1
 
 
-def test_train_is_quiet_when_piped(runner: CliRunner, project_copy: Settings) -> None:
-    result = run(runner, project_copy, "train")
+def test_train_is_quiet_when_piped(runner: CliRunner, quick_copy: Settings) -> None:
+    result = run(runner, quick_copy, "train")
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
 
@@ -953,7 +953,7 @@ def test_runs_marks_the_current_and_the_kept_bundles(
 
 
 def test_train_on_a_full_disk_is_one_line_and_exit_3(
-    runner: CliRunner, project_copy: Settings, monkeypatch: pytest.MonkeyPatch
+    runner: CliRunner, quick_copy: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import errno
 
@@ -961,14 +961,14 @@ def test_train_on_a_full_disk_is_one_line_and_exit_3(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     monkeypatch.setattr(census_salary.artifacts, "_write_file", disk_full)
-    before = sorted(path.name for path in project_copy.artifacts_dir.iterdir())
-    result = run(runner, project_copy, "train")
+    before = sorted(path.name for path in quick_copy.artifacts_dir.iterdir())
+    result = run(runner, quick_copy, "train")
     assert result.exit_code == ExitCode.MODEL, result.output
     assert "Cannot write to" in result.stderr
     assert "No space left on device" in result.stderr
     assert "Traceback" not in result.output
-    assert sorted(path.name for path in project_copy.artifacts_dir.iterdir()) == before
-    assert run(runner, project_copy, "evaluate", "--json").exit_code == 0
+    assert sorted(path.name for path in quick_copy.artifacts_dir.iterdir()) == before
+    assert run(runner, quick_copy, "evaluate", "--json").exit_code == 0
 
 
 def test_a_port_taken_while_the_model_loads_is_still_the_listen_exit_code(

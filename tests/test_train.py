@@ -77,6 +77,7 @@ def test_cli_audits_and_scores_the_full_model(
     assert len(predicted.stdout.splitlines()) == 32561 + 1
 
 
+@pytest.mark.slow
 def test_same_data_and_seed_give_the_same_model(tmp_path: Path, sample_frame: pd.DataFrame) -> None:
     first = train(make_project(tmp_path / "a", sample_frame)).metadata
     second = train(make_project(tmp_path / "b", sample_frame)).metadata
@@ -86,6 +87,7 @@ def test_same_data_and_seed_give_the_same_model(tmp_path: Path, sample_frame: pd
     assert first.self_test.probability == second.self_test.probability
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["grid", "halving"])
 def test_hyperparameter_search_records_its_choice(
     tmp_path: Path, sample_frame: pd.DataFrame, method: str
@@ -95,6 +97,7 @@ def test_hyperparameter_search_records_its_choice(
     assert result.metadata.best_params["max_leaf_nodes"] in (7, 15)
 
 
+@pytest.mark.slow
 def test_grid_search_reports_progress(tmp_path: Path, sample_frame: pd.DataFrame) -> None:
     config = SMALL_CONFIG + SEARCH.format(method="grid")
 
