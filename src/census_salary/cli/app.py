@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from census_salary import __version__
+import census_salary
 from census_salary.errors import CensusError, ExitCode
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def err_console() -> Console:
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"census {__version__}")
+        typer.echo(f"census {census_salary.__version__}")
         raise typer.Exit()
 
 
