@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from census_salary.contract import CATEGORICAL, Columns
+from census_salary.errors import GateError
 from census_salary.slicing import MISSING, QuantileBins
 
 PROFILE_FILE = "profile.json"
@@ -162,6 +163,15 @@ class DriftReport(_Record):
     def drifted(self, over: float) -> list[FeatureDrift]:
         """The features whose PSI is above `over`."""
         return [f for f in self.features if f.psi is not None and f.psi > over]
+
+    def check_psi(self, over: float) -> None:
+        """Raise GateError when a feature's PSI is above `over`."""
+        if drifted := self.drifted(over):
+            named = ", ".join(f"{f.feature} ({f.psi:.3f})" for f in drifted)
+            raise GateError(
+                f"{len(drifted)} feature(s) drifted past PSI {over:g} against the training "
+                f"data: {named}."
+            )
 
 
 def drift_report(
