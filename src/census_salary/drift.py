@@ -19,8 +19,8 @@ major one. The server (`/drift`, `/metrics`) and `census monitor` report the sam
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -55,16 +55,9 @@ class FeatureProfile(_Record):
     def binning(self) -> QuantileBins:
         return QuantileBins(tuple(self.edges), self.zero_bin, tuple(self.labels))
 
-    def bins_of(self, values: np.ndarray) -> np.ndarray:
+    def bins_of(self, values: Any) -> np.ndarray:
         """Each value's bin index."""
-        if self.kind == "number":
-            return self.binning.index(np.asarray(values, dtype=np.float64))
-        known = len(self.labels) - 2  # the categories, then MISSING and OTHER
-        codes = {word: i for i, word in enumerate(self.labels[:known])}
-        codes[None] = known  # type: ignore[index]  # a checked column's missing value
-        return np.fromiter(
-            (codes.get(value, known + 1) for value in values), dtype=np.intp, count=len(values)
-        )
+        return BinCounter([self]).index(values, 0)
 
 
 class DriftProfile(_Record):
@@ -76,9 +69,52 @@ class DriftProfile(_Record):
 
     def count(self, columns: Columns) -> dict[str, np.ndarray]:
         """Per feature: how many of the rows (checked columns) fall in each bin."""
+        counter = BinCounter(self.features)
+        return counter.split(counter.count(columns))
+
+
+class BinCounter:
+    """Counts rows in every bin of some features at once: made once per profile, then one
+    vectorised pass per feature and one `bincount` over all the bins per batch of rows."""
+
+    def __init__(self, features: Sequence[FeatureProfile]) -> None:
+        self.features = [f.feature for f in features]
+        sizes = [len(f.labels) for f in features]
+        self.offsets = np.cumsum([0, *sizes])  # feature j's bins: offsets[j]:offsets[j + 1]
+        self._rules: list[QuantileBins | tuple[dict[Any, int], int]] = []
+        for f in features:
+            if f.kind == "number":
+                self._rules.append(f.binning)
+            else:
+                known = len(f.labels) - 2  # the categories, then MISSING and OTHER
+                codes: dict[Any, int] = {word: i for i, word in enumerate(f.labels[:known])}
+                codes[None] = known  # a checked column's missing value
+                self._rules.append((codes, known + 1))
+
+    def index(self, values: Any, j: int) -> np.ndarray:
+        """Each value's bin index in feature `j`."""
+        rule = self._rules[j]
+        if isinstance(rule, QuantileBins):
+            return rule.index(np.asarray(values, dtype=np.float64))
+        codes, other = rule
+        # A batch repeats a few values: each distinct one is looked up once.
+        lookup = {value: codes.get(value, other) for value in dict.fromkeys(values)}
+        return np.fromiter(map(lookup.__getitem__, values), dtype=np.intp, count=len(values))
+
+    def count(self, columns: Columns) -> np.ndarray:
+        """How many rows fall in each bin, every feature's bins one after another."""
+        n_rows = len(columns[self.features[0]]) if self.features else 0
+        index = np.empty((len(self.features), n_rows), dtype=np.intp)
+        for j, name in enumerate(self.features):
+            index[j] = self.index(columns[name], j)
+        index += self.offsets[:-1, None]
+        return np.bincount(index.ravel(), minlength=int(self.offsets[-1]))
+
+    def split(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+        """`count`'s result per feature."""
         return {
-            f.feature: np.bincount(f.bins_of(columns[f.feature]), minlength=len(f.labels))
-            for f in self.features
+            name: counts[self.offsets[j] : self.offsets[j + 1]]
+            for j, name in enumerate(self.features)
         }
 
 
@@ -220,13 +256,14 @@ class DriftCounts:
 
     def __init__(self, profile: DriftProfile) -> None:
         self.profile = profile
-        self.counts = {f.feature: np.zeros(len(f.labels), dtype=np.int64) for f in profile.features}
+        self.counter = BinCounter(profile.features)
+        self.counts = np.zeros(int(self.counter.offsets[-1]), dtype=np.int64)
         self.positive = 0
 
     def add(self, columns: Columns, predicted_positive: np.ndarray) -> None:
-        for name, counts in self.profile.count(columns).items():
-            self.counts[name] += counts
+        self.counts += self.counter.count(columns)
         self.positive += int(np.count_nonzero(predicted_positive))
 
     def report(self, model_version: str) -> DriftReport:
-        return drift_report(self.profile, self.counts, self.positive, model_version)
+        counts = self.counter.split(self.counts)
+        return drift_report(self.profile, counts, self.positive, model_version)

@@ -37,7 +37,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from census_salary.contract import Columns
-from census_salary.drift import DriftProfile, DriftReport, drift_report
+from census_salary.drift import BinCounter, DriftProfile, DriftReport, drift_report
 from census_salary.errors import ConfigError
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -98,7 +98,8 @@ class Telemetry:
             **kept,
         )
         self.profile: DriftProfile | None = None
-        self._bins: dict[str, list[Any]] = {}  # feature -> its bins' counters, in order
+        self._counter: BinCounter | None = None
+        self._bins: list[Any] = []  # the counter of every bin, in `BinCounter.count`'s order
         self.model = Gauge(
             "census_model_info",
             "The loaded model: 1 for its version and decision threshold.",
@@ -113,13 +114,12 @@ class Telemetry:
         self.model.labels(version=version, threshold=repr(threshold)).set(1)
         self.version, self.profile = version, profile
         if profile is not None:  # every bin's series exists from the start, at 0
-            self._bins = {
-                f.feature: [
-                    self.drift_rows.labels(feature=f.feature, bin=str(i))
-                    for i in range(len(f.labels))
-                ]
+            self._counter = BinCounter(profile.features)
+            self._bins = [
+                self.drift_rows.labels(feature=f.feature, bin=str(i))
                 for f in profile.features
-            }
+                for i in range(len(f.labels))
+            ]
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route=route, method=method, status=str(status)).inc()
@@ -133,14 +133,13 @@ class Telemetry:
                 self.unknown.labels(feature=feature).inc(count)
 
     def count_drift(self, columns: Columns) -> None:
-        """Count scored rows (checked columns) in their drift bins: one bincount per
-        feature, one increment per bin that got rows."""
-        if self.profile is None:
+        """Count scored rows (checked columns) in their drift bins: one pass per feature,
+        one increment per bin that got rows."""
+        if self._counter is None:
             return
-        for feature, counts in self.profile.count(columns).items():
-            counters = self._bins[feature]
-            for i in np.flatnonzero(counts).tolist():
-                counters[i].inc(int(counts[i]))
+        counts = self._counter.count(columns)
+        for i in np.flatnonzero(counts).tolist():
+            self._bins[i].inc(int(counts[i]))
 
     def render(self) -> bytes:
         """The Prometheus text format: this process's metrics, or every worker's, with
