@@ -60,9 +60,7 @@ def test_a_bad_label_names_its_row() -> None:
         performance_by_period(np.array([0.1]), ["maybe"], ["2026-01-01"], 0.5, "t", "day", "x")
 
 
-def test_monitor_reports_drift_of_a_file(
-    small_bundle: Bundle, sample_frame: pd.DataFrame
-) -> None:
+def test_monitor_reports_drift_of_a_file(small_bundle: Bundle, sample_frame: pd.DataFrame) -> None:
     report = monitor_rows(small_bundle, _csv(sample_frame.head(500)), chunk_size=200)
     assert report.rows == 500
     assert report.drift.rows == 500
@@ -87,7 +85,7 @@ def test_a_missing_time_column_is_named(small_bundle: Bundle, sample_frame: pd.D
 
 def test_a_bad_row_stops_the_monitor(small_bundle: Bundle) -> None:
     lines = json.dumps({**EXAMPLE_ROW, "age": "old"}).encode()
-    with pytest.raises(InputError, match="row 1.*age"):
+    with pytest.raises(InputError, match=r"row 1.*age"):
         monitor_rows(small_bundle, io.BytesIO(lines))
 
 

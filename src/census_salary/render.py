@@ -279,7 +279,8 @@ def periods_table(report: MonitorReport, training: Metrics) -> Table:
     """Metrics per period, with the training (held-out) figures first."""
     names = ("accuracy", "precision", "recall", "f1", "positive_rate", "selection_rate")
     table = Table(
-        title=f"Performance per {report.period}",
+        title=f"Performance per {report.period}"
+        + (" (from the Monday given)" if report.period == "week" else ""),
         caption="pos: share labelled >50K; sel: share predicted >50K.",
         box=box.SIMPLE_HEAD,
     )
@@ -294,6 +295,6 @@ def periods_table(report: MonitorReport, training: Metrics) -> Table:
         style="bold",
     )
     for p in report.periods:
-        label = f"{p.start} on" if report.period == "week" else p.period
+        label = str(p.start) if report.period == "week" else p.period
         table.add_row(label, f"{p.rows:,}", *(fmt(getattr(p, name)) for name in names))
     return table
