@@ -97,6 +97,8 @@ class BinCounter:
         if isinstance(rule, QuantileBins):
             return rule.index(np.asarray(values, dtype=np.float64))
         codes, other = rule
+        if isinstance(values, np.ndarray):
+            values = values.tolist()  # Python walks a list faster than an object array
         # A batch repeats a few values: each distinct one is looked up once.
         lookup = {value: codes.get(value, other) for value in dict.fromkeys(values)}
         return np.fromiter(map(lookup.__getitem__, values), dtype=np.intp, count=len(values))
