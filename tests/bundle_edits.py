@@ -7,8 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from census_salary.bundle import METADATA_FILE
+from census_salary.drift import PROFILE_FILE
 
 
 def save_metadata(folder: Path, meta: dict[str, Any]) -> None:
     """Replace a bundle's metadata.json, leaving its recorded hashes as they are."""
     (folder / METADATA_FILE).write_text(json.dumps(meta))
+
+
+def make_pre_profile(folder: Path) -> None:
+    """Make a bundle as trained before drift profiles: metadata schema 2, no profile.json."""
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    meta["schema_version"] = 2
+    del meta["profile_sha256"]
+    (folder / PROFILE_FILE).unlink()
+    save_metadata(folder, meta)

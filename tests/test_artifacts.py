@@ -40,6 +40,7 @@ from census_salary.bundle import (
     sha256_bytes,
 )
 from census_salary.config import Settings, load_settings
+from census_salary.drift import PROFILE_FILE
 from census_salary.errors import ModelError
 from census_salary.model_card import CardInputs, render_model_card
 from census_salary.train import train, use_version
@@ -54,7 +55,7 @@ def _save_another(settings: Settings, version: str, keep: int = 5) -> SavedBundl
     metadata = read_metadata(folder).model_copy(update={"version": version})
     reports = {
         name: (folder / name).read_bytes()
-        for name in ("evaluation.json", "slices.json", "slice_output.txt")
+        for name in ("evaluation.json", "slices.json", "slice_output.txt", PROFILE_FILE)
     }
     model, trees = (folder / MODEL_FILE).read_bytes(), (folder / TREES_FILE).read_bytes()
     with artifacts_lock(settings.artifacts_dir):

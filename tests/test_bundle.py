@@ -9,7 +9,7 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from bundle_edits import save_metadata
+from bundle_edits import make_pre_profile, save_metadata
 from census_salary.bundle import (
     ALLOWED_TYPES,
     METADATA_FILE,
@@ -25,6 +25,7 @@ from census_salary.bundle import (
 from census_salary.config import Settings
 from census_salary.contract import CATEGORICAL, NUMERICAL
 from census_salary.data import read_census
+from census_salary.drift import PROFILE_FILE
 from census_salary.errors import ModelError
 from census_salary.model import build_pipeline
 from census_salary.scoring import PipelineScorer
@@ -38,13 +39,15 @@ def test_bundle_loads_with_its_metadata(small_settings: Settings) -> None:
 
 
 def test_metadata_records_schema_hashes_and_versions(small_settings: Settings) -> None:
-    meta = read_metadata(current_bundle_dir(small_settings.artifacts_dir))
+    folder = current_bundle_dir(small_settings.artifacts_dir)
+    meta = read_metadata(folder)
     assert set(meta.features.categorical) == set(CATEGORICAL)
     assert "Private" in meta.features.categorical["workclass"]
     assert meta.data.sha256 == sha256_bytes(small_settings.data_path.read_bytes())
     assert {"scikit-learn", "numpy", "pandas", "skops"} <= set(meta.library_versions)
     assert meta.config.model.kind == "hist_gradient_boosting"
-    assert meta.schema_version == 2
+    assert meta.schema_version == 3
+    assert meta.profile_sha256 == sha256_bytes((folder / PROFILE_FILE).read_bytes())
     assert "serve" not in meta.config.model_dump()  # nor its API key
 
 
@@ -167,6 +170,19 @@ def test_trees_with_other_columns_than_the_metadata_are_refused(project_copy: Se
     save_metadata(folder, meta)
     with pytest.raises(ModelError, match="does not hold the columns"):
         load_bundle(project_copy.artifacts_dir)
+
+
+def test_changed_profile_is_refused(project_copy: Settings) -> None:
+    profile = current_bundle_dir(project_copy.artifacts_dir) / PROFILE_FILE
+    profile.write_text(profile.read_text().replace('"rows": ', '"rows": 1', 1))
+    with pytest.raises(ModelError, match=r"profile\.json does not match the SHA-256"):
+        load_bundle(project_copy.artifacts_dir)
+
+
+def test_a_bundle_from_before_profiles_loads_without_one(project_copy: Settings) -> None:
+    make_pre_profile(current_bundle_dir(project_copy.artifacts_dir))
+    bundle = load_bundle(project_copy.artifacts_dir)
+    assert (bundle.metadata.schema_version, bundle.profile) == (2, None)
 
 
 def test_warnings_name_every_row_with_an_unknown_category(small_bundle: Bundle) -> None:

@@ -28,7 +28,7 @@ from census_salary.trees import TreeTables
 from live_server import census_executable
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["train", "evaluate", "slice-report", "predict", "serve", "runs"]
+COMMANDS = ["train", "evaluate", "slice-report", "predict", "serve", "runs", "monitor"]
 
 
 @pytest.fixture

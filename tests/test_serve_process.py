@@ -15,9 +15,9 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from census_salary.bundle import TREES_FILE, Bundle, current_bundle_dir
+from census_salary.bundle import TREES_FILE, Bundle, current_bundle_dir, load_bundle
 from census_salary.config import Settings
-from census_salary.contract import EXAMPLE_ROW
+from census_salary.contract import EXAMPLE_ROW, check_records
 from census_salary.errors import ExitCode
 from live_server import (
     LiveServer,
@@ -309,15 +309,27 @@ def test_metrics_add_up_every_workers_counts(small_settings: Settings, tmp_path:
             if predict(two, [EXAMPLE_ROW, OTHER_ROW]).status_code == 200:
                 scored += 2
         assert scored >= 60, two.log()[-3000:]  # a worker may still be loading at first
-        counted = []
+        counted, drift_rows, drifts = [], [], []
         for _ in range(6):
             text = httpx.get(f"{two.url}/metrics", timeout=30).text
-            counted += [
-                sample.value
-                for family in text_string_to_metric_families(text)
-                for sample in family.samples
-                if sample.name == "census_rows_scored_total"
-            ]
+            samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+            counted += [s.value for s in samples if s.name == "census_rows_scored_total"]
+            drift_rows.append(
+                sum(
+                    s.value
+                    for s in samples
+                    if s.name == "census_drift_rows_total" and s.labels["feature"] == "age"
+                )
+            )
+            drifts.append(httpx.get(f"{two.url}/drift", timeout=30).json())
         workers = {path.stem.rsplit("_", 1)[-1] for path in metrics_dir.glob("counter_*.db")}
     assert counted == [scored] * 6
+    assert drift_rows == [scored] * 6
     assert len(workers) == 2, workers
+    profile = load_bundle(small_settings.artifacts_dir).profile
+    assert profile is not None
+    both = profile.count(check_records([EXAMPLE_ROW, OTHER_ROW]).columns)["age"]
+    ages = [b["observed_rows"] for b in drifts[0]["features"][0]["bins"]]
+    assert ages == (both * (scored // 2)).tolist()  # each row was sent scored/2 times
+    assert all(d == drifts[0] for d in drifts), "every worker reports the same counts"
+    assert drifts[0]["rows"] == scored

@@ -7,6 +7,8 @@ and switches them):
     <version>/trees.npz       its gradient-boosted trees as plain arrays (see `trees`), which
                               every command scores with; absent for other model kinds
     <version>/metadata.json   version, data hash, model hash, schema, threshold, metrics...
+    <version>/profile.json    the training split's drift profile (see `drift`); absent in
+                              bundles older than metadata schema 3, which have no drift reference
     <version>/evaluation.json, slices.json (with the fairness summary), slice_output.txt
     <version>/importance.json, *.png   permutation importance and the audit figures
     LATEST                    the version id of the current bundle
@@ -28,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -37,6 +39,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from census_salary.contract import Columns, check_records, labels_at
+from census_salary.drift import PROFILE_FILE, DriftProfile
 from census_salary.errors import ModelError
 from census_salary.metadata import BundleMetadata
 from census_salary.metrics import SliceReport
@@ -77,6 +80,7 @@ class Bundle:
     metadata: BundleMetadata
     scorer: Scorer
     source: str  # the folder or URL it came from, for messages
+    profile: DriftProfile | None = None  # the drift reference, where the bundle has one
 
     @property
     def version(self) -> str:
@@ -180,6 +184,11 @@ def load_bundle_dir(bundle_dir: Path, scorer: ScorerChoice = "trees") -> Bundle:
     """The bundle in `bundle_dir`, checked, with its scorer: the tree tables when it has
     them and `scorer` is "trees", else the pipeline. A file not the one recorded is refused."""
     metadata = read_metadata(bundle_dir)
+    bundle = _load_checked(bundle_dir, metadata, scorer)
+    return replace(bundle, profile=read_profile(bundle_dir, metadata))
+
+
+def _load_checked(bundle_dir: Path, metadata: BundleMetadata, scorer: ScorerChoice) -> Bundle:
     if metadata.trees_sha256 is not None and scorer == "trees":
         path = bundle_dir / TREES_FILE
         tables = TreeTables.from_bytes(_read_verified(path, metadata.trees_sha256), str(path))
@@ -199,6 +208,18 @@ def load_bundle_dir(bundle_dir: Path, scorer: ScorerChoice = "trees") -> Bundle:
     except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise ModelError(f"{path} does not fit this version of census: {exc}") from None
     return _checked(Bundle(metadata, pipeline_scorer, str(bundle_dir)), path)
+
+
+def read_profile(bundle_dir: Path, metadata: BundleMetadata) -> DriftProfile | None:
+    """The bundle's drift profile, checked against its recorded SHA-256; None for a bundle
+    trained before profiles were stored."""
+    if metadata.profile_sha256 is None:
+        return None
+    path = bundle_dir / PROFILE_FILE
+    try:
+        return DriftProfile.model_validate_json(_read_verified(path, metadata.profile_sha256))
+    except ValidationError:
+        raise ModelError(f"{path} is not a drift profile; the bundle is damaged.") from None
 
 
 def read_slices(bundle_dir: Path) -> SliceReport:

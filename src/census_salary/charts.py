@@ -16,13 +16,14 @@ import numpy as np
 
 from census_salary.contract import NEGATIVE, POSITIVE
 from census_salary.importance import ImportanceReport
-from census_salary.metrics import confusion, rate
+from census_salary.metrics import Metrics, confusion, rate
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from census_salary.figures import SliceF1
+    from census_salary.monitoring import MonitorReport
 
 DPI = 110
 SIZE = (6.4, 4.8)  # inches
@@ -281,3 +282,72 @@ def slices_f1(slices: list[SliceF1], overall_f1: float | None, interval: str) ->
     ax.set(xlim=(-0.02, 1.02), xlabel="F1 at the decision threshold", title="F1 per slice")
     figure.legend(loc="outside upper center", ncols=2, fontsize=8)
     return figure
+
+
+# --- census monitor --------------------------------------------------------------------
+
+_PERIOD_METRICS = ("accuracy", "precision", "recall", "f1", "positive_rate")
+
+
+def monitor(report: MonitorReport, training: Metrics) -> Figure:
+    """The drift of a batch per feature; with periods, its metrics over time below, the
+    training (held-out) figures as dashed reference lines."""
+    features = report.drift.features
+    psi_height = max(3.0, 1.2 + 0.28 * len(features))
+    if not report.periods:
+        figure, ax = _new((7.2, psi_height))
+        _psi_bars(ax, report)
+        return figure
+    figure = _figure((7.2, psi_height + 4.2))
+    psi_ax, time_ax = figure.subplots(2, 1, height_ratios=[psi_height, 4.2])
+    _psi_bars(psi_ax, report)
+    _over_time(time_ax, report, training)
+    return figure
+
+
+def _psi_bars(ax: Axes, report: MonitorReport) -> None:
+    from census_salary.drift import MAJOR, MODERATE
+
+    features = report.drift.features[::-1]  # the first feature at the top
+    positions = np.arange(len(features))
+    values = [f.psi or 0.0 for f in features]
+    colours = [
+        _THRESHOLD if v > MAJOR else "tab:orange" if v > MODERATE else _MODEL for v in values
+    ]
+    ax.barh(positions, values, color=colours, alpha=0.8)
+    ax.axvline(MODERATE, color="0.4", linestyle=":", label=f"moderate ({MODERATE:g})")
+    ax.axvline(MAJOR, color=_THRESHOLD, linestyle="--", label=f"major ({MAJOR:g})")
+    ax.set_yticks(positions, labels=[f.feature for f in features])
+    drift = report.drift
+    rates = f"predicted >50K {drift.predicted_positive_rate or 0:.3f}"
+    ax.set(
+        xlabel="Population stability index against the training split",
+        title=f"Drift of {report.rows:,} rows ({rates}; training "
+        f"{drift.reference_positive_rate:.3f})",
+    )
+    ax.legend(loc="lower right", fontsize=8)
+
+
+def _over_time(ax: Axes, report: MonitorReport, training: Metrics) -> None:
+    starts = [p.start for p in report.periods]
+    for i, name in enumerate(_PERIOD_METRICS):
+        colour = f"C{i}"
+        values = [getattr(p, name) for p in report.periods]
+        ax.plot(
+            starts,
+            [np.nan if v is None else v for v in values],
+            "o-",
+            color=colour,
+            label=name.replace("_", " "),
+        )
+        reference = getattr(training, name)
+        if reference is not None:
+            ax.axhline(reference, color=colour, linestyle="--", linewidth=0.8, alpha=0.7)
+    ax.set(
+        ylim=(0, 1.02),
+        ylabel=f"per {report.period} (dashed: training)",
+        title=f"Performance per {report.period} ({sum(p.rows for p in report.periods):,} "
+        "labelled rows)",
+    )
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax.legend(loc="lower left", fontsize=8, ncols=3)

@@ -87,7 +87,7 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
             f"(columns found: {', '.join(raw.columns)})."
         )
     checked = check_columns(columns_of_frame(raw))
-    labels, label_problems = _parse_labels(raw[target])
+    labels, label_problems = parse_labels(raw[target])
     problems = sorted(checked.problems + label_problems, key=lambda p: p.row)
     if problems:
         raise InputError(summarise(problems, path), problems)
@@ -145,7 +145,7 @@ def read_csv_text(
         raise InputError(f"The CSV input is malformed: {exc}") from None
 
 
-def _parse_labels(column: pd.Series) -> tuple[pd.Series, list[RowProblem]]:
+def parse_labels(column: pd.Series) -> tuple[pd.Series, list[RowProblem]]:
     """1 for >50K, 0 for <=50K (a trailing period, as in adult.test, is allowed)."""
     text = column.astype(str).str.strip().str.rstrip(".")
     labels = text.map(LABELS)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from census_salary.config import ModelKind, ParamValue, TrainingConfig
 from census_salary.metrics import Metrics
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: profile_sha256 (bundles of version 2 load, without a profile)
 
 
 class _Record(BaseModel):
@@ -44,7 +44,7 @@ class SelfTest(_Record):
 
 
 class BundleMetadata(_Record):
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[2, 3] = SCHEMA_VERSION
     version: str
     created_at: datetime
     package_version: str
@@ -52,6 +52,7 @@ class BundleMetadata(_Record):
     model_kind: ModelKind
     model_sha256: str
     trees_sha256: str | None = None  # None: no trees.npz, score with the pipeline
+    profile_sha256: str | None = None  # None: no profile.json, so no drift reference
     data: DataInfo
     config: TrainingConfig
     features: FeatureSchema

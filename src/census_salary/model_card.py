@@ -144,6 +144,15 @@ def _details(metadata: BundleMetadata) -> list[str]:
             if metadata.trees_sha256
             else "- Scored with the pipeline itself (this model kind has no tree tables)"
         ),
+        *(
+            [
+                f"- Drift reference: `profile.json` (SHA-256 `{metadata.profile_sha256}`), the "
+                "training split's rows per bin of each feature; `GET /drift` and `census "
+                "monitor` compare rows with it"
+            ]
+            if metadata.profile_sha256
+            else []
+        ),
         "- Libraries: "
         + ", ".join(f"{k} {v}" for k, v in sorted(metadata.library_versions.items())),
     ]

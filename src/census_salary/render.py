@@ -25,6 +25,7 @@ from census_salary.report import fmt, fmt_interval, limit_text, metric_rows
 
 if TYPE_CHECKING:
     from census_salary.artifacts import RunStatus, Switch
+    from census_salary.monitoring import MonitorReport
     from census_salary.train import TrainResult
 
 # Version ids are shown from their start (what `census use` takes) up to the second they
@@ -234,3 +235,66 @@ def switch_text(switch: Switch) -> Text:
     else:
         done = f"{version} is now the current model (it was {switch.previous})."
     return Text(f"{done} A running `census serve` loads it when it restarts.")
+
+
+def drift_table(report: MonitorReport, fail_over: float | None) -> Table:
+    """PSI per feature, its level, and the bin that moved most."""
+    drift = report.drift
+    rate = fmt(drift.predicted_positive_rate)
+    table = Table(
+        title=f"Drift of {report.rows:,} rows of {report.source} against model "
+        f"{drift.model_version}",
+        caption=Text(
+            f"Predicted >50K: {rate} (training {drift.reference_positive_rate:.3f}). PSI "
+            "under 0.1 is stable, 0.1-0.25 a moderate shift, over 0.25 a major one."
+        ),
+        box=box.SIMPLE_HEAD,
+    )
+    for name in ("feature", "PSI", "level", "bin moved most", "training", "batch"):
+        table.add_column(
+            name, justify="left" if name in ("feature", "level", "bin moved most") else "right"
+        )
+    for f in drift.features:
+        moved = max(f.bins, key=lambda b: abs((b.observed_share or 0) - b.reference_share))
+        over = fail_over is not None and f.psi is not None and f.psi > fail_over
+        style = "red" if over or f.level == "major" else "yellow" if f.level == "moderate" else None
+        table.add_row(
+            *map(
+                Text,
+                [
+                    f.feature,
+                    fmt(f.psi),
+                    f.level or "",
+                    moved.label,
+                    fmt(moved.reference_share),
+                    fmt(moved.observed_share),
+                ],
+            ),
+            style=style,
+        )
+    return table
+
+
+def periods_table(report: MonitorReport, training: Metrics) -> Table:
+    """Metrics per period, with the training (held-out) figures first."""
+    names = ("accuracy", "precision", "recall", "f1", "positive_rate", "selection_rate")
+    table = Table(
+        title=f"Performance per {report.period}"
+        + (" (from the Monday given)" if report.period == "week" else ""),
+        caption="pos: share labelled >50K; sel: share predicted >50K.",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("period")
+    table.add_column("rows", justify="right")
+    for header in ("accuracy", "precision", "recall", "F1", "pos", "sel"):
+        table.add_column(header, justify="right")
+    table.add_row(
+        "training",
+        f"{training.rows:,}",
+        *(fmt(getattr(training, name)) for name in names),
+        style="bold",
+    )
+    for p in report.periods:
+        label = str(p.start) if report.period == "week" else p.period
+        table.add_row(label, f"{p.rows:,}", *(fmt(getattr(p, name)) for name in names))
+    return table

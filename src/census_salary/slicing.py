@@ -54,34 +54,60 @@ def _feature_groups(values: pd.Series, numerical: bool, bins: int) -> list[tuple
 
 
 def _bins(values: np.ndarray, bins: int) -> list[tuple[str, np.ndarray]]:
-    """Quantile bins closed on the right, each up to a quantile that occurs (so it holds at
-    least that value); 0 alone where most values are 0."""
-    if values.size == 0:
+    """The groups of `QuantileBins.of(values, bins)`: each bin's label and its rows."""
+    binning = QuantileBins.of(values, bins)
+    if binning is None:
         return []
-    groups: list[tuple[str, np.ndarray]] = []
-    rest = np.ones(values.size, dtype=bool)
-    zero_bin = bool(np.mean(values == 0) > 0.5)
-    if zero_bin:
-        rest = values != 0
-        groups.append(("0", ~rest))
-        if not rest.any():
-            return groups
-    part = values[rest]
-    lowest, highest = float(part.min()), float(part.max())
-    quantiles = np.quantile(part, np.arange(1, bins) / bins, method="inverted_cdf")
-    edges = [float(edge) for edge in np.unique(quantiles) if edge < highest]
-    if not edges:
-        label = _number(lowest) if lowest == highest else f"[{_number(lowest)}, {_number(highest)}]"
-        return [*groups, (label, rest)]
-    labels = [
-        _first_label(edges[0], lowest, zero_bin),
-        *(f"({_number(low)}, {_number(high)}]" for low, high in itertools.pairwise(edges)),
-        f"> {_number(edges[-1])}",
-    ]
-    bounds = [-np.inf, *edges, np.inf]
-    for label, (low, high) in zip(labels, itertools.pairwise(bounds), strict=True):
-        groups.append((label, rest & (values > low) & (values <= high)))
-    return groups
+    index = binning.index(values)
+    return [(label, index == i) for i, label in enumerate(binning.labels)]
+
+
+@dataclass(frozen=True)
+class QuantileBins:
+    """The numerical binning rule, learned from some values and applied to any others.
+
+    Bins are closed on the right: bin i holds the values in (edges[i-1], edges[i]], the
+    first is open below and the last above, so every number has a bin. With `zero_bin`,
+    bin 0 holds exactly 0 and the bins over the edges follow it. Drift profiles store
+    these, to count served rows in the training data's bins.
+    """
+
+    edges: tuple[float, ...]  # upper edges of all but the last bin (0 excepted)
+    zero_bin: bool
+    labels: tuple[str, ...]  # one per bin, in order
+
+    @classmethod
+    def of(cls, values: np.ndarray, bins: int) -> QuantileBins | None:
+        """Quantile bins closed on the right, each up to a quantile that occurs (so it
+        holds at least that value); 0 alone where most values are 0. None for no values."""
+        if values.size == 0:
+            return None
+        zero_bin = bool(np.mean(values == 0) > 0.5)
+        part = values[values != 0] if zero_bin else values
+        head = ("0",) if zero_bin else ()
+        if part.size == 0:
+            return cls((), zero_bin, head)
+        lowest, highest = float(part.min()), float(part.max())
+        quantiles = np.quantile(part, np.arange(1, bins) / bins, method="inverted_cdf")
+        edges = tuple(float(edge) for edge in np.unique(quantiles) if edge < highest)
+        if not edges:
+            only = (
+                _number(lowest) if lowest == highest else f"[{_number(lowest)}, {_number(highest)}]"
+            )
+            return cls(edges, zero_bin, (*head, only))
+        labels = (
+            _first_label(edges[0], lowest, zero_bin),
+            *(f"({_number(low)}, {_number(high)}]" for low, high in itertools.pairwise(edges)),
+            f"> {_number(edges[-1])}",
+        )
+        return cls(edges, zero_bin, (*head, *labels))
+
+    def index(self, values: np.ndarray) -> np.ndarray:
+        """Each value's bin, vectorised."""
+        found = np.searchsorted(np.asarray(self.edges, dtype=float), values, side="left")
+        if self.zero_bin:
+            return np.where(values == 0, 0, found + 1)
+        return found
 
 
 def _first_label(edge: float, lowest: float, zero_bin: bool) -> str:

@@ -117,7 +117,7 @@ def test_openapi_of_an_open_server_asks_for_no_key(client: TestClient) -> None:
 def test_openapi_documents_503_where_the_model_is_needed(client: TestClient) -> None:
     operations = _operations(client)
     needs = {name for name, op in operations.items() if "503" in op["responses"]}
-    assert needs == {"GET /ready", "GET /metadata", "POST /predict"}
+    assert needs == {"GET /ready", "GET /metadata", "POST /predict", "GET /drift"}
 
 
 def test_openapi_states_the_body_limits(client: TestClient) -> None:

@@ -20,7 +20,7 @@ from census_salary.api.deps import get_bundle, require_api_key
 from census_salary.api.middleware import RequestContext
 from census_salary.api.models import PredictRequest, ProblemDocument
 from census_salary.api.problems import PROBLEM_JSON, add_problem_handlers
-from census_salary.api.routes import docs, metrics, model, operations, page
+from census_salary.api.routes import docs, drift, metrics, model, operations, page
 from census_salary.api.telemetry import Telemetry
 from census_salary.bundle import Bundle, load_bundle
 from census_salary.config import Settings
@@ -43,7 +43,8 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
                 logger.error("model not loaded: %s", exc)
                 app.state.not_ready = str(exc)
         if app.state.bundle is not None and telemetry is not None:
-            telemetry.model_loaded(app.state.bundle.version, app.state.bundle.threshold)
+            loaded = app.state.bundle
+            telemetry.model_loaded(loaded.version, loaded.threshold, loaded.profile)
         if app.state.api_key is None:
             logger.warning("no API key set (CENSUS_API_KEY): /predict and /metadata are open")
         yield
@@ -139,8 +140,13 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
 
 
 def _routers(settings: Settings) -> tuple[APIRouter, ...]:
-    """The app's routers; `/metrics` open, behind the API key, or absent (`[serve] metrics`)."""
-    watched = {"open": (metrics.router,), "key": (metrics.keyed_router,), "off": ()}
+    """The app's routers; `/metrics` and `/drift` open, behind the API key, or absent
+    (`[serve] metrics`)."""
+    watched = {
+        "open": (metrics.router, drift.router),
+        "key": (metrics.keyed_router, drift.keyed_router),
+        "off": (),
+    }
     return (*ROUTERS, *watched[settings.serve.metrics])
 
 

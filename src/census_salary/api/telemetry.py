@@ -10,21 +10,34 @@ Label values come only from the app itself (route templates, feature names, the 
 never from a request: a path that matches no route is counted as `(unmatched)`, so no
 raw input reaches `/metrics` and the number of series stays fixed.
 
+Input drift: each scored row is counted in its bin of every feature of the bundle's
+drift profile (`census_drift_rows_total`, labelled by feature and bin index; bins come
+from the training data, and unknown categories share one `other` bin). `/drift` and the
+drift gauges of `/metrics` (PSI per feature, the predicted-positive rate and training's)
+are computed when asked, from the counts as collected.
+
 Under `census serve --workers N` each worker is a process of its own: `run_server`
 sets `PROMETHEUS_MULTIPROC_DIR` for them, prometheus_client keeps each worker's values
-in files there, and `/metrics` adds up every worker's, whichever worker answers.
+in files there, and `/metrics` adds up every worker's, whichever worker answers. The
+drift counts are counters for that reason: summed over workers they are the counts of
+all the rows served, so `/drift` and the PSI gauges are the same whichever worker answers.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from census_salary.contract import Columns
+from census_salary.drift import BinCounter, DriftProfile, DriftReport, drift_report
 from census_salary.errors import ConfigError
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -47,6 +60,7 @@ class Telemetry:
                 "unset it (census serve --workers N makes one of its own)."
             )
         kept = {"registry": self.registry}
+        self.version = ""
         self.requests = Counter(
             "census_http_requests",
             "HTTP requests answered, by route template, method and status.",
@@ -76,6 +90,16 @@ class Telemetry:
             ["feature"],
             **kept,
         )
+        self.drift_rows = Counter(
+            "census_drift_rows",
+            "Rows /predict scored, by feature and bin of the model's drift profile (the "
+            "bins /drift names).",
+            ["feature", "bin"],
+            **kept,
+        )
+        self.profile: DriftProfile | None = None
+        self._counter: BinCounter | None = None
+        self._bins: list[Any] = []  # the counter of every bin, in `BinCounter.count`'s order
         self.model = Gauge(
             "census_model_info",
             "The loaded model: 1 for its version and decision threshold.",
@@ -84,8 +108,18 @@ class Telemetry:
             **kept,
         )
 
-    def model_loaded(self, version: str, threshold: float) -> None:
+    def model_loaded(
+        self, version: str, threshold: float, profile: DriftProfile | None = None
+    ) -> None:
         self.model.labels(version=version, threshold=repr(threshold)).set(1)
+        self.version, self.profile = version, profile
+        if profile is not None:  # every bin's series exists from the start, at 0
+            self._counter = BinCounter(profile.features)
+            self._bins = [
+                self.drift_rows.labels(feature=f.feature, bin=str(i))
+                for f in profile.features
+                for i in range(len(f.labels))
+            ]
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route=route, method=method, status=str(status)).inc()
@@ -98,13 +132,84 @@ class Telemetry:
             if count:
                 self.unknown.labels(feature=feature).inc(count)
 
+    def count_drift(self, columns: Columns) -> None:
+        """Count scored rows (checked columns) in their drift bins: one pass per feature,
+        one increment per bin that got rows."""
+        if self._counter is None:
+            return
+        counts = self._counter.count(columns)
+        for i in np.flatnonzero(counts).tolist():
+            self._bins[i].inc(int(counts[i]))
+
     def render(self) -> bytes:
-        """The Prometheus text format: this process's metrics, or every worker's."""
+        """The Prometheus text format: this process's metrics, or every worker's, with
+        the drift gauges computed from them."""
+        return generate_latest(_WithDrift(self._collect(), self.profile, self.version))
+
+    def drift(self) -> DriftReport | None:
+        """The drift of every row served so far (every worker's), or None without a profile."""
+        if self.profile is None:
+            return None
+        return _drift_of(list(self._collect()), self.profile, self.version)
+
+    def _collect(self) -> Iterable[Metric]:
         if not self.multiprocess:
-            return generate_latest(self.registry)
+            return self.registry.collect()
         every_worker = CollectorRegistry()
         MultiProcessCollector(every_worker)
-        return generate_latest(every_worker)
+        return every_worker.collect()
+
+
+def _drift_of(families: list[Metric], profile: DriftProfile, version: str) -> DriftReport:
+    """The drift report of the collected counters."""
+    sizes = {f.feature: len(f.labels) for f in profile.features}
+    counts = {feature: np.zeros(size, dtype=np.int64) for feature, size in sizes.items()}
+    positive = 0
+    for family in families:
+        for sample in family.samples:
+            if sample.name == "census_drift_rows_total":
+                feature, index = sample.labels["feature"], int(sample.labels["bin"])
+                if index < sizes.get(feature, 0):
+                    counts[feature][index] += int(sample.value)
+            elif sample.name == "census_rows_predicted_positive_total":
+                positive += int(sample.value)
+    return drift_report(profile, counts, positive, version)
+
+
+class _WithDrift:
+    """Collected metrics, plus the drift gauges computed from them (a collector for
+    `generate_latest`)."""
+
+    def __init__(self, families: Iterable[Metric], profile: DriftProfile | None, version: str):
+        self.families, self.profile, self.version = list(families), profile, version
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+        if self.profile is None:
+            return
+        report = _drift_of(self.families, self.profile, self.version)
+        psi = GaugeMetricFamily(
+            "census_drift_psi",
+            "Population stability index of the rows served against training, by feature "
+            "(absent until a row is scored).",
+            labels=["feature"],
+        )
+        for feature in report.features:
+            if feature.psi is not None:
+                psi.add_metric([feature.feature], feature.psi)
+        yield psi
+        rate = GaugeMetricFamily(
+            "census_drift_predicted_positive_rate",
+            "Share of the rows served predicted >50K (absent until a row is scored).",
+        )
+        if report.predicted_positive_rate is not None:
+            rate.add_metric([], report.predicted_positive_rate)
+        yield rate
+        yield GaugeMetricFamily(
+            "census_drift_reference_positive_rate",
+            "Share of the training rows the model predicts >50K.",
+            value=report.reference_positive_rate,
+        )
 
 
 def route_of(scope: Mapping[str, Any]) -> str:

@@ -10,5 +10,6 @@ from census_salary.cli.app import app, main
 from census_salary.cli import training  # noqa: F401  # isort: skip
 from census_salary.cli import audit  # noqa: F401  # isort: skip
 from census_salary.cli import scoring  # noqa: F401  # isort: skip
+from census_salary.cli import monitor  # noqa: F401  # isort: skip
 
 __all__ = ["app", "main"]

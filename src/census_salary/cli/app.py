@@ -1,7 +1,7 @@
 """The `census` app: the command group, the global options, and what every command
 shares (settings, the bundle, progress, JSON output). The commands live beside it:
 `training` (train, runs, use), `audit` (evaluate, slice-report, model-card) and
-`scoring` (predict, serve).
+`scoring` (predict, serve), `monitor`.
 
 Heavy libraries (pandas, scikit-learn, fastapi) are imported inside the commands that
 need them, so `census --help` answers at once.
