@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from census_salary.errors import InputError
 from census_salary.predict import predict_file, score_rows
 from census_salary.rows import read_rows
 from census_salary.writers import write_predictions
+from live_server import server_environment
 
 
 def typed_frame(census_csv: Path, n: int) -> pd.DataFrame:
@@ -319,3 +321,21 @@ def test_cli_names_a_corrupt_parquet_file_with_exit_2(
     )
     assert result.exit_code == 2, result.output
     assert "The Parquet input cannot be read" in result.output
+
+
+def test_a_process_that_fails_on_parquet_exits_with_2(
+    small_settings: Settings, tmp_path: Path
+) -> None:
+    """A real process: its Parquet reader is closed in order, so the exit is clean."""
+    source = tmp_path / "rows.parquet"
+    source.write_bytes(parquet_bytes(example_table(prediction=pa.array(["x", "y"]))))
+    command = [sys.executable, "-m", "census_salary.cli", "--config", str(small_settings.source)]
+    done = subprocess.run(
+        [*command, "predict", "-i", str(source), "-o", str(tmp_path / "out.parquet")],
+        capture_output=True,
+        text=True,
+        env=server_environment(),
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "already has column(s) prediction" in done.stderr

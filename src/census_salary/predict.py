@@ -276,7 +276,10 @@ def predict_file(
                     "Parquet output is binary: write it to a file with --output FILE "
                     "(or pipe standard output into one)."
                 )
-            if fmt in ("csv", "parquet"):  # (JSON is decoded by Python, which holds the lock)
+            # (JSON is decoded by Python, which holds the lock throughout; Parquet is decoded
+            # by pyarrow's own threads, and a reader left mid-batch in a thread of ours when
+            # the process exits on an error aborts it)
+            if fmt == "csv":
                 chunks = _read_ahead(chunks, READ_AHEAD)
             chunks = _counted(chunks, progress or NoProgress())
             stream = score_rows(
