@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -339,3 +340,27 @@ def test_a_process_that_fails_on_parquet_exits_with_2(
     )
     assert done.returncode == 2, done.stderr
     assert "already has column(s) prediction" in done.stderr
+
+
+def test_parquet_rows_go_out_as_json_with_their_types(small_bundle: Bundle) -> None:
+    _, chunks = read_rows(io.BytesIO(parquet_bytes(example_table())), None, 10)
+    out = io.BytesIO()
+    write_predictions(score_rows(small_bundle, chunks).chunks, "jsonl", out)
+    first = json.loads(out.getvalue().splitlines()[0])
+    assert first["age"] == 39
+    assert first["workclass"] == "State-gov"
+
+
+def test_json_rows_go_out_as_parquet_typed_by_their_values(small_bundle: Bundle) -> None:
+    rows = [{**EXAMPLE_ROW, "id": f"a-{i}"} for i in range(3)]
+    _, chunks = read_rows(io.BytesIO(json.dumps(rows).encode()), None, 2)
+    out = io.BytesIO()
+    assert write_predictions(score_rows(small_bundle, chunks).chunks, "parquet", out) == 3
+    table = pq.read_table(io.BytesIO(out.getvalue()))
+    assert table.schema.field("age").type == pa.int64()
+    assert table["id"].to_pylist() == ["a-0", "a-1", "a-2"]
+
+
+def test_parquet_is_not_read_from_text() -> None:
+    with pytest.raises(InputError, match="Parquet is binary"):
+        read_rows(io.StringIO("PAR1"), "parquet", 10)
