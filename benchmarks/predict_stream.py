@@ -1,4 +1,5 @@
-"""Streaming throughput and memory of `census predict` on large CSV and JSON Lines files.
+"""Streaming throughput and memory of `census predict` on large CSV, JSON Lines and Parquet
+files.
 
 Builds files in a temporary folder by repeating the rows of data/census.csv, then runs
 `census --config census.toml predict --input FILE --output OUT` as a subprocess:
@@ -11,10 +12,12 @@ Builds files in a temporary folder by repeating the rows of data/census.csv, the
 | one JSON row, the whole process                                      | <= 0.8 s        |
 
 Also printed, without a target: one CSV row, the rows/s net of the fixed cost, JSON
-Lines rows/s, the peak RSS of a smaller file, and the same figures of a floor measured
-in the same run: pandas `read_csv` + `to_csv` of the same file in the same chunks (and
-`read_json(lines=True)` + `to_json` for JSON Lines) in a fresh interpreter, i.e. pure
-parsing and writing with no checking or scoring; for one row, `python -c pass`.
+Lines rows/s, the peak RSS of a smaller file, the same rows as Parquet in and Parquet
+out (typed columns, row groups of 100,000; run in turn with the timed CSV), and the same
+figures of a floor measured in the same run: pandas `read_csv` + `to_csv` of the same
+file in the same chunks (`read_json(lines=True)` + `to_json` for JSON Lines; pyarrow's
+`iter_batches` + `ParquetWriter` for Parquet) in a fresh interpreter, i.e. pure parsing
+and writing with no checking or scoring; for one row, `python -c pass`.
 
 Peak RSS comes from `/usr/bin/time -v` where it exists, else from polling VmHWM.
 
@@ -50,6 +53,16 @@ FLOOR = textwrap.dedent(
     import pandas as pd
 
     source, target, fmt, chunk = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        batches = pq.ParquetFile(source).iter_batches(batch_size=chunk)
+        first = next(batches)
+        with pq.ParquetWriter(target, first.schema) as writer:
+            writer.write_batch(first)
+            for batch in batches:
+                writer.write_batch(batch)
+        sys.exit()
     with open(source, encoding="utf-8", newline="") as src, open(target, "w") as out:
         if fmt == "csv":
             reader = pd.read_csv(src, dtype=str, keep_default_na=False,
@@ -100,6 +113,25 @@ def write_jsonl(path: Path, header: str, rows: list[str], n: int) -> None:
             out.write(block)
         if rest:
             out.write("\n".join(records[:rest]) + "\n")
+
+
+def write_parquet(path: Path, header: str, rows: list[str], n: int) -> None:
+    """The rows as Parquet, typed as a data tool writes them: whole numbers int64, text
+    without the spaces after the commas, row groups of 100,000 rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names = [name.strip() for name in header.split(",")]
+    values = list(zip(*(line.split(",") for line in rows), strict=True))
+    block = pa.table(
+        {
+            name: [int(v) for v in column] if name in NUMERIC else [v.strip() for v in column]
+            for name, column in zip(names, values, strict=True)
+        }
+    )
+    full, rest = divmod(n, len(rows))
+    table = pa.concat_tables([block] * full + [block.slice(0, rest)])
+    pq.write_table(table, path, row_group_size=100_000)
 
 
 def run(command: list[str], tmp: Path) -> Run:
@@ -180,12 +212,14 @@ def main() -> None:
             "csv": tmp / "rows.csv",
             "large": tmp / "large.csv",
             "jsonl": tmp / "rows.jsonl",
+            "parquet": tmp / "large.parquet",
         }
         write_csv(files["one"], header, rows, 1)
         write_jsonl(files["one_json"], header, rows, 1)
         write_csv(files["csv"], header, rows, args.rows)
         write_csv(files["large"], header, rows, args.large_rows)
         write_jsonl(files["jsonl"], header, rows, args.jsonl_rows)
+        write_parquet(files["parquet"], header, rows, args.large_rows)
         size_mb = files["large"].stat().st_size / 1e6
         print(f"  files written ({args.large_rows:,} CSV rows = {size_mb:.0f} MB)", flush=True)
 
@@ -201,12 +235,20 @@ def main() -> None:
         # Ours and the floor in turn, so that a change of load touches both alike.
         large_runs: list[Run] = []
         floor_large: list[Run] = []
+        parquet_runs: list[Run] = []
+        floor_parquet: list[Run] = []
         for _ in range(args.large_runs):
             large_runs += repeat(
                 census_predict(files["large"], tmp, chunk), 1, f"{args.large_rows:,} CSV"
             )
             floor_large += repeat(
                 floor_command(files["large"], tmp, "csv", chunk), 1, "floor, same CSV"
+            )
+            parquet_runs += repeat(
+                census_predict(files["parquet"], tmp, chunk), 1, "same rows, Parquet"
+            )
+            floor_parquet += repeat(
+                floor_command(files["parquet"], tmp, "parquet", chunk), 1, "floor, same Parquet"
             )
         csv_runs = repeat(census_predict(files["csv"], tmp, chunk), args.runs, f"{args.rows:,} CSV")
         floor_csv = repeat(floor_command(files["csv"], tmp, "csv", chunk), args.runs, "floor CSV")
@@ -240,6 +282,8 @@ def main() -> None:
     large_rate = args.large_rows / secs(large_runs)
     floor_large_rate = args.large_rows / secs(floor_large)
     net_rate = args.large_rows / max(secs(large_runs) - secs(one_csv), 1e-9)
+    parquet_rate = args.large_rows / secs(parquet_runs)
+    floor_parquet_rate = args.large_rows / secs(floor_parquet)
     csv_rate = args.rows / secs(csv_runs)
     floor_csv_rate = args.rows / secs(floor_csv)
     jsonl_rate = args.jsonl_rows / secs(jsonl_runs)
@@ -262,6 +306,24 @@ def main() -> None:
             verdict(peak(large_runs) <= 400),
             f"{peak(floor_large):.0f}",
             ratio(peak(large_runs), peak(floor_large)),
+        ),
+        (
+            f"Parquet {args.large_rows:,} rows to Parquet, end to end",
+            rate(parquet_rate),
+            "rows/s",
+            "",
+            "",
+            rate(floor_parquet_rate),
+            ratio(parquet_rate, floor_parquet_rate),
+        ),
+        (
+            f"peak RSS, Parquet {args.large_rows:,} rows",
+            f"{peak(parquet_runs):.0f}",
+            "MB",
+            "",
+            "",
+            f"{peak(floor_parquet):.0f}",
+            ratio(peak(parquet_runs), peak(floor_parquet)),
         ),
         (
             "one JSON row, whole process",

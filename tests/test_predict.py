@@ -208,14 +208,16 @@ def test_predict_imports_only_what_the_input_needs(
     small_settings: Settings, fmt: str, text: str, loaded: list[str]
 ) -> None:
     """pandas and pyarrow take a third of a second each to import: JSON needs neither,
-    plain CSV only pyarrow, and only CSV that pyarrow cannot read alike needs pandas."""
+    plain CSV only pyarrow, and only CSV that pyarrow cannot read alike needs pandas;
+    only Parquet needs pyarrow.parquet."""
     script = (
         "import sys\n"
         "from census_salary.cli import main\n"
         "try:\n"
         "    main()\n"
         "finally:\n"
-        "    print(sorted(m for m in ('pandas', 'pyarrow', 'sklearn') if m in sys.modules),"
+        "    print(sorted(m for m in ('pandas', 'pyarrow', 'pyarrow.parquet', 'sklearn')"
+        " if m in sys.modules),"
         " file=sys.stderr)\n"
     )
     done = subprocess.run(

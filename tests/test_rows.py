@@ -261,3 +261,17 @@ def test_a_quoted_header_alone_gives_one_empty_chunk() -> None:
     _, chunks = read_rows(io.StringIO(f'"id",{HEADER}\n'), "csv", 10)
     (chunk,) = list(chunks)
     assert (len(chunk), chunk.table.column_names[0]) == (0, "id")
+
+
+def test_chunks_hold_no_empty_piece_between_tables() -> None:
+    """pyarrow's CSV writer, given a table with an empty chunk at an offset, wrote bytes
+    from beyond it: a chunk that ends a table exactly leaves nothing behind."""
+    import pyarrow as pa
+
+    from census_salary.csv_rows import TableChunker
+
+    chunker = TableChunker(2)
+    table = pa.table({"a": ["1", "2", "3"]})
+    chunks = [*chunker.add(table.slice(0, 2)), *chunker.add(table.slice(2)), *chunker.flush()]
+    assert [len(chunk) for chunk in chunks] == [2, 1]
+    assert chunks[1].table["a"].num_chunks == 1

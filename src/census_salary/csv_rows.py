@@ -9,8 +9,9 @@ through pyarrow, and at the first block that is not plain (a quote, a short or l
 row, a blank line of spaces, an old Mac line end, bytes that are not UTF-8) the rest of
 the input goes through `read_csv_text` itself, which also words any error. A chunk
 also gives each census column as its distinct values and, per row, the index of its
-value (`rows.DistinctColumn`). `rows.read_rows` is the door; this module is imported
-only for CSV input, so JSON input never loads pyarrow.
+value (`rows.DistinctColumn`); Parquet tables (`parquet_rows`) are chunked the same way.
+`rows.read_rows` is the door; this module is imported only for CSV and Parquet input, so
+JSON input never loads pyarrow.
 """
 
 from __future__ import annotations
@@ -40,13 +41,13 @@ if TYPE_CHECKING:
 def csv_chunks(stream: ByteStream, chunk_size: int) -> Iterator[RowChunk]:
     """CSV rows in chunks of `chunk_size`: plain blocks through pyarrow, the rest (from the
     first block that is not plain) through `data.read_csv_text`."""
-    chunker = _Chunker(chunk_size)
+    chunker = TableChunker(chunk_size)
     for table in _csv_tables(stream, chunker):
         yield from chunker.add(table)
     yield from chunker.flush()
 
 
-def _csv_tables(stream: ByteStream, chunker: _Chunker) -> Iterator[pa.Table]:
+def _csv_tables(stream: ByteStream, chunker: TableChunker) -> Iterator[pa.Table]:
     """The input's rows as tables of text, a block at a time."""
     blocks = _line_blocks(stream)
     header = next(blocks, b"")
@@ -150,7 +151,7 @@ def _plain_block(block: bytes, names: list[str]) -> pa.Table | None:
     )
 
 
-class _Chunker:
+class TableChunker:
     """Tables in, chunks of `chunk_size` rows out (one empty chunk if no table has rows)."""
 
     def __init__(self, chunk_size: int) -> None:
@@ -174,8 +175,10 @@ class _Chunker:
         whole = pa.concat_tables(self._pending, memory_pool=arrow_pool())
         full = whole.num_rows - whole.num_rows % self.size
         for start in range(0, full, self.size):
-            yield _table_chunk(whole.slice(start, self.size))
-        self._pending = [whole.slice(full)]
+            yield table_chunk(whole.slice(start, self.size))
+        # (no empty slice is kept: pyarrow's CSV writer, given a table with an empty chunk
+        # at an offset, writes bytes from beyond it)
+        self._pending = [whole.slice(full)] if whole.num_rows > full else []
         self.pending_rows = whole.num_rows - full
 
     def flush(self) -> Iterator[RowChunk]:
@@ -183,9 +186,9 @@ class _Chunker:
         import pyarrow as pa
 
         if self.pending_rows:
-            yield _table_chunk(pa.concat_tables(self._pending, memory_pool=arrow_pool()))
+            yield table_chunk(pa.concat_tables(self._pending, memory_pool=arrow_pool()))
         elif not self._rows_seen and self._empty is not None:
-            yield _table_chunk(self._empty)
+            yield table_chunk(self._empty)
         self._pending, self.pending_rows = [], 0
 
 
@@ -218,10 +221,9 @@ def _ints(array: pa.Array) -> np.ndarray:
     )
 
 
-def _table_chunk(table: pa.Table) -> RowChunk:
-    """A chunk of CSV text, with its census columns as distinct values."""
-    import pyarrow.compute as pc
-
+def table_chunk(table: pa.Table) -> RowChunk:
+    """A chunk of a table (CSV text, or Parquet), with its census columns as distinct
+    values."""
     names = [canonical_name(name) for name in table.column_names]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -229,19 +231,38 @@ def _table_chunk(table: pa.Table) -> RowChunk:
             f"Columns {', '.join(repeated)} appear more than once "
             "(perhaps both hyphenated and underscored spellings were given)."
         )
-    distinct: dict[str, DistinctColumn] = {}
-    for name, column in zip(names, table.columns, strict=True):
-        if name in COLUMNS:
-            whole = column.combine_chunks(memory_pool=arrow_pool())
-            encoded = pc.dictionary_encode(whole, "encode", memory_pool=arrow_pool())
-            distinct[name] = DistinctColumn(encoded.dictionary.to_pylist(), _ints(encoded.indices))
+    distinct = {
+        name: distinct_column(column)
+        for name, column in zip(names, table.columns, strict=True)
+        if name in COLUMNS
+    }
     return RowChunk(table, DecodedColumns(distinct), distinct)
+
+
+def distinct_column(column: pa.ChunkedArray) -> DistinctColumn:
+    """A column (text, or a Parquet column of any type) as its distinct values, nulls too.
+
+    The values are the Python values pyarrow gives (`str`, `int`, `float`, None...), which
+    `contract.check_columns` judges as it judges JSON values: text alike, whatever its
+    arrow type; 37.0 as 37 and 37.5 refused; a number where a category belongs refused.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(column.type):  # (its indices may hold nulls, and its dictionary
+        column = column.cast(column.type.value_type)  # repeats and differ between batches)
+    whole = column.combine_chunks(memory_pool=arrow_pool())
+    try:
+        encoded = pc.dictionary_encode(whole, "encode", memory_pool=arrow_pool())
+    except pa.ArrowNotImplementedError:  # lists, structs: no column takes them, row by row
+        return DistinctColumn(whole.to_pylist(), np.arange(len(whole), dtype=np.int32))
+    return DistinctColumn(encoded.dictionary.to_pylist(), _ints(encoded.indices))
 
 
 def _pandas_tables(
     head: Sequence[bytes],
     rest: Iterator[bytes],
-    chunker: _Chunker,
+    chunker: TableChunker,
     *,
     line_offset: int,
     skip_rows: int = 0,

@@ -1,8 +1,9 @@
 """Score streams of rows: N rows in, N rows out, in order, the caller's columns kept.
 
 CSV rows stay pyarrow text from reading to writing (written by pyarrow's CSV writer),
-JSON rows stay the Python objects they were decoded as (written by orjson): no
-DataFrame is built on the way, and neither pandas nor pyarrow is imported for JSON.
+Parquet rows pyarrow columns of their types, JSON rows the Python objects they were
+decoded as (written by orjson): no DataFrame is built on the way, and neither pandas nor
+pyarrow is imported for JSON.
 """
 
 from __future__ import annotations
@@ -201,9 +202,13 @@ class _KnownValues:
         if any(name not in distinct for name in COLUMNS):
             return None
         # (set and map work in C: this runs while other threads wait for the lock)
-        new = {
-            name: list(set(distinct[name].values).difference(self._known[name])) for name in COLUMNS
-        }
+        try:
+            new = {
+                name: list(set(distinct[name].values).difference(self._known[name]))
+                for name in COLUMNS
+            }
+        except TypeError:  # a list or an object (from Parquet): refused, row by row
+            return None
         longest = max(map(len, new.values()))
         if longest:
             # Every column as long as the longest list of new texts, filled with a text
@@ -265,7 +270,16 @@ def predict_file(
                 raise InputError(f"Cannot read {input_path}: {exc.strerror}.") from None
         try:
             fmt, chunks = read_rows(handle, input_format, chunk_size)
-            if fmt == "csv":  # (JSON is decoded by Python, which holds the lock throughout)
+            out_fmt = output_format or fmt
+            if output_path is None and out_fmt == "parquet" and sys.stdout.isatty():
+                raise InputError(
+                    "Parquet output is binary: write it to a file with --output FILE "
+                    "(or pipe standard output into one)."
+                )
+            # (JSON is decoded by Python, which holds the lock throughout. Parquet is decoded
+            # by pyarrow's own threads: reading ahead gained 3% on 1M rows for 45 MB more,
+            # and a reader left mid-batch in a thread of ours aborts the process on exit)
+            if fmt == "csv":
                 chunks = _read_ahead(chunks, READ_AHEAD)
             chunks = _counted(chunks, progress or NoProgress())
             stream = score_rows(
@@ -276,7 +290,6 @@ def predict_file(
                 source=source,
                 explain=explain,
             )
-            out_fmt = output_format or fmt
             if output_path is None:
                 _write_to_stdout(stream.chunks, out_fmt)
             else:

@@ -1,4 +1,5 @@
-"""Streams of rows for `census predict`: CSV, a JSON array, `{"inputs": [...]}` or JSON Lines.
+"""Streams of rows for `census predict`: CSV, JSON (an array, `{"inputs": [...]}`, JSON
+Lines) or Parquet.
 
 Nothing is read whole: CSV and JSON Lines stream by chunk, and a JSON array is decoded
 element by element. Each chunk carries the caller's rows (for the output) and its
@@ -8,6 +9,7 @@ CSV is read by `csv_rows` (pyarrow for plain blocks, the one cleaning rule of
 `data.read_csv_text` for the rest). A CSV chunk also gives each census column as its
 distinct values and, per row, the index of its value (`DistinctColumn`): the check
 decides each value on its own, so checking the few distinct values decides every row.
+Parquet is read by `parquet_rows`, by record batches, into the same chunks.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from census_salary.errors import InputError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-InputFormat = Literal["csv", "json", "jsonl"]
+InputFormat = Literal["csv", "json", "jsonl", "parquet"]
+PARQUET_MAGIC = b"PAR1"  # the first (and last) bytes of a Parquet file
 MAX_ROW_CHARS = 1 << 20  # one JSON row may take this much text; a census row takes ~300
 BLOCK_BYTES = 1 << 20  # CSV is parsed in blocks of about this many bytes (~8,000 rows)
 _PEEK_BYTES = 64 * 1024
@@ -123,21 +126,33 @@ def read_rows(
 ) -> tuple[InputFormat, Iterator[RowChunk]]:
     """The input's format (given or detected) and its raw rows in chunks of `chunk_size`.
 
-    `source` is UTF-8 bytes (a text stream is taken too). Nothing is read whole: CSV and
-    JSON Lines stream by chunk, and a JSON array (or the array in `{"inputs": [...]}`)
-    is decoded element by element. Rows keep the caller's columns and values; census
-    fields in JSON rows take their canonical names.
+    `source` is UTF-8 bytes (a text stream is taken too), or a Parquet file (detected by
+    its first bytes, `PAR1`). Nothing is read whole: CSV and JSON Lines stream by chunk,
+    a JSON array (or the array in `{"inputs": [...]}`) is decoded element by element, and
+    Parquet is read by record batches. Parquet is read from its end, so a source that
+    cannot seek back to its start (a pipe) is first copied to a temporary file. Rows keep
+    the caller's columns and values; census fields in JSON rows take their canonical names.
     """
+    start = _seekable_start(source)
     pieces = _byte_pieces(source)
     head = b""
     for piece in pieces:  # a pipe may give less than asked: gather the head
         head += piece
         if len(head) >= _PEEK_BYTES:
             break
+    if fmt == "parquet" or (fmt is None and head.startswith(PARQUET_MAGIC)):
+        if isinstance(source, io.TextIOBase):
+            raise InputError("Parquet is binary: read it from a byte stream, not text.")
+        if not head:
+            raise InputError("The input is empty: expected a Parquet file.")
+        from census_salary.parquet_rows import parquet_chunks  # pyarrow.parquet: only here
+
+        seekable = source if start == 0 else None
+        return "parquet", parquet_chunks(seekable, itertools.chain([head], pieces), chunk_size)
     head = head.removeprefix(_BOM)
     text = head[:_PEEK_BYTES].decode("utf-8", errors="replace")
     if not text.strip("\ufeff \t\r\n"):
-        raise InputError("The input is empty: expected CSV, JSON or JSON Lines rows.")
+        raise InputError("The input is empty: expected CSV, JSON, JSON Lines or Parquet rows.")
     fmt = fmt or detect_format(text)
     stream = ByteStream(itertools.chain([head], pieces))
     if fmt == "csv":
@@ -147,6 +162,16 @@ def read_rows(
     return fmt, _json_chunks(
         io.TextIOWrapper(stream, encoding="utf-8", newline=""), fmt, chunk_size
     )
+
+
+def _seekable_start(source: IO[bytes] | IO[str]) -> int | None:
+    """Where a byte source that can seek stands now (None for a pipe or text)."""
+    if isinstance(source, io.TextIOBase):
+        return None
+    try:
+        return source.tell() if source.seekable() else None
+    except (OSError, ValueError):
+        return None
 
 
 def _byte_pieces(source: IO[bytes] | IO[str]) -> Iterator[bytes]:

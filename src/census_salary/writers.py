@@ -1,9 +1,12 @@
-"""Scored rows (`ScoredChunk`) and how they are written: CSV, a JSON array or JSON Lines.
+"""Scored rows (`ScoredChunk`) and how they are written: CSV, a JSON array, JSON Lines or
+Parquet.
 
 No DataFrame is built on the way: CSV goes out through pyarrow (Python's csv module for
 a value that needs quoting, as pandas would quote it), JSON through orjson. Every float
 (a probability, a contribution) is written as Python's repr writes it, so it reads
-back as the same number: equal to the API's to the last bit.
+back as the same number: equal to the API's to the last bit. Parquet goes out through
+pyarrow's ParquetWriter, a row group per chunk: the caller's columns with their types,
+and the added ones as text (`prediction`) and float64.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-OutputFormat = Literal["csv", "json", "jsonl"]
+OutputFormat = Literal["csv", "json", "jsonl", "parquet"]
 PREDICTION, PROBABILITY = "prediction", "probability"
 CONTRIBUTION, BASE_VALUE = "contribution_", "base_value"
 
@@ -98,6 +101,8 @@ def write_predictions(chunks: Iterable[ScoredChunk], fmt: OutputFormat, out: IO[
     Nothing is written before the first chunk has been scored, so an input that fails at
     once leaves the output empty.
     """
+    if fmt == "parquet":
+        return _write_parquet(chunks, out)
     rows = 0
     header: list[str] | None = None
     opened = False
@@ -110,12 +115,7 @@ def write_predictions(chunks: Iterable[ScoredChunk], fmt: OutputFormat, out: IO[
             if header is None:
                 header = names
                 out.write(_csv_text([header]))
-            if added := [c for c in names if c not in header]:
-                raise InputError(
-                    f"Rows after row {rows} bring field(s) {', '.join(map(str, added))} that "
-                    "earlier rows lack; CSV output needs one set of columns, so use "
-                    "--output-format json or jsonl."
-                )
+            _same_columns(header, names, rows, "CSV")
             out.write(_csv_rows(chunk, header))
         elif len(chunk):
             if fmt == "jsonl":
@@ -126,6 +126,96 @@ def write_predictions(chunks: Iterable[ScoredChunk], fmt: OutputFormat, out: IO[
     if fmt == "json":
         out.write((b"\n]\n" if rows else b"]\n") if opened else b"[]\n")
     return rows
+
+
+def _same_columns(header: list[str], names: list[str], rows: int, fmt: str) -> None:
+    if added := [c for c in names if c not in header]:
+        raise InputError(
+            f"Rows after row {rows} bring field(s) {', '.join(map(str, added))} that "
+            f"earlier rows lack; {fmt} output needs one set of columns, so use "
+            "--output-format json or jsonl."
+        )
+
+
+def _write_parquet(chunks: Iterable[ScoredChunk], out: IO[bytes]) -> int:
+    """Each chunk as a row group; a failure leaves the output without its footer."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = 0
+    header: list[str] | None = None
+    writer: pq.ParquetWriter | None = None
+    gate = _Gate(out)
+    try:
+        for chunk in chunks:
+            header = header or chunk.column_names
+            _same_columns(header, chunk.column_names, rows, "Parquet")
+            schema = writer.schema if writer is not None else None
+            table = _arrow_table(chunk, header, schema, rows + 1)
+            if writer is None:
+                writer = pq.ParquetWriter(gate, table.schema)
+            writer.write_table(table)
+            rows += len(chunk)
+        if writer is None:  # no chunk at all (an empty JSON array): the added columns only
+            fields = [(PREDICTION, pa.string()), (PROBABILITY, pa.float64())]
+            writer = pq.ParquetWriter(gate, pa.schema(fields))
+        writer.close()
+    except BaseException:
+        gate.shut = True  # the writer, closed when it goes, must not write its footer
+        raise
+    return rows
+
+
+class _Gate(io.RawIOBase):
+    """A sink that passes writes to `out` until shut (and counts them, for `tell`)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._written = 0
+        self.shut = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        size = memoryview(data).nbytes
+        if not self.shut:
+            self._out.write(data)
+            self._written += size
+        return size
+
+    def tell(self) -> int:
+        return self._written
+
+    def flush(self) -> None:
+        if not self.shut:
+            self._out.flush()
+
+
+def _arrow_table(
+    chunk: ScoredChunk, header: list[str], schema: pa.Schema | None, first_row: int
+) -> pa.Table:
+    """The scored rows as an arrow table: the caller's columns (as given, or for JSON rows
+    as pyarrow types them) and the added ones; of `schema` (the first chunk's), if given."""
+    import pyarrow as pa
+
+    if isinstance(chunk.table, list):
+        records = [{name: record.get(name) for name in header} for record in chunk.records()]
+        try:
+            return pa.Table.from_pylist(records, schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            raise InputError(
+                f"Rows {first_row} to {first_row + len(chunk) - 1} cannot go into one Parquet "
+                f"table with the rows before them ({exc}); Parquet gives each column one "
+                "type, so use --output-format json or jsonl."
+            ) from None
+    table = chunk.table.append_column(PREDICTION, _arrow_labels(chunk.predictions)).append_column(
+        PROBABILITY, _arrow_floats(chunk.probabilities)
+    )
+    for name, values in chunk.explained_columns().items():
+        table = table.append_column(name, _arrow_floats(values))
+    table = table.replace_schema_metadata(None)
+    return table if schema is None else table.cast(schema)
 
 
 def _json_rows(chunk: ScoredChunk, before: bytes, between: bytes, after: bytes) -> bytearray:
@@ -142,7 +232,9 @@ def _json_rows(chunk: ScoredChunk, before: bytes, between: bytes, after: bytes) 
         try:
             text += orjson.dumps(record)
         except orjson.JSONEncodeError:  # an integer beyond 64 bits, passed through
-            text += json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+            text += json.dumps(  # (default: Parquet's decimals, say, as text)
+                record, separators=(",", ":"), ensure_ascii=False, default=str
+            ).encode()
     text += after
     return text
 
@@ -162,7 +254,8 @@ def _csv_rows(chunk: ScoredChunk, header: list[str]) -> bytes | memoryview:
         options = pcsv.WriteOptions(include_header=False, quoting_style="none")
         try:
             pcsv.write_csv(table, sink, write_options=options, memory_pool=arrow_pool())
-        except pa.ArrowInvalid:  # a value with a comma, quote or line break: quote it
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a comma, quote or line
+            # break to quote; a Parquet type the writer lacks
             pass
         else:
             return memoryview(sink.getvalue())
@@ -184,6 +277,13 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
+def _arrow_floats(values: np.ndarray) -> pa.Array:
+    import pyarrow as pa
+
+    floats = np.ascontiguousarray(values, dtype=np.float64)
+    return pa.Array.from_buffers(pa.float64(), len(floats), [None, pa.py_buffer(floats)])
+
+
 def _float_text(p: np.ndarray) -> pa.Array:
     """Each float (a probability, a contribution) as Python's repr spells it: the shortest
     text that reads back as the same float. pyarrow finds the same digits, and spells them
@@ -192,9 +292,7 @@ def _float_text(p: np.ndarray) -> pa.Array:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    values = np.ascontiguousarray(p, dtype=np.float64)
-    floats = pa.Array.from_buffers(pa.float64(), len(values), [None, pa.py_buffer(values)])
-    text = floats.cast(pa.string(), memory_pool=arrow_pool())
+    text = _arrow_floats(p).cast(pa.string(), memory_pool=arrow_pool())
     size = np.abs(p)
     odd = (size < 1e-4) | (size >= 1e9) | (p == np.floor(p))
     if odd.any():

@@ -17,6 +17,7 @@ class RowFormat(StrEnum):
     csv = "csv"
     json = "json"
     jsonl = "jsonl"
+    parquet = "parquet"
 
 
 class OnError(StrEnum):
@@ -37,11 +38,19 @@ def predict(
     ] = None,
     input_format: Annotated[
         RowFormat | None,
-        typer.Option("--format", help="Input format (default: detected)."),
+        typer.Option(
+            "--format",
+            help="Input format (default: detected). Parquet from stdin is first copied "
+            "to a temporary file (it is read from its end); --input reads it in place.",
+        ),
     ] = None,
     output_format: Annotated[
         RowFormat | None,
-        typer.Option("--output-format", help="Output format (default: as the input)."),
+        typer.Option(
+            "--output-format",
+            help="Output format (default: as the input). Parquet is binary: to --output, "
+            "or to stdout when it is not a terminal.",
+        ),
     ] = None,
     threshold: Annotated[
         float | None,
@@ -74,7 +83,8 @@ def predict(
         ),
     ] = False,
 ) -> None:
-    """Score rows (CSV, JSON array, {"inputs": [...]} or JSON Lines) from a file or stdin."""
+    """Score rows (CSV, JSON array, {"inputs": [...]}, JSON Lines or Parquet) from a file or
+    stdin."""
     from census_salary.predict import predict_file
 
     if url is not None:
