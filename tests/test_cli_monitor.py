@@ -48,6 +48,18 @@ def test_monitor_json(small_settings: Settings, rows: Path) -> None:
     assert len(report["drift"]["features"]) == 14
 
 
+def test_parquet_rows_give_the_report_their_csv_gives(
+    small_settings: Settings, rows: Path, tmp_path: Path
+) -> None:
+    parquet = tmp_path / "rows.parquet"
+    pd.read_csv(rows, dtype=str, keep_default_na=False).to_parquet(parquet)
+    as_csv, as_parquet = (
+        run(small_settings, "--data", str(path), "--json") for path in (rows, parquet)
+    )
+    assert as_parquet.exit_code == 0, as_parquet.output
+    assert json.loads(as_parquet.output)["drift"] == json.loads(as_csv.output)["drift"]
+
+
 def test_monitor_plot_writes_a_png(small_settings: Settings, rows: Path, tmp_path: Path) -> None:
     plot = tmp_path / "drift.png"
     result = run(small_settings, "--data", str(rows), "--plot", str(plot))

@@ -24,7 +24,9 @@ def monitor(
     ctx: typer.Context,
     data: Annotated[
         Path,
-        typer.Option("--data", exists=True, dir_okay=False, help="Rows: CSV, JSON or JSON Lines."),
+        typer.Option(
+            "--data", exists=True, dir_okay=False, help="Rows: CSV, JSON, JSON Lines or Parquet."
+        ),
     ],
     input_format: Annotated[
         RowFormat | None, typer.Option("--format", help="Input format (default: detected).")
