@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,11 +111,16 @@ class Bundle:
                 found[name] = np.flatnonzero([value in unknown for value in column])
         return found
 
-    def warnings(self, columns: Columns) -> list[list[str]]:
-        """Per row: the categories the model never saw, which it scores as missing."""
+    def warnings(
+        self, columns: Columns, unknown: Mapping[str, np.ndarray] | None = None
+    ) -> list[list[str]]:
+        """Per row: the categories the model never saw, which it scores as missing
+        (`unknown`: what `unknown_categories` gave for these columns, if already asked)."""
         n_rows = len(next(iter(columns.values()))) if columns else 0
         found: list[list[str]] = [[] for _ in range(n_rows)]
-        for name, rows in self.unknown_categories(columns).items():
+        if unknown is None:
+            unknown = self.unknown_categories(columns)
+        for name, rows in unknown.items():
             column = columns[name]
             for i in rows.tolist():
                 found[i].append(f"{name}: unknown value {column[i]!r}, scored as missing")

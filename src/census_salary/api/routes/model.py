@@ -82,10 +82,10 @@ async def predict(
     else:  # a big batch in a thread, so /health and small requests are not held up
         probabilities = await run_in_threadpool(bundle.probabilities, columns)
     labels = bundle.labels(probabilities)
+    unknown = bundle.unknown_categories(columns)
     telemetry = request.app.state.telemetry
     if telemetry is not None:
         positive = int(np.count_nonzero(probabilities >= bundle.threshold))
-        unknown = bundle.unknown_categories(columns)
         telemetry.scored(len(labels), positive, {name: len(r) for name, r in unknown.items()})
         telemetry.count_drift(columns)
     # Encoded here, not validated against the model again by FastAPI (a third of the
@@ -93,7 +93,7 @@ async def predict(
     body: PredictionBody = {
         "predictions": labels.tolist(),
         "probabilities": probabilities.tolist(),
-        "warnings": bundle.warnings(columns),
+        "warnings": bundle.warnings(columns, unknown),
         "model_version": bundle.version,
         "threshold": bundle.threshold,
         "model_lib_version": sklearn_version(),
