@@ -235,16 +235,17 @@ def run_tasks(job: Job, tasks: pd.DataFrame) -> pd.DataFrame:
 
 
 def input_files(given: str) -> list[Path]:
-    """The files an input names: a file, a directory's files (not those starting with `.`
-    or `_`, such as _SUCCESS), or a glob pattern; sorted."""
+    """The files an input names: a file, a directory's files, or a glob's; sorted. In a
+    directory or a glob, names that start with `.` or `_` (such as _SUCCESS) are left out."""
     path = Path(given)
+    if path.is_file():
+        return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.name[0] not in "._")
-    elif path.is_file():
-        files = [path]
+        found = path.iterdir()
     else:
         anchor = Path(path.anchor or ".")
-        files = sorted(p for p in anchor.glob(str(path.relative_to(anchor))) if p.is_file())
+        found = anchor.glob(str(path.relative_to(anchor)))
+    files = sorted(p for p in found if p.is_file() and p.name[0] not in "._")
     if not files:
         raise InputError(f"No input files at {given}: give a file, a directory or a glob.")
     return files
