@@ -22,6 +22,7 @@ SMALLEST = {
         *("--rows", "50", "--batch-runs", "1", "--launches", "1", "--no-floor"),
     ],
     "load.py": ["--duration", "1", "--runs", "2", "--clients", "4"],
+    "engines.py": ["--rows", "4000", "--files", "2", "--runs", "1"],
 }
 
 
