@@ -1030,6 +1030,7 @@ def test_predict_engine_refuses_what_it_cannot_do(
 def test_predict_engine_writes_parts_and_lists_skipped_rows_by_file(
     runner: CliRunner, small_settings: Settings, tmp_path: Path
 ) -> None:
+    pytest.importorskip("distributed", reason='an extra: pip install -e ".[dev,dask]"')
     rows = [EXAMPLE_ROW, {**EXAMPLE_ROW, "age": -1}]
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.csv").write_text(rows_csv(rows))
@@ -1049,6 +1050,7 @@ def test_predict_engine_writes_parts_and_lists_skipped_rows_by_file(
 def test_predict_engine_unreachable_is_one_clear_line(
     runner: CliRunner, small_settings: Settings, tmp_path: Path
 ) -> None:
+    pytest.importorskip("distributed", reason='an extra: pip install -e ".[dev,dask]"')
     (tmp_path / "a.csv").write_text(rows_csv([EXAMPLE_ROW]))
     result = run(
         runner,

@@ -45,7 +45,6 @@ from census_salary.writers import PREDICTION, PROBABILITY, ScoredChunk, write_pr
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
 
 EngineName = Literal["spark", "dask"]
 FileFormat = Literal["csv", "parquet"]
@@ -128,8 +127,12 @@ def file_chunks(handle: Any, path: Path, fmt: FileFormat, chunk_size: int) -> It
 
 
 def _parquet_chunks(handle: Any, path: Path, chunk_size: int) -> Iterator[RowChunk]:
+    """Parquet by batches, each census column as its distinct values (as CSV blocks are,
+    by the same function), so each distinct value is checked once."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from census_salary.csv_rows import _table_chunk as table_chunk
 
     try:
         parquet = pq.ParquetFile(handle)
@@ -138,26 +141,11 @@ def _parquet_chunks(handle: Any, path: Path, chunk_size: int) -> Iterator[RowChu
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"Cannot read {path} as Parquet: {exc}.") from None
     if first is None:  # no rows: the columns still make the part's header
-        yield _arrow_chunk(parquet.schema_arrow.empty_table())
+        yield table_chunk(parquet.schema_arrow.empty_table())
         return
-    yield _arrow_chunk(pa.Table.from_batches([first]))
+    yield table_chunk(pa.Table.from_batches([first]))
     for batch in batches:
-        yield _arrow_chunk(pa.Table.from_batches([batch]))
-
-
-def _arrow_chunk(table: pa.Table) -> RowChunk:
-    return RowChunk(table, columns_of_frame(_ArrowFrame(table)))
-
-
-class _ArrowFrame:
-    """A pyarrow Table seen as `contract.columns_of_frame` sees a DataFrame."""
-
-    def __init__(self, table: pa.Table) -> None:
-        self.columns = table.column_names
-        self._table = table
-
-    def __getitem__(self, name: str) -> Any:
-        return self._table.column(name)
+        yield table_chunk(pa.Table.from_batches([batch]))
 
 
 def score_file(bundle: Bundle, path: Path, part: Path, job: Job) -> list[RowProblem]:

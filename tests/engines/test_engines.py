@@ -25,6 +25,10 @@ ROWS, FILES = 200_000, 4
 @pytest.fixture(scope="module", params=["spark", "dask"])
 def runner(request: pytest.FixtureRequest) -> Iterator[Runner]:
     """The engine's runner, on a local cluster of 2 workers shared by the module."""
+    pytest.importorskip(
+        "pyspark" if request.param == "spark" else "distributed",
+        reason='the engines are extras: pip install -e ".[dev,spark,dask]"',
+    )
     if request.param == "spark":
         from census_salary.engines import spark
 
