@@ -231,3 +231,17 @@ def test_census_help_imports_no_engine() -> None:
     )
     assert "--engine" in done.stdout, done.stdout
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+def test_parts_an_engine_did_not_write_fail_the_job(
+    tmp_path: Path, small_settings: Settings, sample_frame: pd.DataFrame
+) -> None:
+    """Workers that cannot see the output folder's file system write elsewhere."""
+    _write_inputs(tmp_path / "in", [_rows(sample_frame, 0, 10), _rows(sample_frame, 10, 20)])
+
+    def lost(job: Job, tasks: pd.DataFrame) -> pd.DataFrame:
+        return run_tasks(dataclasses.replace(job, staging=str(tmp_path / "elsewhere")), tasks)
+
+    with pytest.raises(InputError, match=r"without writing part-00000\.parquet, part-00001"):
+        predict_files(lost, _bundle_dir(small_settings), str(tmp_path / "in"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -275,6 +275,11 @@ def predict_files(
     tasks = _tasks(files, output_format)
     try:
         problems = _problems(run(job, tasks), [str(file) for file in tasks.file])
+        if missing := [part for part in tasks.part if not (staging / part).is_file()]:
+            raise InputError(
+                f"The engine finished without writing {', '.join(missing)}; nothing was "
+                "written. Do its workers see the output folder's file system?"
+            )
         if output_dir.exists():
             output_dir.rmdir()  # (empty)
         staging.rename(output_dir)
