@@ -65,10 +65,11 @@ def test_partition_keeps_rows_and_columns_and_adds_the_scores(
 def test_partition_skips_bad_rows_numbered_from_its_first_row(
     small_bundle: Bundle, sample_frame: pd.DataFrame
 ) -> None:
-    frame = _rows(sample_frame, 0, 10)
-    frame.loc[3, "age"] = BAD_AGE
+    frame = _rows(sample_frame, 0, 10).set_index(pd.Index(range(100, 110)))
+    frame.loc[103, "age"] = BAD_AGE
     scored, problems = score_partition(small_bundle, frame, skip_bad=True, first_row=101)
     assert scored["id"].tolist() == [f"r{i}" for i in range(10) if i != 3]
+    assert scored.index.tolist() == [i for i in range(100, 110) if i != 103]
     assert [(p.row, p.field) for p in problems] == [(104, "age")]
 
 

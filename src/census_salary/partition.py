@@ -97,9 +97,11 @@ def score_partition(
     source: str = "the partition",
     first_row: int = 1,
 ) -> tuple[pd.DataFrame, list[RowProblem]]:
-    """Score a pandas DataFrame: its rows with `prediction` and `probability` added, and
-    (with `skip_bad`) the problems of the rows left out; otherwise a bad row raises
-    InputError. `first_row` is the number of the frame's first row in its input."""
+    """Score a pandas DataFrame: its rows (and their index) with `prediction` and
+    `probability` added, and (with `skip_bad`) the problems of the rows left out;
+    otherwise a bad row raises InputError. `first_row` is the number problems give the
+    frame's first row (its place in its input)."""
+    import numpy as np
     import pandas as pd
     import pyarrow as pa
 
@@ -108,7 +110,10 @@ def score_partition(
         bundle, [chunk], threshold=threshold, skip_bad=skip_bad, source=source, first_row=first_row
     )
     frames = [scored.to_frame() for scored in stream.chunks]
-    return (frames[0] if len(frames) == 1 else pd.concat(frames)), stream.problems
+    scored = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    left_out = sorted({problem.row - first_row for problem in stream.problems})
+    scored.index = frame.index[np.delete(np.arange(len(frame)), left_out)]
+    return scored, stream.problems
 
 
 # --- one file, in a task -----------------------------------------------------------------

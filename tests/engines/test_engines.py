@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ import pytest
 from census_salary.bundle import TREES_FILE, Bundle, current_bundle_dir
 from census_salary.config import Settings
 from census_salary.errors import InputError, ModelError
-from census_salary.partition import Job, Runner, predict_files
+from census_salary.partition import Job, Runner, predict_files, score_partition
 from census_salary.predict import predict_file
 
 pytestmark = pytest.mark.slow
@@ -23,8 +24,8 @@ ROWS, FILES = 200_000, 4
 
 
 @pytest.fixture(scope="module", params=["spark", "dask"])
-def runner(request: pytest.FixtureRequest) -> Iterator[Runner]:
-    """The engine's runner, on a local cluster of 2 workers shared by the module."""
+def engine(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
+    """The engine's module, its local cluster of 2 workers shared by the module's tests."""
     pytest.importorskip(
         "pyspark" if request.param == "spark" else "distributed",
         reason='the engines are extras: pip install -e ".[dev,spark,dask]"',
@@ -33,7 +34,7 @@ def runner(request: pytest.FixtureRequest) -> Iterator[Runner]:
         from census_salary.engines import spark
 
         session = spark.session("local[2]")
-        yield spark.run
+        yield spark
         session.stop()
     else:
         from distributed import Client, LocalCluster
@@ -44,7 +45,12 @@ def runner(request: pytest.FixtureRequest) -> Iterator[Runner]:
             LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
             Client(cluster),
         ):
-            yield dask.run
+            yield dask
+
+
+@pytest.fixture
+def runner(engine: ModuleType) -> Runner:
+    return engine.run
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +161,32 @@ def test_a_tampered_bundle_is_refused_on_the_executor(
     _small_input(tmp_path / "in", big_input, {})
     with pytest.raises(ModelError, match=r"trees\.npz does not match the SHA-256"):
         predict_files(tampered, _bundle_dir(small_settings), str(tmp_path / "in"), tmp_path / "o")
+
+
+def test_a_dataframe_scores_on_the_engine_as_in_process(
+    engine: ModuleType, big_input: Path, small_settings: Settings, small_bundle: Bundle
+) -> None:
+    """`score_dataframe` over the engine's own DataFrame, in 3 partitions; skip mode
+    leaves out exactly the bad row."""
+    frame = pd.read_csv(big_input / "rows-0.csv", dtype=str, keep_default_na=False, nrows=3000)
+    frame.loc[1234, " hours-per-week"] = " 200"
+    expected, problems = score_partition(small_bundle, frame, skip_bad=True)
+    assert [p.row for p in problems] == [1235]
+    if engine.__name__.endswith("spark"):
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.getActiveSession()
+        scored = engine.score_dataframe(
+            spark.createDataFrame(frame).repartition(3), _bundle_dir(small_settings), skip_bad=True
+        ).toPandas()
+    else:
+        import dask.dataframe as dd
+
+        scored = engine.score_dataframe(
+            dd.from_pandas(frame, npartitions=3), _bundle_dir(small_settings), skip_bad=True
+        ).compute()
+    got = scored.set_index("id").loc[expected["id"]]
+    assert len(scored) == len(expected) == 2999
+    bits = expected["probability"].to_numpy().view(np.uint64)
+    assert np.array_equal(got["probability"].to_numpy().view(np.uint64), bits)
+    assert got["prediction"].tolist() == expected["prediction"].tolist()

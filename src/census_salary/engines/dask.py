@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from census_salary.bundle import ScorerChoice, bundle_files, load_bundle_files
 from census_salary.errors import InputError
-from census_salary.partition import PROBLEM_COLUMNS, Job, run_tasks
+from census_salary.partition import PROBLEM_COLUMNS, Job, run_tasks, score_partition
+from census_salary.writers import PREDICTION, PROBABILITY
 
 PROBLEMS_META = pd.DataFrame(
     {name: pd.Series(dtype="int64" if name == "row" else object) for name in PROBLEM_COLUMNS}
@@ -64,3 +67,40 @@ def _client(scheduler: str | None) -> Iterator[Any]:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def score_dataframe(
+    frame: Any,
+    bundle_dir: Path,
+    *,
+    scorer: ScorerChoice = "trees",
+    threshold: float | None = None,
+    skip_bad: bool = False,
+) -> Any:
+    """A Dask DataFrame's rows with `prediction` and `probability` added, scored on the
+    workers by `partition.score_partition` (`map_partitions`; lazy, as Dask is). A bad row
+    fails the computation with our InputError (rows numbered within their partition)
+    unless `skip_bad`, which leaves it out; `census predict --engine dask` lists them."""
+    shipped = bundle_files(bundle_dir, scorer)
+    load_bundle_files(shipped, str(bundle_dir), scorer)  # fail here, before the cluster
+    meta = frame._meta.assign(
+        **{PREDICTION: pd.Series(dtype=object), PROBABILITY: pd.Series(dtype="float64")}
+    )
+    return frame.map_partitions(
+        _score_frame, shipped, str(bundle_dir), scorer, threshold, skip_bad, meta=meta
+    )
+
+
+def _score_frame(
+    frame: pd.DataFrame,
+    shipped: dict[str, bytes],
+    source: str,
+    scorer: ScorerChoice,
+    threshold: float | None,
+    skip_bad: bool,
+    partition_info: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    bundle = load_bundle_files(shipped, source, scorer)  # checked on the worker
+    where = f"partition {partition_info['number']}" if partition_info else "a partition"
+    scored, _ = score_partition(bundle, frame, threshold=threshold, skip_bad=skip_bad, source=where)
+    return scored

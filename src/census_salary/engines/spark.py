@@ -9,12 +9,15 @@ import functools
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from census_salary.bundle import ScorerChoice, bundle_files, load_bundle_files
 from census_salary.errors import InputError
-from census_salary.partition import SPARK_PROBLEM_SCHEMA, Job, run_tasks
+from census_salary.partition import SPARK_PROBLEM_SCHEMA, Job, run_tasks, score_partition
+from census_salary.writers import PREDICTION, PROBABILITY
 
 
 def run(job: Job, tasks: pd.DataFrame, master: str | None = None) -> pd.DataFrame:
@@ -68,3 +71,52 @@ def _run_batches(job: Job, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataF
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0][:300] if lines else type(exc).__name__
+
+
+def score_dataframe(
+    frame: Any,
+    bundle_dir: Path,
+    *,
+    scorer: ScorerChoice = "trees",
+    threshold: float | None = None,
+    skip_bad: bool = False,
+) -> Any:
+    """A Spark DataFrame's rows with `prediction` and `probability` added, scored on the
+    executors by `partition.score_partition` (`mapInPandas`; lazy, as Spark is). A bad row
+    fails the action with our InputError (rows numbered within their partition) unless
+    `skip_bad`, which leaves it out; `census predict --engine spark` lists them."""
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+    shipped = bundle_files(bundle_dir, scorer)
+    load_bundle_files(shipped, str(bundle_dir), scorer)  # fail here, before the cluster
+    schema = StructType(
+        [
+            *frame.schema.fields,
+            StructField(PREDICTION, StringType()),
+            StructField(PROBABILITY, DoubleType()),
+        ]
+    )
+    score = functools.partial(_score_frames, shipped, str(bundle_dir), scorer, threshold, skip_bad)
+    return frame.mapInPandas(score, schema)
+
+
+def _score_frames(
+    shipped: dict[str, bytes],
+    source: str,
+    scorer: ScorerChoice,
+    threshold: float | None,
+    skip_bad: bool,
+    frames: Iterator[pd.DataFrame],
+) -> Iterator[pd.DataFrame]:
+    from pyspark import TaskContext
+
+    bundle = load_bundle_files(shipped, source, scorer)  # checked on the executor
+    context = TaskContext.get()
+    where = f"partition {context.partitionId()}" if context else "a partition"
+    first_row = 1
+    for frame in frames:
+        scored, _ = score_partition(
+            bundle, frame, threshold=threshold, skip_bad=skip_bad, source=where, first_row=first_row
+        )
+        first_row += len(frame)
+        yield scored
