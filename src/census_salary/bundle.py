@@ -16,7 +16,11 @@ builds types from its own safe set plus `ALLOWED_TYPES`, and the tree arrays are
 numpy without pickle. Either way a stored example must score its stored probability
 before the model is used.
 
-Which scorer a loaded bundle gets is decided here and only here (`load_bundle_dir`): the
+A process that cannot read the folder (a cluster's executor) is shipped its files as
+bytes (`bundle_files`: the metadata and the one file the scorer reads) and loads them with
+`load_bundle_files`, through the same loader and the same checks.
+
+Which scorer a loaded bundle gets is decided here and only here (`_model_file`): the
 tree tables when the bundle has them, unless `[model] scorer = "pipeline"`; otherwise
 the pipeline. Both give the same probabilities to the last bit (checked at training).
 scikit-learn and skops are imported only when the pipeline itself is needed, so a
