@@ -33,14 +33,14 @@ def run(job: Job, tasks: pd.DataFrame, scheduler: str | None = None) -> pd.DataF
         ) from None
     with _client(scheduler) as client:
         files = dd.from_pandas(tasks, npartitions=max(len(tasks), 1), sort=False)
-        problems = files.map_partitions(run_tasks_on, job, meta=PROBLEMS_META)
+        problems = files.map_partitions(_run_tasks_on, job, meta=PROBLEMS_META)
         try:
             return client.compute(problems).result()
         except Exception as exc:  # a failed task or worker: our message, not a traceback
             raise InputError(f"Dask could not score the input: {exc}") from None
 
 
-def run_tasks_on(tasks: pd.DataFrame, job: Job) -> pd.DataFrame:
+def _run_tasks_on(tasks: pd.DataFrame, job: Job) -> pd.DataFrame:
     return run_tasks(job, tasks)
 
 
@@ -49,18 +49,23 @@ def _client(scheduler: str | None) -> Iterator[Any]:
     """The current client, or one to `scheduler`, or to a new local cluster (closed after)."""
     from distributed import Client, LocalCluster, default_client
 
+    current = None
     if scheduler is None:
-        with contextlib.suppress(ValueError):
-            yield default_client()
-            return
+        with contextlib.suppress(ValueError):  # (there is none)
+            current = default_client()
+    if current is not None:
+        yield current
+        return
+    cluster = None
     try:
         if scheduler is None:
             cluster = LocalCluster(processes=True, dashboard_address=":0")
-            client = Client(cluster)
-        else:
-            cluster, client = None, Client(scheduler, timeout="10s")
-    except OSError as exc:
-        raise InputError(f"Dask could not reach the scheduler {scheduler}: {exc}") from None
+        client = Client(scheduler if cluster is None else cluster, timeout="10s")
+    except Exception as exc:  # refused, timed out, or workers that did not start
+        if cluster is not None:
+            cluster.close()
+        where = f"the scheduler {scheduler}" if scheduler else "a local cluster"
+        raise InputError(f"Dask could not reach {where}: {exc}") from None
     try:
         yield client
     finally:
