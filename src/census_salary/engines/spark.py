@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,8 +70,11 @@ def _run_batches(job: Job, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataF
 
 
 def _first_line(exc: BaseException) -> str:
+    """What went wrong, in a line: the last error a Python worker's traceback names, else
+    the message's first line."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(exc).__name__
+    errors = [line for line in lines if re.match(r"[\w.]+(Error|Exception)\b", line)]
+    return (errors or lines or [type(exc).__name__])[-1 if errors else 0][:300]
 
 
 def score_dataframe(
