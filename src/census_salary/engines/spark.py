@@ -60,8 +60,15 @@ def session(master: str | None = None) -> Any:
         # Local executors run this Python, which has census-salary (pyspark reads only
         # the variable, whose default is whatever `python3` is on the PATH).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName("census predict").master(master or "local[*]")
-    return builder.getOrCreate()
+    builder = (
+        SparkSession.builder.appName("census predict")
+        .master(master or "local[*]")
+        # Spark's progress bar on a terminal, nothing when piped (as census predict's own)
+        .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
+    )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")  # our message says what failed, once
+    return spark
 
 
 def _run_batches(job: Job, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
