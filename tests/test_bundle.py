@@ -17,8 +17,11 @@ from census_salary.bundle import (
     TREES_FILE,
     Bundle,
     ScorerChoice,
+    bundle_files,
     current_bundle_dir,
     load_bundle,
+    load_bundle_dir,
+    load_bundle_files,
     read_metadata,
     sha256_bytes,
 )
@@ -201,3 +204,29 @@ def test_warnings_name_every_row_with_an_unknown_category(small_bundle: Bundle) 
             "sex: unknown value 'male', scored as missing",
         ],
     ]
+
+
+@pytest.mark.parametrize(
+    ("scorer", "model_file"), [("trees", TREES_FILE), ("pipeline", MODEL_FILE)]
+)
+def test_bundle_files_ship_what_loading_reads(
+    small_settings: Settings, scorer: ScorerChoice, model_file: str
+) -> None:
+    folder = current_bundle_dir(small_settings.artifacts_dir)
+    files = bundle_files(folder, scorer)
+    assert files == {name: (folder / name).read_bytes() for name in (METADATA_FILE, model_file)}
+    shipped = load_bundle_files(files, str(folder), scorer)
+    loaded = load_bundle_dir(folder, scorer)
+    assert type(shipped.scorer) is type(loaded.scorer)
+    assert shipped.metadata == loaded.metadata
+
+
+def test_shipped_bytes_are_checked_as_a_folder_is(small_settings: Settings) -> None:
+    folder = current_bundle_dir(small_settings.artifacts_dir)
+    files = bundle_files(folder)
+    trees = bytearray(files[TREES_FILE])
+    trees[len(trees) // 2] ^= 0xFF
+    with pytest.raises(ModelError, match=r"trees\.npz does not match the SHA-256"):
+        load_bundle_files({**files, TREES_FILE: bytes(trees)}, str(folder))
+    with pytest.raises(ModelError, match=r"trees\.npz was not shipped"):
+        load_bundle_files({METADATA_FILE: files[METADATA_FILE]}, str(folder))

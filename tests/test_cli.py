@@ -1008,3 +1008,56 @@ def test_a_port_taken_while_the_model_loads_is_still_the_listen_exit_code(
 
     assert result.exit_code == ExitCode.CANNOT_LISTEN, result.output
     assert f"Cannot listen on 127.0.0.1:{port}: the port is already in use" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--engine", "dask", "--input", "rows.csv"],
+        ["--engine", "spark", "--input", "rows.csv", "--output", "out", "--explain"],
+        ["--engine", "dask", "--input", "rows.csv", "--output", "out", "--format", "json"],
+    ],
+)
+def test_predict_engine_refuses_what_it_cannot_do(
+    runner: CliRunner, small_settings: Settings, args: list[str]
+) -> None:
+    result = run(runner, small_settings, "predict", *args)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "--engine" in result.output, result.output
+
+
+@pytest.mark.slow
+def test_predict_engine_writes_parts_and_lists_skipped_rows_by_file(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    pytest.importorskip("distributed", reason='an extra: pip install -e ".[dev,dask]"')
+    rows = [EXAMPLE_ROW, {**EXAMPLE_ROW, "age": -1}]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text(rows_csv(rows))
+    result = run(
+        runner,
+        small_settings,
+        *("predict", "--engine", "dask", "--on-error", "skip"),
+        *("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")),
+    )
+    assert result.exit_code == 0, result.output
+    file = (tmp_path / "in" / "a.csv").resolve()
+    assert f"Skipped {file}: row 2, field 'age'" in result.output, result.output
+    assert len(pd.read_parquet(tmp_path / "out" / "part-00000.parquet")) == 1
+
+
+@pytest.mark.slow
+def test_predict_engine_unreachable_is_one_clear_line(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    pytest.importorskip("distributed", reason='an extra: pip install -e ".[dev,dask]"')
+    (tmp_path / "a.csv").write_text(rows_csv([EXAMPLE_ROW]))
+    result = run(
+        runner,
+        small_settings,
+        *("predict", "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9"),
+        *("--input", str(tmp_path / "a.csv"), "--output", str(tmp_path / "out")),
+    )
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "Dask could not reach the scheduler tcp://127.0.0.1:9" in result.output
+    assert "Traceback" not in result.output

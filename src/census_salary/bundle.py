@@ -18,7 +18,11 @@ builds types from its own safe set plus `ALLOWED_TYPES`, and the tree arrays are
 numpy without pickle. Either way a stored example must score its stored probability
 before the model is used.
 
-Which scorer a loaded bundle gets is decided here and only here (`load_bundle_dir`): the
+A process that cannot read the folder (a cluster's executor) is shipped its files as
+bytes (`bundle_files`: the metadata and the one file the scorer reads) and loads them with
+`load_bundle_files`, through the same loader and the same checks.
+
+Which scorer a loaded bundle gets is decided here and only here (`_model_file`): the
 tree tables when the bundle has them, unless `[model] scorer = "pipeline"`; otherwise
 the pipeline. Both give the same probabilities to the last bit (checked at training).
 scikit-learn and skops are imported only when the pipeline itself is needed, so a
@@ -30,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -169,11 +173,12 @@ def current_bundle_dir(artifacts_dir: Path) -> Path:
 
 
 def read_metadata(bundle_dir: Path) -> BundleMetadata:
-    path = bundle_dir / METADATA_FILE
+    return _parse_metadata(_folder_reader(bundle_dir)(METADATA_FILE), bundle_dir / METADATA_FILE)
+
+
+def _parse_metadata(data: bytes, path: Path) -> BundleMetadata:
     try:
-        return BundleMetadata.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        raise ModelError(f"{path} is missing; run `census train` to write a new model.") from None
+        return BundleMetadata.model_validate_json(data)
     except ValidationError as exc:
         raise ModelError(
             f"{path} is not valid model metadata ({exc.error_count()} problem(s), first: "
@@ -189,15 +194,74 @@ def load_bundle(artifacts_dir: Path, scorer: ScorerChoice = "trees") -> Bundle:
 def load_bundle_dir(bundle_dir: Path, scorer: ScorerChoice = "trees") -> Bundle:
     """The bundle in `bundle_dir`, checked, with its scorer: the tree tables when it has
     them and `scorer` is "trees", else the pipeline. A file not the one recorded is refused."""
-    metadata = read_metadata(bundle_dir)
-    bundle = _load_checked(bundle_dir, metadata, scorer)
-    return replace(bundle, profile=read_profile(bundle_dir, metadata))
+    return _load(_folder_reader(bundle_dir), bundle_dir, scorer)
 
 
-def _load_checked(bundle_dir: Path, metadata: BundleMetadata, scorer: ScorerChoice) -> Bundle:
+def bundle_files(bundle_dir: Path, scorer: ScorerChoice = "trees") -> dict[str, bytes]:
+    """{file name: bytes} of every file `load_bundle_files` needs from `bundle_dir` (what
+    `load_bundle_dir` reads), for processes that cannot read the folder: a cluster's
+    executors. Nothing is trusted here: `load_bundle_files` checks them as a folder's."""
+    read = _folder_reader(bundle_dir)
+    metadata = read(METADATA_FILE)
+    parsed = _parse_metadata(metadata, bundle_dir / METADATA_FILE)
+    model_file, _ = _model_file(parsed, scorer)
+    files = {METADATA_FILE: metadata, model_file: read(model_file)}
+    if parsed.profile_sha256 is not None:
+        files[PROFILE_FILE] = read(PROFILE_FILE)
+    return files
+
+
+def load_bundle_files(
+    files: Mapping[str, bytes], source: str, scorer: ScorerChoice = "trees"
+) -> Bundle:
+    """The bundle in `files` (from `bundle_files`; `source` is the folder they came from,
+    for messages), checked exactly as `load_bundle_dir` checks a folder."""
+
+    def read(name: str) -> bytes:
+        try:
+            return files[name]
+        except KeyError:
+            raise ModelError(f"{source}/{name} was not shipped with the model.") from None
+
+    return _load(read, Path(source), scorer)
+
+
+def _model_file(metadata: BundleMetadata, scorer: ScorerChoice) -> tuple[str, str]:
+    """The file a bundle scores with (the tree tables when it has them and `scorer` is
+    "trees", else the pipeline) and the SHA-256 recorded for it."""
     if metadata.trees_sha256 is not None and scorer == "trees":
-        path = bundle_dir / TREES_FILE
-        tables = TreeTables.from_bytes(_read_verified(path, metadata.trees_sha256), str(path))
+        return TREES_FILE, metadata.trees_sha256
+    return MODEL_FILE, metadata.model_sha256
+
+
+def _folder_reader(bundle_dir: Path) -> Callable[[str], bytes]:
+    def read(name: str) -> bytes:
+        path = bundle_dir / name
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ModelError(f"{path} is missing; run `census train`.") from None
+        except OSError as exc:
+            raise ModelError(f"Cannot read {path}: {exc.strerror}.") from None
+
+    return read
+
+
+def _load(read: Callable[[str], bytes], bundle_dir: Path, scorer: ScorerChoice) -> Bundle:
+    """The one way a bundle is loaded, from a folder or from shipped bytes."""
+    metadata = _parse_metadata(read(METADATA_FILE), bundle_dir / METADATA_FILE)
+    bundle = _load_scorer(read, bundle_dir, metadata, scorer)
+    return replace(bundle, profile=_read_profile(read, bundle_dir, metadata))
+
+
+def _load_scorer(
+    read: Callable[[str], bytes], bundle_dir: Path, metadata: BundleMetadata, scorer: ScorerChoice
+) -> Bundle:
+    model_file, sha256 = _model_file(metadata, scorer)
+    path = bundle_dir / model_file
+    data = _verified(read(model_file), path, sha256)
+    if model_file == TREES_FILE:
+        tables = TreeTables.from_bytes(data, str(path))
         schema = metadata.features
         if (tables.categorical, tables.numerical) != (
             tuple(schema.categorical),
@@ -207,8 +271,7 @@ def _load_checked(bundle_dir: Path, metadata: BundleMetadata, scorer: ScorerChoi
                 f"{path} does not hold the columns {METADATA_FILE} lists; run `census train`."
             )
         return _checked(Bundle(metadata, tables, str(bundle_dir)), path)
-    path = bundle_dir / MODEL_FILE
-    pipeline = load_pipeline(_read_verified(path, metadata.model_sha256), path)
+    pipeline = load_pipeline(data, path)
     try:
         pipeline_scorer = PipelineScorer(pipeline)
     except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
@@ -216,14 +279,18 @@ def _load_checked(bundle_dir: Path, metadata: BundleMetadata, scorer: ScorerChoi
     return _checked(Bundle(metadata, pipeline_scorer, str(bundle_dir)), path)
 
 
-def read_profile(bundle_dir: Path, metadata: BundleMetadata) -> DriftProfile | None:
+def _read_profile(
+    read: Callable[[str], bytes], bundle_dir: Path, metadata: BundleMetadata
+) -> DriftProfile | None:
     """The bundle's drift profile, checked against its recorded SHA-256; None for a bundle
     trained before profiles were stored."""
     if metadata.profile_sha256 is None:
         return None
     path = bundle_dir / PROFILE_FILE
     try:
-        return DriftProfile.model_validate_json(_read_verified(path, metadata.profile_sha256))
+        return DriftProfile.model_validate_json(
+            _verified(read(PROFILE_FILE), path, metadata.profile_sha256)
+        )
     except ValidationError:
         raise ModelError(f"{path} is not a drift profile; the bundle is damaged.") from None
 
@@ -238,13 +305,7 @@ def read_slices(bundle_dir: Path) -> SliceReport:
         raise ModelError(f"{path} is not a slice report; the bundle is damaged.") from None
 
 
-def _read_verified(path: Path, sha256: str) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"{path} is missing; run `census train`.") from None
-    except OSError as exc:
-        raise ModelError(f"Cannot read {path}: {exc.strerror}.") from None
+def _verified(data: bytes, path: Path, sha256: str) -> bytes:
     if sha256_bytes(data) != sha256:
         raise ModelError(
             f"{path} does not match the SHA-256 recorded in {METADATA_FILE}: the file "

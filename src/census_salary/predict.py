@@ -67,8 +67,10 @@ def score_rows(
     skip_bad: bool = False,
     source: str = "the input",
     explain: bool = False,
+    first_row: int = 1,
 ) -> ScoredStream[ScoredChunk]:
     """Score chunks as they come, in order. A bad row raises InputError unless `skip_bad`.
+    `first_row` is the number problems give the first row (a partition's place in its input).
 
     The tree tables score with numpy, which lets go of the interpreter's lock, so while
     this thread checks the next chunk, `SCORING_THREADS` threads score this one.
@@ -81,7 +83,7 @@ def score_rows(
 
     def checked_chunks() -> Iterator[tuple[Kept, CheckedColumns]]:
         """Per chunk: its good rows and its columns, and its census columns checked."""
-        first_row = 1
+        row = first_row
         known = _KnownValues()
         for chunk in chunks:
             names = chunk.column_names
@@ -95,14 +97,14 @@ def score_rows(
                 )
             checked = known.check(chunk.distinct) if chunk.distinct is not None else None
             if checked is None:
-                checked = check_columns(chunk.columns, first_row=first_row)
+                checked = check_columns(chunk.columns, first_row=row)
             if checked.problems:
                 if not skip_bad:
                     from census_salary.data import summarise  # (pandas: only on failure)
 
                     raise InputError(summarise(checked.problems, source), checked.problems)
                 stream.problems.extend(checked.problems)
-            first_row += len(checked.good)
+            row += len(checked.good)
             yield (_kept(chunk.table, checked.good), names), checked
 
     def scored(kept: Kept, probabilities: np.ndarray) -> ScoredChunk:

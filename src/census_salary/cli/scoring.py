@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from census_salary.cli.app import app, current_bundle, err_console, progress_bar, settings_of
+
+if TYPE_CHECKING:
+    from census_salary.errors import RowProblem
+    from census_salary.partition import FileProblem
 
 
 class RowFormat(StrEnum):
@@ -23,6 +28,11 @@ class RowFormat(StrEnum):
 class OnError(StrEnum):
     stop = "stop"
     skip = "skip"
+
+
+class Engine(StrEnum):
+    spark = "spark"
+    dask = "dask"
 
 
 @app.command()
@@ -82,11 +92,43 @@ def predict(
             "feature (SHAP values, log-odds) and base_value; they add up to the log-odds.",
         ),
     ] = False,
+    engine: Annotated[
+        Engine | None,
+        typer.Option(
+            "--engine",
+            help="Score on a cluster: --input is a file, directory or glob of CSV or Parquet "
+            "files, --output a directory of part files (Parquet, or --output-format csv).",
+        ),
+    ] = None,
+    master: Annotated[
+        str | None, typer.Option("--master", help="Spark master URL (default: local[*]).")
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Dask scheduler address (default: a local cluster)."),
+    ] = None,
 ) -> None:
     """Score rows (CSV, JSON array, {"inputs": [...]}, JSON Lines or Parquet) from a file or
     stdin."""
     from census_salary.predict import predict_file
 
+    if engine is not None:
+        _print_skipped(
+            _predict_on_engine(
+                ctx,
+                engine,
+                master if engine is Engine.spark else scheduler,
+                input_path,
+                output,
+                input_format=input_format,
+                output_format=output_format,
+                threshold=threshold,
+                skip_bad=on_error is OnError.skip,
+                chunk_size=chunk_size,
+                other=bool(url or explain),
+            )
+        )
+        return
     if url is not None:
         from census_salary.remote import open_remote
 
@@ -107,10 +149,50 @@ def predict(
             progress=progress,
             explain=explain,
         )
+    _print_skipped(problems)
+
+
+def _print_skipped(problems: Sequence[RowProblem | FileProblem]) -> None:
     for problem in problems:
         err_console().print(
             f"[yellow]Skipped[/] {escape(str(problem))}", highlight=False, soft_wrap=True
         )
+
+
+def _predict_on_engine(
+    ctx: typer.Context,
+    engine: Engine,
+    address: str | None,
+    input_path: Path | None,
+    output: Path | None,
+    *,
+    input_format: RowFormat | None,
+    output_format: RowFormat | None,
+    other: bool,
+    **options: Any,
+) -> list[FileProblem]:
+    from census_salary.bundle import current_bundle_dir
+    from census_salary.errors import InputError
+    from census_salary.partition import engine_runner, predict_files
+
+    if input_path is None or output is None or other:
+        raise InputError(
+            "--engine needs --input and --output, and takes neither --url nor --explain."
+        )
+    files = (None, "csv", "parquet")
+    if input_format not in files or output_format not in files:
+        raise InputError("--engine reads CSV or Parquet files and writes Parquet (or CSV) parts.")
+    settings = settings_of(ctx)
+    return predict_files(
+        engine_runner(engine.value, address),
+        current_bundle_dir(settings.artifacts_dir),
+        str(input_path),
+        output,
+        scorer=settings.model.scorer,
+        input_format=input_format and input_format.value,
+        output_format=output_format.value if output_format else "parquet",
+        **options,
+    )
 
 
 @app.command()
