@@ -214,11 +214,14 @@ def test_bundle_files_ship_what_loading_reads(
 ) -> None:
     folder = current_bundle_dir(small_settings.artifacts_dir)
     files = bundle_files(folder, scorer)
-    assert files == {name: (folder / name).read_bytes() for name in (METADATA_FILE, model_file)}
+    names = (METADATA_FILE, model_file, PROFILE_FILE)
+    assert files == {name: (folder / name).read_bytes() for name in names}
     shipped = load_bundle_files(files, str(folder), scorer)
     loaded = load_bundle_dir(folder, scorer)
     assert type(shipped.scorer) is type(loaded.scorer)
     assert shipped.metadata == loaded.metadata
+    assert shipped.profile == loaded.profile
+    assert shipped.profile is not None
 
 
 def test_shipped_bytes_are_checked_as_a_folder_is(small_settings: Settings) -> None:
