@@ -121,3 +121,21 @@ def _wait_until_ready(server: LiveServer) -> None:
         f"census serve at {server.url} was not ready within {READY_TIMEOUT:.0f}s "
         f"(last: {last}):\n{server.log()}"
     )
+
+
+def wait_for_ready(
+    process: subprocess.Popen[bytes], base_url: str, log: Path, what: str, timeout: float = 60.0
+) -> None:
+    """Wait until `base_url`/ready answers 200 (a process started some other way than
+    `live_server`: a Procfile's command, a container); fail with `log` if it exits or
+    is not ready within `timeout` seconds. `what` names the process in the message."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"{what} exited early:\n{log.read_text()}"
+        try:
+            if httpx.get(f"{base_url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"/ready was not 200 within {timeout:.0f} s:\n{log.read_text()}")

@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ import httpx2 as httpx
 import pytest
 
 from census_salary.contract import EXAMPLE_ROW
-from live_server import free_port
+from live_server import free_port, wait_for_ready
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +40,6 @@ BASE_IMAGE = "localhost/census-test-base"
 IMAGE = "localhost/census-test"
 INSTALL_HINT = "apt-get install buildah debootstrap debian-archive-keyring (.ci/run does)"
 BUILD_TIMEOUT = 1200.0
-READY_TIMEOUT = 60.0
 EXIT_TIMEOUT = 30.0
 
 
@@ -195,26 +193,13 @@ def serving(
             start_new_session=True,  # its own process group, killed as a whole
         )
     try:
-        wait_until_ready(process, f"http://127.0.0.1:{port}", log)
+        wait_for_ready(process, f"http://127.0.0.1:{port}", log, "the container")
         yield process, f"http://127.0.0.1:{port}"
     finally:
         if process.poll() is None:
             kill_group = ["kill", "-s", "KILL", "--", f"-{process.pid}"]
             subprocess.run(as_root(kill_group), capture_output=True, check=False)
             process.wait()
-
-
-def wait_until_ready(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the container exited early:\n{log.read_text()}"
-        try:
-            if httpx.get(f"{base_url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"/ready was not 200 within {READY_TIMEOUT:.0f} s:\n{log.read_text()}")
 
 
 def server_pid(runner: subprocess.Popen[bytes]) -> int:

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +18,9 @@ import pytest
 from packaging.requirements import Requirement
 
 from census_salary.contract import EXAMPLE_ROW
-from live_server import free_port
+from live_server import free_port, wait_for_ready
 
 ROOT = Path(__file__).resolve().parents[1]
-READY_TIMEOUT = 60.0
 EXIT_TIMEOUT = 30.0
 
 
@@ -173,26 +171,13 @@ def dyno(
             process.wait()
 
 
-def wait_until_ready(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the web process exited early:\n{log.read_text()}"
-        try:
-            if httpx.get(f"{base_url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"/ready was not 200 within {READY_TIMEOUT:.0f} s:\n{log.read_text()}")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("dyno", ["1", "2"], indirect=True, ids=["1-worker", "2-workers"])
 def test_a_fresh_build_serves_predictions_and_stops_on_sigterm(
     dyno: tuple[subprocess.Popen[bytes], str, Path],
 ) -> None:
     process, base_url, log = dyno
-    wait_until_ready(process, base_url, log)
+    wait_for_ready(process, base_url, log, "the web process")
 
     response = httpx.post(f"{base_url}/predict", json={"inputs": [EXAMPLE_ROW]}, timeout=30)
 
