@@ -6,10 +6,13 @@ import pytest
 
 from census_salary.contract import (
     CATEGORICAL,
+    COLUMNS,
     EXAMPLE_ROW,
     INVALID,
     NUMERIC_RANGES,
     NUMERICAL,
+    ColumnTable,
+    DistinctColumn,
     canonical_name,
     check_columns,
     check_records,
@@ -224,3 +227,43 @@ def test_whole_numbers_are_checked_by_range(column: Any) -> None:
     checked = check_columns({**example, "age": column})
     assert [p.row for p in checked.problems] == [3, 4, 5]
     assert checked.columns["age"].tolist() == [17.0, 90.0]
+
+
+def test_rows_alike_in_length_but_not_in_keys_are_checked_row_by_row() -> None:
+    rows = [{**EXAMPLE_ROW, "id": 1}, {**EXAMPLE_ROW, "AGE": 40}]
+    with pytest.raises(InputError, match=r"^Row 2 gives field 'age' twice"):
+        check_records(rows)
+
+
+def test_categories_are_kept_by_their_distinct_values() -> None:
+    rows = [{**EXAMPLE_ROW, "race": race} for race in [" White", "White", "Black", "?"] * 10]
+    column = check_records(rows).columns.kept("race")
+    assert isinstance(column, DistinctColumn)
+    assert len(column.values) == 4  # each distinct text once, however many rows
+    assert len(column) == 40
+    assert column.decoded().tolist() == ["White", "White", "Black", None] * 10
+
+
+@pytest.mark.parametrize("odd", [True, 1, 1.0, ["White"]])
+def test_a_category_that_is_not_text_is_refused_among_many_rows(odd: Any) -> None:
+    rows = [{**EXAMPLE_ROW, "race": "White"} for _ in range(30)]
+    rows[17] = {**EXAMPLE_ROW, "race": odd}
+    checked = check_records(rows)
+    assert [(p.row, p.field) for p in checked.problems] == [(18, "race")]
+    assert checked.columns["race"].tolist() == ["White"] * 29
+
+
+def test_a_distinct_column_looks_up_each_value_once() -> None:
+    column = DistinctColumn.of(["a", "b", "a", None, "c", "a"])
+    assert column.values == ["a", "b", None, "c"]
+    assert column.mapped({"a": 1, "b": 2}, 0).tolist() == [1, 2, 1, 0, 0, 1]
+
+
+def test_joined_tables_hold_their_rows_in_order() -> None:
+    first = check_records([EXAMPLE_ROW, {**EXAMPLE_ROW, "sex": "Female", "age": 50}]).columns
+    second = check_records([{**EXAMPLE_ROW, "sex": None, "race": "Other"}]).columns
+    joined = ColumnTable.joined([first, second, dict(first)])
+    for name in COLUMNS:
+        expected = [*first[name].tolist(), *second[name].tolist(), *first[name].tolist()]
+        assert joined[name].tolist() == expected, name
+    assert joined.rows(slice(1, 3))["sex"].tolist() == ["Female", None]

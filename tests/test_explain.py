@@ -209,7 +209,7 @@ def test_values_match_shap_reading_a_model_itself(
     every category is one value and every split is on a number."""
     import shap
 
-    x = pd.DataFrame(sample_columns).head(1500)
+    x = pd.DataFrame(dict(sample_columns)).head(1500)
     y = [label.strip() == ">50K" for label in columns_of_frame(sample_frame)["salary"][:1500]]
     for name in CATEGORICAL:
         x[name] = "the same for all"

@@ -15,6 +15,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from census_salary.api.telemetry import DRIFT_FLUSH_SECONDS
 from census_salary.bundle import TREES_FILE, Bundle, current_bundle_dir, load_bundle
 from census_salary.config import Settings
 from census_salary.contract import EXAMPLE_ROW, check_records
@@ -309,6 +310,7 @@ def test_metrics_add_up_every_workers_counts(small_settings: Settings, tmp_path:
             if predict(two, [EXAMPLE_ROW, OTHER_ROW]).status_code == 200:
                 scored += 2
         assert scored >= 60, two.log()[-3000:]  # a worker may still be loading at first
+        time.sleep(2 * DRIFT_FLUSH_SECONDS)  # each worker counts its drift bins within one
         counted, drift_rows, drifts = [], [], []
         for _ in range(6):
             text = httpx.get(f"{two.url}/metrics", timeout=30).text

@@ -77,7 +77,7 @@ def test_tree_export_is_dropped_when_it_disagrees(
     monkeypatch.setattr(
         TreeTables, "probabilities", lambda self, columns: exact(self, columns) + 1e-12
     )
-    rows = pd.DataFrame(check_records([EXAMPLE_ROW]).columns)
+    rows = pd.DataFrame(dict(check_records([EXAMPLE_ROW]).columns))
     assert export_trees(pipeline_scorer(pipeline_bundle), rows) is None
     assert "disagree" in caplog.text
 

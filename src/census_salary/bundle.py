@@ -31,6 +31,7 @@ process scoring from `trees.npz` starts without them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import tempfile
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import ValidationError
 
-from census_salary.contract import Columns, check_records, labels_at
+from census_salary.contract import Columns, check_records, distinct, labels_at
 from census_salary.drift import PROFILE_FILE, DriftProfile
 from census_salary.errors import ModelError
 from census_salary.metadata import BundleMetadata
@@ -95,6 +96,12 @@ class Bundle:
     def threshold(self) -> float:
         return self.metadata.threshold
 
+    @functools.cached_property
+    def _vocabularies(self) -> dict[str, frozenset[str]]:
+        return {
+            name: frozenset(words) for name, words in self.metadata.features.categorical.items()
+        }
+
     def probabilities(self, columns: Columns) -> np.ndarray:
         """P(>50K) for checked rows (`contract.check_columns(...).columns`)."""
         return self.scorer.probabilities(columns)
@@ -106,13 +113,13 @@ class Bundle:
         """Per categorical column: the rows whose value the model never saw (scored as
         missing), for the columns that have any."""
         found: dict[str, np.ndarray] = {}
-        for name, words in self.metadata.features.categorical.items():
-            known = frozenset(words)
-            column = columns[name]
-            # Most batches hold no unknown value: look at each distinct value once.
-            unknown = {v for v in dict.fromkeys(column) if isinstance(v, str) and v not in known}
-            if unknown:
-                found[name] = np.flatnonzero([value in unknown for value in column])
+        for name, known in self._vocabularies.items():
+            column = distinct(columns, name)
+            unknown = [
+                i for i, v in enumerate(column.values) if isinstance(v, str) and v not in known
+            ]
+            if unknown and (rows := np.flatnonzero(np.isin(column.codes, unknown))).size:
+                found[name] = rows
         return found
 
     def warnings(
@@ -125,9 +132,10 @@ class Bundle:
         if unknown is None:
             unknown = self.unknown_categories(columns)
         for name, rows in unknown.items():
-            column = columns[name]
+            column = distinct(columns, name)
             for i in rows.tolist():
-                found[i].append(f"{name}: unknown value {column[i]!r}, scored as missing")
+                value = column.values[column.codes[i]]
+                found[i].append(f"{name}: unknown value {value!r}, scored as missing")
         return found
 
 

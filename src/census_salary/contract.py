@@ -10,6 +10,10 @@ the one coercion rule (`parse_value`), the vectorised check every door runs
 not declared here: they are learned from the training data and travel in the model
 bundle.
 
+The check gives a `ColumnTable`: numbers as float64 arrays, categories by their distinct
+values (`DistinctColumn`), so what a reader decides per value (a tree's bin, a drift
+bin, whether the model knows it) it decides once per distinct value (`distinct`).
+
 The coercion rule, the same at every door (the API, `census predict` in every format,
 and the training-data check):
 
@@ -30,11 +34,12 @@ and the training-data check):
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import operator
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -193,10 +198,123 @@ Columns = Mapping[str, Any]  # column name -> a sequence of values, one per row
 
 
 @dataclass(frozen=True)
+class DistinctColumn:
+    """A column as the values its rows take and, per row, the index of its value.
+
+    A census column repeats a few dozen values, so what is decided per value (the
+    check, a tree's bin, a drift bin, whether the model knows it) is decided once per
+    value in `values` and handed to every row by `codes`. A value may appear in `values`
+    more than once (`" White"` and `"White"` check to the same text).
+    """
+
+    values: list[Any]
+    codes: np.ndarray  # row -> index into `values`
+
+    @classmethod
+    def of(cls, column: Sequence[Any]) -> DistinctColumn:
+        """A column (of hashable values) by its distinct values."""
+        if isinstance(column, np.ndarray):
+            column = column.tolist()  # Python walks a list faster than an object array
+        index = dict(zip(dict.fromkeys(column), itertools.count()))
+        codes = np.fromiter(map(index.__getitem__, column), dtype=np.intp, count=len(column))
+        return cls(list(index), codes)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def decoded(self) -> np.ndarray:
+        """The column row by row (an object array)."""
+        values = np.empty(len(self.values), dtype=object)
+        values[:] = self.values
+        return values[self.codes]
+
+    def mapped(self, table: Mapping[Any, Any], default: Any) -> np.ndarray:
+        """Each row's value looked up in `table` (`default` where it is not a key), one
+        look-up per distinct value."""
+        return np.array([table.get(value, default) for value in self.values])[self.codes]
+
+    def rows(self, index: slice | np.ndarray) -> DistinctColumn:
+        return DistinctColumn(self.values, self.codes[index])
+
+    @classmethod
+    def joined(cls, parts: Sequence[DistinctColumn]) -> DistinctColumn:
+        """The parts' rows one after another (at least one part; a few numpy calls,
+        however many parts)."""
+        sizes = [len(part.values) for part in parts]
+        starts = np.cumsum([0, *sizes[:-1]])
+        shift = np.repeat(starts, [len(part) for part in parts])
+        codes = np.concatenate([part.codes for part in parts]) + shift
+        values = list(itertools.chain.from_iterable(part.values for part in parts))
+        return cls(values, codes.astype(np.intp, copy=False))
+
+
+class ColumnTable(Mapping[str, np.ndarray]):
+    """Columns row by row, some kept as `DistinctColumn`s and decoded only when read
+    (`distinct` gives them as they are kept)."""
+
+    def __init__(self, columns: Mapping[str, np.ndarray | DistinctColumn]) -> None:
+        self._columns = dict(columns)
+        self._decoded: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        column = self._columns[name]
+        if not isinstance(column, DistinctColumn):
+            return column
+        if name not in self._decoded:
+            self._decoded[name] = column.decoded()
+        return self._decoded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def kept(self, name: str) -> np.ndarray | DistinctColumn:
+        return self._columns[name]
+
+    @classmethod
+    def joined(cls, tables: Sequence[Columns]) -> ColumnTable:
+        """The tables' rows one after another, column by column (the first's columns)."""
+
+        def kept(table: Columns, name: str) -> np.ndarray | DistinctColumn:
+            return table.kept(name) if isinstance(table, ColumnTable) else table[name]
+
+        columns: dict[str, np.ndarray | DistinctColumn] = {}
+        for name in tables[0] if tables else ():
+            parts = [kept(table, name) for table in tables]
+            if any(isinstance(part, DistinctColumn) for part in parts):
+                columns[name] = DistinctColumn.joined(
+                    [p if isinstance(p, DistinctColumn) else DistinctColumn.of(p) for p in parts]
+                )
+            else:
+                columns[name] = np.concatenate([np.asarray(part) for part in parts])
+        return cls(columns)
+
+    def rows(self, index: slice | np.ndarray) -> ColumnTable:
+        """Some of the rows (a slice or a boolean mask), every column alike."""
+        return ColumnTable(
+            {
+                name: column[index] if isinstance(column, np.ndarray) else column.rows(index)
+                for name, column in self._columns.items()
+            }
+        )
+
+
+def distinct(columns: Columns, name: str) -> DistinctColumn:
+    """Column `name` by its distinct values: as the check kept it, or found now."""
+    if isinstance(columns, ColumnTable):
+        column = columns.kept(name)
+        if isinstance(column, DistinctColumn):
+            return column
+    return DistinctColumn.of(columns[name])
+
+
+@dataclass(frozen=True)
 class CheckedColumns:
     """The rows that passed, as columns ready to score, and the problems of the rest."""
 
-    columns: dict[str, np.ndarray]  # good rows only: numbers float64, categories str/None
+    columns: ColumnTable  # good rows only: numbers float64, categories str/None
     good: np.ndarray  # boolean mask over the rows given
     problems: list[RowProblem]
 
@@ -216,7 +334,7 @@ def check_columns(columns: Columns, first_row: int = 1) -> CheckedColumns:
             f"Missing column(s) {', '.join(missing)}; every row needs the 14 census fields "
             f"({', '.join(COLUMNS)}), with hyphens or underscores."
         )
-    parsed: dict[str, np.ndarray] = {}
+    parsed: dict[str, np.ndarray | DistinctColumn] = {}
     refused: dict[str, np.ndarray] = {}  # column -> mask of its refused values, if any
     for name, spec in SPECS.items():
         parsed[name], invalid = _parse_column(columns[name], spec)
@@ -234,20 +352,24 @@ def check_columns(columns: Columns, first_row: int = 1) -> CheckedColumns:
             )
             for i in np.flatnonzero(invalid)
         ]
+    table = ColumnTable(parsed)
     if refused:
-        parsed = {name: values[good] for name, values in parsed.items()}
+        table = table.rows(good)
     problems.sort(key=lambda p: p.row)
-    return CheckedColumns(columns=parsed, good=good, problems=problems)
+    return CheckedColumns(columns=table, good=good, problems=problems)
 
 
 _FEW_ROWS = 16  # up to this many rows, values are parsed one by one: less work than numpy's
 
 
-def _parse_column(raw: Sequence[Any], spec: ColumnSpec) -> tuple[np.ndarray, np.ndarray | None]:
-    """A column's values as scored (numbers float64, categories str/None) and a mask of
-    the refused ones, None when there are none: `parse_value` for each value."""
+def _parse_column(
+    raw: Sequence[Any], spec: ColumnSpec
+) -> tuple[np.ndarray | DistinctColumn, np.ndarray | None]:
+    """A column's values as scored (numbers a float64 array, categories str/None by
+    their distinct values) and a mask of the refused ones, None when there are none:
+    `parse_value` for each value."""
     n_rows = len(raw)
-    types = set(map(type, raw)) if n_rows > _FEW_ROWS else set()
+    types = set(map(type, raw)) if n_rows > _FEW_ROWS and spec.kind == "number" else set()
     if spec.kind == "number" and types and types <= {int, np.int64}:
         # Whole numbers (JSON integers, an integer column): only the range to check.
         try:
@@ -259,26 +381,28 @@ def _parse_column(raw: Sequence[Any], spec: ColumnSpec) -> tuple[np.ndarray, np.
             if not invalid.any():
                 return whole.astype(np.float64), None
             return np.where(invalid, math.nan, whole.astype(np.float64)), invalid
-    if types == {str}:
+    column = None
+    if spec.kind == "category" and n_rows > _FEW_ROWS:
         # Text (a CSV column, a JSON category) repeats a few dozen values: parse each
         # distinct one once, and look for refused values among those alone.
-        lookup = {value: parse_value(value, spec.name) for value in dict.fromkeys(raw)}
-        parsed = map(lookup.__getitem__, raw)
-        refused = INVALID in lookup.values()
-    else:  # a few rows, or JSON values, where `true` and `1` would share a key: one by one
-        parsed = iter([parse_value(value, spec.name) for value in raw])
-        refused = None  # not known yet
-    values = np.fromiter(parsed, dtype=object, count=n_rows)
-    invalid = None
-    if refused is not False:
-        invalid = np.fromiter((value is INVALID for value in values), dtype=bool, count=n_rows)
-        if refused is None and not invalid.any():
-            invalid = None
+        try:
+            column = DistinctColumn.of(raw)
+        except TypeError:  # a list or an object: refused, one by one
+            pass
+        else:  # (`True` and `1` would share a key: the distinct values must all be text)
+            if set(map(type, column.values)) != {str}:
+                column = None
+    elif types == {str}:
+        column = DistinctColumn.of(raw)
+    if column is None:  # a few rows, or JSON values: one by one
+        column = DistinctColumn(list(raw), np.arange(n_rows))
+    values = [parse_value(value, spec.name) for value in column.values]
+    refused = [i for i, value in enumerate(values) if value is INVALID]
+    invalid = np.isin(column.codes, refused) if refused else None
     if spec.kind == "number":
-        if invalid is not None:
-            values[invalid] = math.nan
-        values = values.astype(np.float64)
-    return values, invalid
+        numbers = np.array([math.nan if v is INVALID else v for v in values], dtype=np.float64)
+        return numbers[column.codes], invalid
+    return DistinctColumn(values, column.codes), invalid
 
 
 def columns_of_frame(frame: Any) -> dict[str, Any]:
@@ -341,24 +465,32 @@ def as_record(value: Any, row: int) -> dict[str, Any]:
 
 def check_records(records: Sequence[Any], first_row: int = 1) -> CheckedColumns:
     """Check JSON rows (objects of fields, any accepted spelling) against the contract."""
-    if records and all(type(value) is dict for value in records):
-        keys = {tuple(value) for value in records}
-        if len(keys) == 1:  # the usual request: every row spells its fields alike
-            pairs, twice = _plan_of(records[0])
-            if twice is None:
-                field_key = dict(pairs)
-                given = [name for name in COLUMNS if name in field_key]
-                columns: dict[str, Any] = {
-                    name: [ABSENT] * len(records) for name in COLUMNS if name not in field_key
-                }
-                if len(given) > 1:  # row by row into tuples, the tuples into columns: in C
-                    tuples = map(operator.itemgetter(*(field_key[name] for name in given)), records)
-                    columns.update(zip(given, zip(*tuples, strict=True), strict=True))
-                elif given:
-                    columns[given[0]] = [value[field_key[given[0]]] for value in records]
-                return check_columns(columns, first_row)
-    rows = [as_record(value, first_row + i) for i, value in enumerate(records)]
-    return check_columns({name: [row[name] for row in rows] for name in COLUMNS}, first_row)
+    columns = _alike_columns(records)
+    if columns is None:
+        rows = [as_record(value, first_row + i) for i, value in enumerate(records)]
+        columns = {name: [row[name] for row in rows] for name in COLUMNS}
+    return check_columns(columns, first_row)
+
+
+def _alike_columns(records: Sequence[Any]) -> dict[str, Any] | None:
+    """The census columns of rows that all have the first row's keys (the usual request:
+    every row spells its fields alike), made in C; None for any other rows."""
+    if not records or not all(type(value) is dict for value in records):
+        return None
+    first = records[0]
+    pairs, twice = _plan_of(first)
+    if twice is not None or len(first) < 2 or len(set(map(len, records))) != 1:
+        return None
+    try:  # a row as long as the first that has every key of the first has no other key
+        fields = list(zip(*map(operator.itemgetter(*first), records), strict=True))
+    except KeyError:
+        return None
+    position = {key: i for i, key in enumerate(first)}
+    field_key = dict(pairs)
+    return {
+        name: fields[position[field_key[name]]] if name in field_key else [ABSENT] * len(records)
+        for name in COLUMNS
+    }
 
 
 def show_value(value: Any) -> str:

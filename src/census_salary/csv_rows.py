@@ -9,7 +9,7 @@ through pyarrow, and at the first block that is not plain (a quote, a short or l
 row, a blank line of spaces, an old Mac line end, bytes that are not UTF-8) the rest of
 the input goes through `read_csv_text` itself, which also words any error. A chunk
 also gives each census column as its distinct values and, per row, the index of its
-value (`rows.DistinctColumn`); Parquet tables (`parquet_rows`) are chunked the same way.
+value (`contract.DistinctColumn`); Parquet tables (`parquet_rows`) are chunked the same way.
 `rows.read_rows` is the door; this module is imported only for CSV and Parquet input, so
 JSON input never loads pyarrow.
 """
@@ -24,15 +24,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from census_salary.contract import COLUMNS, canonical_name
+from census_salary.contract import COLUMNS, ColumnTable, DistinctColumn, canonical_name
 from census_salary.errors import InputError
-from census_salary.rows import (
-    BLOCK_BYTES,
-    ByteStream,
-    DecodedColumns,
-    DistinctColumn,
-    RowChunk,
-)
+from census_salary.rows import BLOCK_BYTES, ByteStream, RowChunk
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -236,7 +230,7 @@ def table_chunk(table: pa.Table) -> RowChunk:
         for name, column in zip(names, table.columns, strict=True)
         if name in COLUMNS
     }
-    return RowChunk(table, DecodedColumns(distinct), distinct)
+    return RowChunk(table, ColumnTable(distinct), distinct)
 
 
 def distinct_column(column: pa.ChunkedArray) -> DistinctColumn:

@@ -92,7 +92,7 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
     if problems:
         raise InputError(summarise(problems, path), problems)
     # Missing categories as NaN, as scikit-learn's encoders expect in a table.
-    frame = pd.DataFrame(checked.columns).fillna(np.nan).assign(**{TARGET: labels})
+    frame = pd.DataFrame(dict(checked.columns)).fillna(np.nan).assign(**{TARGET: labels})
     duplicated = frame.duplicated()
     frame = frame.loc[~duplicated].reset_index(drop=True)
     logger.info("read %d rows from %s, dropped %d duplicates", len(raw), path, duplicated.sum())

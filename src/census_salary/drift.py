@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from census_salary.contract import CATEGORICAL, Columns
+from census_salary.contract import CATEGORICAL, Columns, distinct
 from census_salary.errors import GateError
 from census_salary.slicing import MISSING, QuantileBins
 
@@ -57,7 +57,7 @@ class FeatureProfile(_Record):
 
     def bins_of(self, values: Any) -> np.ndarray:
         """Each value's bin index."""
-        return BinCounter([self]).index(values, 0)
+        return BinCounter([self]).index({self.feature: values}, 0)
 
 
 class DriftProfile(_Record):
@@ -91,24 +91,20 @@ class BinCounter:
                 codes[None] = known  # a checked column's missing value
                 self._rules.append((codes, known + 1))
 
-    def index(self, values: Any, j: int) -> np.ndarray:
-        """Each value's bin index in feature `j`."""
-        rule = self._rules[j]
+    def index(self, columns: Columns, j: int) -> np.ndarray:
+        """Each row's bin index in feature `j`."""
+        rule, name = self._rules[j], self.features[j]
         if isinstance(rule, QuantileBins):
-            return rule.index(np.asarray(values, dtype=np.float64))
+            return rule.index(np.asarray(columns[name], dtype=np.float64))
         codes, other = rule
-        if isinstance(values, np.ndarray):
-            values = values.tolist()  # Python walks a list faster than an object array
-        # A batch repeats a few values: each distinct one is looked up once.
-        lookup = {value: codes.get(value, other) for value in dict.fromkeys(values)}
-        return np.fromiter(map(lookup.__getitem__, values), dtype=np.intp, count=len(values))
+        return distinct(columns, name).mapped(codes, other)
 
     def count(self, columns: Columns) -> np.ndarray:
         """How many rows fall in each bin, every feature's bins one after another."""
         n_rows = len(columns[self.features[0]]) if self.features else 0
         index = np.empty((len(self.features), n_rows), dtype=np.intp)
-        for j, name in enumerate(self.features):
-            index[j] = self.index(columns[name], j)
+        for j in range(len(self.features)):
+            index[j] = self.index(columns, j)
         index += self.offsets[:-1, None]
         return np.bincount(index.ravel(), minlength=int(self.offsets[-1]))
 

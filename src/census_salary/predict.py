@@ -22,12 +22,19 @@ from typing import IO, TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 
 from census_salary.bundle import Bundle
-from census_salary.contract import COLUMNS, SPECS, CheckedColumns, Columns, check_columns
+from census_salary.contract import (
+    COLUMNS,
+    SPECS,
+    CheckedColumns,
+    ColumnTable,
+    DistinctColumn,
+    check_columns,
+)
 from census_salary.csv_rows import arrow_pool
 from census_salary.errors import CensusError, InputError, RowProblem
 from census_salary.files import atomic_open
 from census_salary.progress import NoProgress, Progress
-from census_salary.rows import DistinctColumn, InputFormat, RowChunk, read_rows
+from census_salary.rows import InputFormat, RowChunk, read_rows
 from census_salary.trees import TreeTables
 from census_salary.writers import (
     BASE_VALUE,
@@ -161,10 +168,10 @@ def score_chunks(
     return ScoredStream((chunk.to_frame() for chunk in rows.chunks), rows.problems)
 
 
-def _pieces(columns: Mapping[str, np.ndarray], n_rows: int, size: int) -> Iterator[Columns]:
+def _pieces(columns: ColumnTable, n_rows: int, size: int) -> Iterator[ColumnTable]:
     """Columns of checked rows, `size` rows at a time (at least one piece, maybe empty)."""
     for start in range(0, max(n_rows, 1), size):
-        yield {name: values[start : start + size] for name, values in columns.items()}
+        yield columns.rows(slice(start, start + size))
 
 
 def _joined(scored: tuple[Kept, list[Future[np.ndarray]]]) -> tuple[Kept, np.ndarray]:
@@ -226,19 +233,21 @@ class _KnownValues:
             for name, texts in new.items():
                 parsed = checked.columns[name][: len(texts)].tolist()
                 self._known[name].update(zip(texts, parsed, strict=True))
-        columns: dict[str, np.ndarray] = {}
+        columns: dict[str, np.ndarray | DistinctColumn] = {}
         for name, column in distinct.items():
             if name not in SPECS:
                 continue
             known = self._known[name]
-            kind = np.float64 if SPECS[name].kind == "number" else object
-            parsed = np.empty(len(column.values), dtype=kind)
-            parsed[:] = list(map(known.__getitem__, column.values))
-            columns[name] = parsed[column.codes]
+            parsed = DistinctColumn(list(map(known.__getitem__, column.values)), column.codes)
+            if SPECS[name].kind == "number":
+                columns[name] = np.array(parsed.values, dtype=np.float64)[parsed.codes]
+            else:
+                columns[name] = parsed
             if len(known) > self.LIMIT:
                 known.clear()
         n_rows = len(distinct[COLUMNS[0]])
-        return CheckedColumns(columns=columns, good=np.ones(n_rows, dtype=bool), problems=[])
+        good = np.ones(n_rows, dtype=bool)
+        return CheckedColumns(columns=ColumnTable(columns), good=good, problems=[])
 
 
 # --- files -------------------------------------------------------------------------------

@@ -22,9 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
-from census_salary.contract import ABSENT, COLUMNS, Columns, as_record
+from census_salary.contract import ABSENT, COLUMNS, Columns, DistinctColumn, as_record
 from census_salary.errors import InputError
 
 if TYPE_CHECKING:
@@ -37,42 +35,6 @@ BLOCK_BYTES = 1 << 20  # CSV is parsed in blocks of about this many bytes (~8,00
 _PEEK_BYTES = 64 * 1024
 _PIECE_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
-
-
-@dataclass(frozen=True)
-class DistinctColumn:
-    """A column as its distinct values and, per row, the index of the row's value."""
-
-    values: list[Any]
-    codes: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.codes)
-
-    def decoded(self) -> np.ndarray:
-        """The column row by row, as the values it was made of."""
-        values = np.empty(len(self.values), dtype=object)
-        values[:] = self.values
-        return values[self.codes]
-
-
-class DecodedColumns(Mapping[str, Any]):
-    """Census columns row by row, decoded from their distinct values when first asked."""
-
-    def __init__(self, distinct: Mapping[str, DistinctColumn]) -> None:
-        self._distinct = distinct
-        self._decoded: dict[str, np.ndarray] = {}
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self._decoded:
-            self._decoded[name] = self._distinct[name].decoded()
-        return self._decoded[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._distinct)
-
-    def __len__(self) -> int:
-        return len(self._distinct)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from census_salary.contract import Columns
+from census_salary.contract import Columns, distinct
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -62,10 +62,8 @@ class PipelineScorer:
         """The matrix scikit-learn's `encode` step would give."""
         n_rows = len(columns[(self.categorical + self.numerical)[0]])
         matrix = np.empty((n_rows, len(self.categorical) + len(self.numerical)))
-        nan = math.nan
         for i, (name, codes) in enumerate(self.codes.items()):
-            get = codes.get
-            matrix[:, i] = [get(value, nan) for value in columns[name]]
+            matrix[:, i] = distinct(columns, name).mapped(codes, math.nan)
         for j, name in enumerate(self.numerical, start=len(self.categorical)):
             matrix[:, j] = np.asarray(columns[name], dtype=np.float64)
         return matrix

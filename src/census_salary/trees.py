@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from census_salary.contract import Columns
+from census_salary.contract import Columns, distinct
 from census_salary.errors import ModelError
 
 _FORMAT = 2  # 2: with node covers
@@ -101,7 +101,7 @@ class TreeTables:
         bins = np.empty((n_rows, len(self.columns)), dtype=np.intp, order="F")
         missing = self.missing_bins()
         for j, (name, codes) in enumerate(self._known.items()):
-            bins[:, j] = [codes.get(value, missing[j]) for value in columns[name]]
+            bins[:, j] = distinct(columns, name).mapped(codes, missing[j])
         for j, (name, cuts) in enumerate(
             zip(self.numerical, self.cuts, strict=True), start=len(self.categorical)
         ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +13,10 @@ from pydantic import SecretStr
 
 from api.helpers import KEY, assert_problem, settings_with
 from census_salary.api import create_app
-from census_salary.api.telemetry import CONTENT_TYPE
+from census_salary.api.telemetry import CONTENT_TYPE, DRIFT_BATCH_ROWS, Telemetry
 from census_salary.bundle import Bundle
 from census_salary.config import Settings
-from census_salary.contract import EXAMPLE_ROW
+from census_salary.contract import EXAMPLE_ROW, check_records
 from census_salary.errors import ConfigError
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -105,3 +106,67 @@ def test_a_metrics_folder_that_is_not_there_is_a_config_error(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "gone"))
     with pytest.raises(ConfigError, match=r"PROMETHEUS_MULTIPROC_DIR.*not a folder"):
         create_app(small_settings)
+
+
+def drift_total(telemetry: Telemetry, feature: str) -> float:
+    """The drift rows counted so far for `feature`, read from the registry as it is."""
+    return sum(
+        sample.value
+        for family in telemetry.registry.collect()
+        for sample in family.samples
+        if sample.name == "census_drift_rows_total" and sample.labels["feature"] == feature
+    )
+
+
+@pytest.fixture
+def counting(small_bundle: Bundle) -> Telemetry:
+    telemetry = Telemetry()
+    telemetry.model_loaded(small_bundle.version, small_bundle.threshold, small_bundle.profile)
+    return telemetry
+
+
+def test_scored_rows_wait_to_be_counted_in_drift_bins(counting: Telemetry) -> None:
+    counting.count_drift(check_records([EXAMPLE_ROW] * 3).columns, 3)
+    assert drift_total(counting, "age") == 0
+    counting.flush_drift()
+    assert drift_total(counting, "age") == 3
+
+
+def test_a_full_batch_of_waiting_rows_is_counted_at_once(counting: Telemetry) -> None:
+    rows = DRIFT_BATCH_ROWS // 2
+    columns = check_records([EXAMPLE_ROW] * rows).columns
+    counting.count_drift(columns, rows)
+    assert drift_total(counting, "age") == 0
+    counting.count_drift(columns, rows)
+    assert drift_total(counting, "age") == 2 * rows
+
+
+def test_waiting_rows_are_counted_within_the_flush_interval(counting: Telemetry) -> None:
+    async def serve_a_while() -> None:
+        flushing = asyncio.create_task(counting.flush_drift_every(0.01))
+        counting.count_drift(check_records([EXAMPLE_ROW]).columns, 1)
+        await asyncio.sleep(0.2)
+        flushing.cancel()
+
+    asyncio.run(serve_a_while())
+    assert drift_total(counting, "age") == 1
+
+
+def test_rows_of_many_requests_are_counted_as_each_alone(
+    counting: Telemetry, small_bundle: Bundle
+) -> None:
+    requests = [
+        [EXAMPLE_ROW],
+        [{**EXAMPLE_ROW, "age": 70, "race": "Martian"}] * 20,
+        [{**EXAMPLE_ROW, "workclass": None, "sex": "Female"}, EXAMPLE_ROW],
+    ]
+    for rows in requests:
+        counting.count_drift(check_records(rows).columns, len(rows))
+    counting.flush_drift()
+    profile = small_bundle.profile
+    assert profile is not None
+    expected = profile.count(check_records([row for rows in requests for row in rows]).columns)
+    report = counting.drift()
+    assert report is not None
+    for feature in report.features:
+        assert [b.observed_rows for b in feature.bins] == expected[feature.feature].tolist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -47,7 +48,15 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
             telemetry.model_loaded(loaded.version, loaded.threshold, loaded.profile)
         if app.state.api_key is None:
             logger.warning("no API key set (CENSUS_API_KEY): /predict and /metadata are open")
-        yield
+        if telemetry is None:
+            yield
+            return
+        flushing = asyncio.create_task(telemetry.flush_drift_every())
+        try:
+            yield
+        finally:
+            flushing.cancel()
+            telemetry.flush_drift()
 
     app = FastAPI(
         title="Census income classifier",

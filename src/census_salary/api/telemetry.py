@@ -12,20 +12,25 @@ raw input reaches `/metrics` and the number of series stays fixed.
 
 Input drift: each scored row is counted in its bin of every feature of the bundle's
 drift profile (`census_drift_rows_total`, labelled by feature and bin index; bins come
-from the training data, and unknown categories share one `other` bin). `/drift` and the
-drift gauges of `/metrics` (PSI per feature, the predicted-positive rate and training's)
-are computed when asked, from the counts as collected.
+from the training data, and unknown categories share one `other` bin). Rows are binned
+in batches, off the request's path (`count_drift`): at the latest a second after they
+were scored, and always before this process answers `/metrics` or `/drift`. `/drift`
+and the drift gauges of `/metrics` (PSI per feature, the predicted-positive rate and
+training's) are computed when asked, from the counts as collected.
 
 Under `census serve --workers N` each worker is a process of its own: `run_server`
 sets `PROMETHEUS_MULTIPROC_DIR` for them, prometheus_client keeps each worker's values
 in files there, and `/metrics` adds up every worker's, whichever worker answers. The
 drift counts are counters for that reason: summed over workers they are the counts of
-all the rows served, so `/drift` and the PSI gauges are the same whichever worker answers.
+all the rows served (another worker's last second of rows may still wait to be
+counted), so `/drift` and the PSI gauges are the same whichever worker answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,7 +41,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from census_salary.contract import Columns
+from census_salary.contract import Columns, ColumnTable
 from census_salary.drift import BinCounter, DriftProfile, DriftReport, drift_report
 from census_salary.errors import ConfigError
 
@@ -45,6 +50,9 @@ UNMATCHED = "(unmatched)"
 # Seconds; a one-row request takes well under a millisecond, a full batch tens of them.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Scored rows wait to be counted in their drift bins until this many wait, or this long.
+DRIFT_BATCH_ROWS = 4096
+DRIFT_FLUSH_SECONDS = 1.0
 
 
 class Telemetry:
@@ -100,6 +108,9 @@ class Telemetry:
         self.profile: DriftProfile | None = None
         self._counter: BinCounter | None = None
         self._bins: list[Any] = []  # the counter of every bin, in `BinCounter.count`'s order
+        self._waiting: list[Columns] = []  # scored rows not yet counted in their drift bins
+        self._waiting_rows = 0
+        self._lock = threading.Lock()
         self.model = Gauge(
             "census_model_info",
             "The loaded model: 1 for its version and decision threshold.",
@@ -132,24 +143,51 @@ class Telemetry:
             if count:
                 self.unknown.labels(feature=feature).inc(count)
 
-    def count_drift(self, columns: Columns) -> None:
-        """Count scored rows (checked columns) in their drift bins: one pass per feature,
-        one increment per bin that got rows."""
+    def count_drift(self, columns: Columns, rows: int) -> None:
+        """Count `rows` scored rows (checked columns) in their drift bins: later, with others.
+
+        Binning a request's rows costs about as much for one row as for a thousand, so
+        they wait here and are binned together (one pass per feature, one increment
+        per bin that got rows) once `DRIFT_BATCH_ROWS` rows wait, when `/metrics` or
+        `/drift` asks, and every `DRIFT_FLUSH_SECONDS` (`flush_drift_every`).
+        """
         if self._counter is None:
             return
-        counts = self._counter.count(columns)
+        with self._lock:
+            self._waiting.append(columns)
+            self._waiting_rows += rows
+            full = self._waiting_rows >= DRIFT_BATCH_ROWS
+        if full:
+            self.flush_drift()
+
+    def flush_drift(self) -> None:
+        """Count the rows waiting in `count_drift` now."""
+        with self._lock:
+            waiting, self._waiting, self._waiting_rows = self._waiting, [], 0
+        if not waiting or self._counter is None:
+            return
+        counts = self._counter.count(ColumnTable.joined(waiting))
         for i in np.flatnonzero(counts).tolist():
             self._bins[i].inc(int(counts[i]))
+
+    async def flush_drift_every(self, seconds: float = DRIFT_FLUSH_SECONDS) -> None:
+        """Flush the waiting rows every `seconds`, so every worker's counts reach the
+        shared files (the app's lifespan runs this until shutdown)."""
+        while True:
+            await asyncio.sleep(seconds)
+            self.flush_drift()
 
     def render(self) -> bytes:
         """The Prometheus text format: this process's metrics, or every worker's, with
         the drift gauges computed from them."""
+        self.flush_drift()
         return generate_latest(_WithDrift(self._collect(), self.profile, self.version))
 
     def drift(self) -> DriftReport | None:
         """The drift of every row served so far (every worker's), or None without a profile."""
         if self.profile is None:
             return None
+        self.flush_drift()
         return _drift_of(list(self._collect()), self.profile, self.version)
 
     def _collect(self) -> Iterable[Metric]:

@@ -87,7 +87,7 @@ async def predict(
     if telemetry is not None:
         positive = int(np.count_nonzero(probabilities >= bundle.threshold))
         telemetry.scored(len(labels), positive, {name: len(r) for name, r in unknown.items()})
-        telemetry.count_drift(columns)
+        telemetry.count_drift(columns, len(labels))
     # Encoded here, not validated against the model again by FastAPI (a third of the
     # time of a batch); the API tests and the schema fuzzing check the body's shape.
     body: PredictionBody = {
