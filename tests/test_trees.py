@@ -13,6 +13,7 @@ from census_salary import trees
 from census_salary.bundle import Bundle
 from census_salary.contract import EXAMPLE_ROW, check_records
 from census_salary.errors import ModelError
+from census_salary.tree_export import _probe_rows
 from census_salary.trees import MAX_DEPTH, TreeTables
 
 
@@ -217,3 +218,18 @@ def test_a_row_reaches_its_leaf_however_many_leaves_a_tree_has(splits: int) -> N
     expected_leaf = [1, 2, splits // 2 + 1, splits, -1, 1]
     expected = [1 / (1 + np.exp(-leaf)) for leaf in expected_leaf]
     np.testing.assert_allclose(tables.probabilities({"age": ages}), expected, rtol=0, atol=1e-15)
+
+
+def test_a_few_rows_are_binned_as_many_are(small_bundle: Bundle) -> None:
+    tables = tables_of(small_bundle)
+    probes = _probe_rows(tables)  # every category, missing and unseen ones, every threshold
+    probes.loc[::7, list(tables.numerical)] = np.nan
+    columns = {name: probes[name].to_numpy() for name in tables.columns}
+    together = tables.bins(columns)
+    few = 3
+    apart = [
+        tables.bins({name: values[start : start + few] for name, values in columns.items()})
+        for start in range(0, len(probes), few)
+    ]
+    assert len(probes) > 16 * few
+    np.testing.assert_array_equal(np.vstack(apart), together)

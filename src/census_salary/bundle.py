@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import ValidationError
 
-from census_salary.contract import Columns, check_records, distinct, labels_at
+from census_salary.contract import Columns, check_records, distinct, labels_at, row_count
 from census_salary.drift import PROFILE_FILE, DriftProfile
 from census_salary.errors import ModelError
 from census_salary.metadata import BundleMetadata
@@ -127,7 +127,7 @@ class Bundle:
     ) -> list[list[str]]:
         """Per row: the categories the model never saw, which it scores as missing
         (`unknown`: what `unknown_categories` gave for these columns, if already asked)."""
-        n_rows = len(next(iter(columns.values()))) if columns else 0
+        n_rows = row_count(columns)
         found: list[list[str]] = [[] for _ in range(n_rows)]
         if unknown is None:
             unknown = self.unknown_categories(columns)

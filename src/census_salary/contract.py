@@ -301,6 +301,14 @@ class ColumnTable(Mapping[str, np.ndarray]):
         )
 
 
+def row_count(columns: Columns) -> int:
+    """How many rows the columns hold (0 without columns), decoding none."""
+    first = next(iter(columns), None)
+    if first is None:
+        return 0
+    return len(columns.kept(first) if isinstance(columns, ColumnTable) else columns[first])
+
+
 def distinct(columns: Columns, name: str) -> DistinctColumn:
     """Column `name` by its distinct values: as the check kept it, or found now."""
     if isinstance(columns, ColumnTable):
@@ -340,7 +348,7 @@ def check_columns(columns: Columns, first_row: int = 1) -> CheckedColumns:
         parsed[name], invalid = _parse_column(columns[name], spec)
         if invalid is not None:
             refused[name] = invalid
-    good = np.ones(len(columns[COLUMNS[0]]), dtype=bool)
+    good = np.ones(row_count(columns), dtype=bool)
     problems: list[RowProblem] = []
     for name, invalid in refused.items():
         good &= ~invalid

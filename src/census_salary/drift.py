@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from census_salary.contract import CATEGORICAL, Columns, distinct
+from census_salary.contract import CATEGORICAL, Columns, distinct, row_count
 from census_salary.errors import GateError
 from census_salary.slicing import MISSING, QuantileBins
 
@@ -101,7 +101,7 @@ class BinCounter:
 
     def count(self, columns: Columns) -> np.ndarray:
         """How many rows fall in each bin, every feature's bins one after another."""
-        n_rows = len(columns[self.features[0]]) if self.features else 0
+        n_rows = row_count(columns)
         index = np.empty((len(self.features), n_rows), dtype=np.intp)
         for j in range(len(self.features)):
             index[j] = self.index(columns, j)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from census_salary.contract import Columns, distinct
+from census_salary.contract import Columns, distinct, row_count
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -60,7 +60,7 @@ class PipelineScorer:
 
     def encode(self, columns: Columns) -> np.ndarray:
         """The matrix scikit-learn's `encode` step would give."""
-        n_rows = len(columns[(self.categorical + self.numerical)[0]])
+        n_rows = row_count(columns)
         matrix = np.empty((n_rows, len(self.categorical) + len(self.numerical)))
         for i, (name, codes) in enumerate(self.codes.items()):
             matrix[:, i] = distinct(columns, name).mapped(codes, math.nan)

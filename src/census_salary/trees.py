@@ -27,6 +27,7 @@ column's value is unknown. Format 1 files (without covers) still load and score.
 
 from __future__ import annotations
 
+import bisect
 import io
 import math
 import zipfile
@@ -36,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from census_salary.contract import Columns, distinct
+from census_salary.contract import Columns, distinct, row_count
 from census_salary.errors import ModelError
 
 _FORMAT = 2  # 2: with node covers
@@ -44,6 +45,7 @@ _FORMATS_READ = (1, 2)
 MAX_DEPTH = 256  # levels a tree may have; bounds the work of one request
 MAX_ARRAY_BYTES = 256 * 2**20  # what a trees.npz may unpack to (the default model's: 1 MB)
 _BLOCK_ROWS = 4096  # rows scored at a time: the masks of a block stay in the CPU's cache
+_FEW_ROWS = 16  # up to this many rows, numbers are binned value by value
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +66,7 @@ class TreeTables:
     cover: np.ndarray | None = None  # node -> training rows that reached it; None: format 1
     _masks: _LeafMasks = field(init=False, repr=False)
     _known: dict[str, dict[str, int]] = field(init=False, repr=False)  # column -> value -> bin
+    _cut_lists: list[list[float]] = field(init=False, repr=False)  # `cuts` as lists
 
     def __post_init__(self) -> None:
         self._check()
@@ -75,6 +78,7 @@ class TreeTables:
             )
         }
         object.__setattr__(self, "_known", known)
+        object.__setattr__(self, "_cut_lists", [cuts.tolist() for cuts in self.cuts])
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -95,17 +99,35 @@ class TreeTables:
         return self._log_odds_of_bins(self.bins(columns))
 
     def bins(self, columns: Columns) -> np.ndarray:
-        """(row, column) -> the bin the trees test; unknown and missing values in the last."""
-        n_rows = len(columns[self.columns[0]]) if self.columns else 0
+        """(row, column) -> the bin the trees test; unknown and missing values in the last.
+
+        A number's bin is how many of its column's cuts lie below it (`searchsorted`,
+        or `bisect_left` value by value for a few rows, where numpy's calls cost more
+        than the work).
+        """
+        n_rows = row_count(columns)
+        missing = self.missing_bins()
+        kept = [distinct(columns, name) for name in self.categorical]
+        numbers = [np.asarray(columns[name], dtype=np.float64) for name in self.numerical]
+        if n_rows <= _FEW_ROWS:
+            by_column = [
+                [bin_of.get(column.values[code], missing_bin) for code in column.codes.tolist()]
+                for column, bin_of, missing_bin in zip(
+                    kept, self._known.values(), missing, strict=False
+                )
+            ] + [
+                [missing_bin if v != v else bisect.bisect_left(cuts, v) for v in values.tolist()]
+                for values, cuts, missing_bin in zip(
+                    numbers, self._cut_lists, missing[len(kept) :], strict=True
+                )
+            ]
+            # Column by column in memory, as below: the transpose of one row per column.
+            return np.array(by_column, dtype=np.intp).reshape(len(by_column), n_rows).T
         # Column by column in memory: scoring reads one column of a block of rows at a time.
         bins = np.empty((n_rows, len(self.columns)), dtype=np.intp, order="F")
-        missing = self.missing_bins()
-        for j, (name, codes) in enumerate(self._known.items()):
-            bins[:, j] = distinct(columns, name).mapped(codes, missing[j])
-        for j, (name, cuts) in enumerate(
-            zip(self.numerical, self.cuts, strict=True), start=len(self.categorical)
-        ):
-            values = np.asarray(columns[name], dtype=np.float64)
+        for j, (column, bin_of) in enumerate(zip(kept, self._known.values(), strict=True)):
+            bins[:, j] = column.mapped(bin_of, missing[j])
+        for j, (values, cuts) in enumerate(zip(numbers, self.cuts, strict=True), start=len(kept)):
             bins[:, j] = np.where(
                 np.isnan(values), missing[j], np.searchsorted(cuts, values, side="left")
             )
