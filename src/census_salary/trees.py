@@ -422,7 +422,7 @@ class _LeafMasks:
         return word * _bits(alive.dtype.type) + np.bitwise_count(below_lowest).astype(np.intp)
 
 
-_JOINT_BYTES = 256 * 2**10  # at most one joint table of this size per 2 columns (L2 cache)
+_JOINT_BYTES = 256 * 2**10  # the largest joint table: half the L2 cache of a core here
 
 
 def _joint_tables(
@@ -461,7 +461,9 @@ def _joint_index(bins: np.ndarray, columns: tuple[int, ...], sizes: tuple[int, .
     return index
 
 
-def _spans(start: np.ndarray, stop: np.ndarray, words: int, word: type[np.unsignedinteger]):
+def _spans(
+    start: np.ndarray, stop: np.ndarray, words: int, word: type[np.unsignedinteger]
+) -> np.ndarray:
     """(span, word) -> the leaf positions start..stop-1 of each span, as bits of `words`
     unsigned integers of type `word` (position p: bit p % width of word p // width)."""
     width = _bits(word)
