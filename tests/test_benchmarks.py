@@ -23,6 +23,7 @@ SMALLEST = {
     ],
     "load.py": ["--duration", "1", "--runs", "2", "--clients", "4"],
     "drift.py": ["--runs", "1", "--repeat", "5"],
+    "scorer.py": ["--runs", "1", "--sizes", "1000"],
     "engines.py": ["--rows", "4000", "--files", "2", "--runs", "1"],
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from census_salary import trees
 from census_salary.bundle import Bundle
 from census_salary.contract import EXAMPLE_ROW, check_records
+from census_salary.data import read_census
 from census_salary.errors import ModelError
 from census_salary.tree_export import _probe_rows
 from census_salary.trees import MAX_DEPTH, TreeTables
@@ -233,3 +235,50 @@ def test_a_few_rows_are_binned_as_many_are(small_bundle: Bundle) -> None:
     ]
     assert len(probes) > 16 * few
     np.testing.assert_array_equal(np.vstack(apart), together)
+
+
+def _data_columns(census_csv: Path) -> dict[str, object]:
+    features = read_census(census_csv).features
+    return {name: features[name].to_numpy() for name in features.columns}
+
+
+def test_scoring_in_two_threads_gives_the_pipeline_s_probabilities_on_every_row(
+    small_bundle: Bundle,
+    pipeline_bundle: Bundle,
+    census_csv: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(trees, "_THREADED_ROWS", 1000)
+    columns = _data_columns(census_csv)
+    expected = pipeline_bundle.probabilities(columns)
+    np.testing.assert_array_equal(tables_of(small_bundle).probabilities(columns, 2), expected)
+    np.testing.assert_array_equal(small_bundle.probabilities(columns, threads=2), expected)
+
+
+def test_columns_scored_alone_or_in_joint_tables_give_the_same_bits(
+    small_bundle: Bundle, census_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tables = tables_of(small_bundle)
+    assert any(len(columns) > 1 for columns, _, _ in tables._masks.joints)
+    monkeypatch.setattr(trees, "_JOINT_BYTES", 0)
+    alone = replace(tables)
+    assert all(len(columns) == 1 for columns, _, _ in alone._masks.joints)
+    columns = _data_columns(census_csv)
+    np.testing.assert_array_equal(alone.log_odds(columns), tables.log_odds(columns))
+
+
+def test_the_vectorised_logistic_function_is_the_scalar_one_to_the_bit() -> None:
+    log_odds = np.concatenate([np.linspace(-40, 40, 10_001), [745.0, 700.0, -700.0, 0.0, 1e-300]])
+    tables = chain(1)
+    bins = np.zeros((len(log_odds), 1), dtype=np.intp)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TreeTables, "_log_odds_of_bins", lambda self, bins, threads=1: log_odds)
+        got = tables._probabilities_of_bins(bins)
+    np.testing.assert_array_equal(got, [trees._expit(x) for x in log_odds.tolist()])
+
+
+def test_log_odds_past_exp_s_range_fall_back_to_the_scalar_path() -> None:
+    tables = replace(chain(1), value=np.array([0.0, -800.0, 5.0]))  # exp(800) overflows
+    assert not tables._exp_cannot_overflow
+    assert chain(1)._exp_cannot_overflow
+    np.testing.assert_array_equal(tables.probabilities({"age": [30, 31]}), [0.0, trees._expit(5.5)])

@@ -102,8 +102,12 @@ class Bundle:
             name: frozenset(words) for name, words in self.metadata.features.categorical.items()
         }
 
-    def probabilities(self, columns: Columns) -> np.ndarray:
-        """P(>50K) for checked rows (`contract.check_columns(...).columns`)."""
+    def probabilities(self, columns: Columns, threads: int = 1) -> np.ndarray:
+        """P(>50K) for checked rows (`contract.check_columns(...).columns`); with `threads`
+        > 1, the tree tables score a large input in that many threads (other scorers
+        have their own)."""
+        if threads > 1 and isinstance(self.scorer, TreeTables):
+            return self.scorer.probabilities(columns, threads)
         return self.scorer.probabilities(columns)
 
     def labels(self, probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray:

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import bisect
 import io
+import itertools
 import math
 import zipfile
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +46,10 @@ _FORMAT = 2  # 2: with node covers
 _FORMATS_READ = (1, 2)
 MAX_DEPTH = 256  # levels a tree may have; bounds the work of one request
 MAX_ARRAY_BYTES = 256 * 2**20  # what a trees.npz may unpack to (the default model's: 1 MB)
-_BLOCK_ROWS = 4096  # rows scored at a time: the masks of a block stay in the CPU's cache
+_BLOCK_ROWS = 2048  # rows scored at a time: the masks of a block stay in the CPU's cache
 _FEW_ROWS = 16  # up to this many rows, numbers are binned value by value
+_THREADED_ROWS = 16_384  # rows per thread, at least: 2 threads paid from about 32,768 rows
+_EXP_LIMIT = 700.0  # math.exp overflows past 709.78
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,10 +71,16 @@ class TreeTables:
     _masks: _LeafMasks = field(init=False, repr=False)
     _known: dict[str, dict[str, int]] = field(init=False, repr=False)  # column -> value -> bin
     _cut_lists: list[list[float]] = field(init=False, repr=False)  # `cuts` as lists
+    # |log-odds| <= the baseline's plus each tree's largest |leaf|: if that is below
+    # _EXP_LIMIT, no row's exp can overflow and the logistic function is vectorised.
+    _exp_cannot_overflow: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._check()
-        object.__setattr__(self, "_masks", _LeafMasks.of(self))
+        levels = self._check()
+        masks = _LeafMasks.of(self, levels)
+        object.__setattr__(self, "_masks", masks)
+        bound = abs(self.baseline) + math.fsum(np.abs(masks.leaf_values).max(axis=1, initial=0))
+        object.__setattr__(self, "_exp_cannot_overflow", bound < _EXP_LIMIT)
         known = {
             name: dict(zip(words, bins.tolist(), strict=True))
             for name, words, bins in zip(
@@ -90,13 +100,16 @@ class TreeTables:
 
     # --- scoring ---------------------------------------------------------------------
 
-    def probabilities(self, columns: Columns) -> np.ndarray:
-        """P(>50K) for rows given column by column (None or NaN for a missing value)."""
-        return self._probabilities_of_bins(self.bins(columns))
+    def probabilities(self, columns: Columns, threads: int = 1) -> np.ndarray:
+        """P(>50K) for rows given column by column (None or NaN for a missing value).
 
-    def log_odds(self, columns: Columns) -> np.ndarray:
+        With `threads` > 1, a large input's trees are walked by that many threads (for a
+        caller that does not score from several threads already, as `predict` does)."""
+        return self._probabilities_of_bins(self.bins(columns), threads)
+
+    def log_odds(self, columns: Columns, threads: int = 1) -> np.ndarray:
         """The raw score behind `probabilities`: the baseline plus every tree's leaf value."""
-        return self._log_odds_of_bins(self.bins(columns))
+        return self._log_odds_of_bins(self.bins(columns), threads)
 
     def bins(self, columns: Columns) -> np.ndarray:
         """(row, column) -> the bin the trees test; unknown and missing values in the last.
@@ -133,30 +146,46 @@ class TreeTables:
             )
         return bins
 
-    def _probabilities_of_bins(self, bins: np.ndarray) -> np.ndarray:
-        return np.array([_expit(x) for x in self._log_odds_of_bins(bins).tolist()])
+    def _probabilities_of_bins(self, bins: np.ndarray, threads: int = 1) -> np.ndarray:
+        log_odds = self._log_odds_of_bins(bins, threads)
+        if not self._exp_cannot_overflow:
+            return np.array([_expit(x) for x in log_odds.tolist()])
+        # The C library's exp element by element (see `_expit`), the rest vectorised: IEEE
+        # addition and division are exactly rounded, so the bits are `_expit`'s.
+        e = np.fromiter(map(math.exp, (-log_odds).tolist()), np.float64, len(log_odds))
+        return 1.0 / (1.0 + e)
 
-    def _log_odds_of_bins(self, bins: np.ndarray) -> np.ndarray:
-        """Each tree's leaf by bit masks (QuickScorer), then the leaves added in order."""
-        n_rows = len(bins)
-        raw = np.full(n_rows, self.baseline)
-        masks = self._masks
+    def _log_odds_of_bins(self, bins: np.ndarray, threads: int = 1) -> np.ndarray:
+        """Each tree's leaf by bit masks (QuickScorer), then the leaves added in order;
+        with `threads` > 1 and enough rows, parts of the rows scored at once."""
+        raw = np.empty(len(bins))
         bins = np.asfortranarray(bins)
-        for start in range(0, n_rows, _BLOCK_ROWS):
-            block = bins[start : start + _BLOCK_ROWS]
-            # A leaf survives unless a split on the row's path rules it out.
-            alive = masks.survivors[0][block[:, 0]]  # (row, tree, word)
-            ruled_in = np.empty_like(alive)
-            for j in range(1, block.shape[1]):
-                np.take(masks.survivors[j], block[:, j], axis=0, out=ruled_in)
-                alive &= ruled_in
-            values = masks.leaf_values.ravel()[masks.exit_leaf(alive) + masks.tree_offset]
-            if values.shape[1]:
-                # Added in the model's order, as scikit-learn adds them: a running sum (not
-                # `sum`, which adds pairwise and may differ in the last bit).
-                values[:, 0] += self.baseline
-                raw[start : start + _BLOCK_ROWS] = np.add.accumulate(values, axis=1)[:, -1]
+        parts = min(threads, len(bins) // _THREADED_ROWS) if threads > 1 else 1
+        if parts <= 1:
+            self._score_into(bins, raw)
+            return raw
+        bounds = [len(bins) * i // parts for i in range(parts + 1)]
+        pieces = [slice(a, b) for a, b in itertools.pairwise(bounds)]
+        # numpy lets go of the interpreter's lock in its gathers and arithmetic on blocks
+        with ThreadPoolExecutor(parts - 1, thread_name_prefix="census-trees") as pool:
+            others = [pool.submit(self._score_into, bins[p], raw[p]) for p in pieces[1:]]
+            self._score_into(bins[pieces[0]], raw[pieces[0]])
+            for other in others:
+                other.result()
         return raw
+
+    def _score_into(self, bins: np.ndarray, raw: np.ndarray) -> None:
+        """`raw[i]` = the baseline plus row i's leaves, added in the model's order, as
+        scikit-learn adds them (one tree after another, never pairwise)."""
+        raw[:] = self.baseline
+        if not len(self.roots):
+            return
+        for start in range(0, len(bins), _BLOCK_ROWS):
+            values = self._masks.values(bins[start : start + _BLOCK_ROWS])
+            block = raw[start : start + _BLOCK_ROWS]
+            block += values[0]
+            for tree_values in values[1:]:
+                block += tree_values
 
     # --- the file ----------------------------------------------------------------------
 
@@ -243,8 +272,9 @@ class TreeTables:
             cover=array("cover", 1, "f").astype(np.float64) if file_format >= 2 else None,
         )
 
-    def _check(self) -> None:
-        """Refuse arrays that could index out of bounds, or that are not a forest."""
+    def _check(self) -> list[np.ndarray]:
+        """Refuse arrays that could index out of bounds, or that are not a forest; return
+        the forest's levels (`_check_forest`)."""
         n_nodes, n_columns = len(self.child), len(self.columns)
         leaf = self.child == np.arange(n_nodes)
         one_d = (self.feature, self.child, self.value, self.roots, *self.category_bins, *self.cuts)
@@ -265,7 +295,7 @@ class TreeTables:
             == n_nodes,
             "a bin column for every bin": self.go_right.shape[1]
             > max(self.missing_bins(), default=0),
-            "directions are 0 or 1": bool(np.isin(self.go_right, (0, 1)).all()),
+            "directions are 0 or 1": bool(((self.go_right == 0) | (self.go_right == 1)).all()),
             "features name columns": bool(((self.feature >= 0) & (self.feature < n_columns)).all()),
             "children are nodes": bool(
                 (leaf | ((self.child >= 0) & (self.child + 1 < n_nodes))).all()
@@ -282,8 +312,9 @@ class TreeTables:
         broken = [name for name, ok in checks.items() if not ok]
         if broken:
             raise ValueError("inconsistent arrays: " + "; ".join(broken))
-        self._check_forest(leaf)
+        levels = self._check_forest(leaf)
         self._check_cover(leaf)
+        return levels
 
     def _check_cover(self, leaf: np.ndarray) -> None:
         """Every row that reaches a split goes on to one of its two children."""
@@ -295,14 +326,18 @@ class TreeTables:
         if not np.allclose(self.cover[splits], children, rtol=1e-9, atol=0):
             raise ValueError("inconsistent arrays: a split's cover is not its children's sum")
 
-    def _check_forest(self, leaf: np.ndarray) -> None:
-        """Every node is reached from exactly one root, by one path of at most MAX_DEPTH steps."""
+    def _check_forest(self, leaf: np.ndarray) -> list[np.ndarray]:
+        """Every node is reached from exactly one root, by one path of at most MAX_DEPTH steps.
+
+        Returns the nodes level by level from the roots: each level's splits, left children
+        first, then their right children, give the next."""
         reached = np.zeros(len(self.child), dtype=bool)
-        level = self.roots
+        level, levels = self.roots, []
         for _ in range(MAX_DEPTH + 1):
             if reached[level].any() or len(np.unique(level)) < len(level):
                 raise ValueError("inconsistent arrays: a node is reached twice (not a forest)")
             reached[level] = True
+            levels.append(level)
             splits = level[~leaf[level]]
             if not splits.size:
                 break
@@ -311,6 +346,7 @@ class TreeTables:
             raise ValueError(f"inconsistent arrays: a tree deeper than {MAX_DEPTH} levels")
         if not reached.all():
             raise ValueError("inconsistent arrays: nodes no root reaches")
+        return levels
 
 
 class _LeafMasks:
@@ -326,80 +362,147 @@ class _LeafMasks:
     A set of leaves is `words` unsigned integers of the narrowest width that holds a
     tree's leaves in one word (8, 16, 32 or 64 bits; 64-bit words beyond 64 leaves): the
     default model's 31 leaves take 32 bits, half the memory traffic of 64.
+
+    Columns with few bins are scored together: a *joint* table holds, for every pair (or
+    triple...) of their bins, the AND of their survivors, so one gather does the work of
+    several. Columns join while their table stays within `_JOINT_BYTES` (cache-sized).
     """
 
     def __init__(self, survivors: list[np.ndarray], leaf_values: np.ndarray) -> None:
         self.survivors = survivors  # per column: (bin, tree, word) unsigned
         self.leaf_values = leaf_values  # (tree, leaf) float64, padded with 0
-        self.tree_offset = np.arange(len(leaf_values)) * leaf_values.shape[1]
+        n_trees, width = leaf_values.shape
+        self.flat_values = leaf_values.ravel()
+        # where tree t's leaves start in `flat_values`, less one: see `values`
+        self.first_leaf = np.arange(n_trees)[:, None] * width - 1
+        self.joints = _joint_tables(survivors)
 
     @classmethod
-    def of(cls, tables: TreeTables) -> _LeafMasks:
+    def of(cls, tables: TreeTables, levels: list[np.ndarray]) -> _LeafMasks:
+        """The masks of a checked forest, from its levels (`TreeTables._check_forest`)."""
         child, n_bins = tables.child, [b + 1 for b in tables.missing_bins()]
         is_leaf = child == np.arange(len(child))
-        leaves_of: list[list[int]] = []  # per tree, its leaves from left to right
-        for root in tables.roots.tolist():
-            stack, found = [root], []
-            while stack:  # depth first, left child first
-                node = stack.pop()
-                if is_leaf[node]:
-                    found.append(node)
-                else:
-                    stack += [int(child[node]) + 1, int(child[node])]
-            leaves_of.append(found)
-        n_trees, width = len(leaves_of), max(map(len, leaves_of), default=1)
+        # Each node's tree, and its leaves' positions: from `first` to `first + n_leaves`.
+        tree, n_leaves, first = (np.zeros(len(child), dtype=np.intp) for _ in range(3))
+        tree[tables.roots] = np.arange(len(tables.roots))
+        splits_of = [level[~is_leaf[level]] for level in levels]
+        for splits in splits_of:
+            tree[child[splits]] = tree[child[splits] + 1] = tree[splits]
+        n_leaves[is_leaf] = 1
+        for splits in reversed(splits_of):
+            n_leaves[splits] = n_leaves[child[splits]] + n_leaves[child[splits] + 1]
+        for splits in splits_of:
+            left = child[splits]
+            first[left] = first[splits]
+            first[left + 1] = first[splits] + n_leaves[left]
+        n_trees, width = len(tables.roots), int(n_leaves[tables.roots].max(initial=1))
         word = next((t for t in (np.uint8, np.uint16, np.uint32) if width <= _bits(t)), np.uint64)
         words = -(-width // _bits(word))
-        survivors = [np.full((n, n_trees, words), word(~word(0)), word) for n in n_bins]
         leaf_values = np.zeros((n_trees, width))
-        for tree, (root, leaves) in enumerate(zip(tables.roots.tolist(), leaves_of, strict=True)):
-            position = {leaf: i for i, leaf in enumerate(leaves)}
-            leaf_values[tree, : len(leaves)] = tables.value[leaves]
-            splits = [root] if not is_leaf[root] else []
-            while splits:
-                node = splits.pop()
-                left = int(child[node])
-                splits += [kid for kid in (left, left + 1) if not is_leaf[kid]]
-                column = int(tables.feature[node])
-                goes_right = tables.go_right[node, : n_bins[column]].astype(bool)
-                ruled_out = _words(_leaf_span(left, child, is_leaf, position), words, word)
-                survivors[column][goes_right, tree] &= ~ruled_out
+        leaves = np.flatnonzero(is_leaf)
+        leaf_values[tree[leaves], first[leaves]] = tables.value[leaves]
+        # A split that sends a row right rules out the leaves under its left child.
+        splits = np.flatnonzero(~is_leaf)
+        left = child[splits]
+        ruled_out = _spans(first[left], first[left] + n_leaves[left], words, word)
+        survivors = [np.full((n, n_trees, words), word(~word(0)), word) for n in n_bins]
+        feature = tables.feature[splits]
+        for column, n in enumerate(n_bins):
+            on_column = np.flatnonzero(feature == column)
+            split, bin_ = np.nonzero(tables.go_right[splits[on_column], :n])
+            np.bitwise_and.at(
+                survivors[column],
+                (bin_, tree[splits[on_column[split]]]),
+                ~ruled_out[on_column[split]],
+            )
         return cls(survivors, leaf_values)
+
+    def values(self, bins: np.ndarray) -> np.ndarray:
+        """(tree, row) -> the value of the leaf each row of `bins` reaches in each tree."""
+        # mode="clip" skips the bounds check (3x faster); bins are in range by design.
+        (columns, sizes, table), *others = self.joints
+        alive = np.take(table, _joint_index(bins, columns, sizes), axis=0, mode="clip")
+        ruled_in = np.empty_like(alive)
+        for columns, sizes, table in others:
+            index = _joint_index(bins, columns, sizes)
+            alive &= np.take(table, index, axis=0, out=ruled_in, mode="clip")
+        if alive.shape[-1] == 1:  # one word per tree: the lowest set bit's position is
+            bits = alive[..., 0]  # the count of ones in x ^ (x - 1), less one
+            below = np.subtract(bits, bits.dtype.type(1), out=ruled_in[..., 0])
+            leaf = np.bitwise_count(np.bitwise_xor(bits, below, out=below))
+            return self.flat_values[leaf.T + self.first_leaf]
+        return self.flat_values[self.exit_leaf(alive).T + (self.first_leaf + 1)]
 
     @staticmethod
     def exit_leaf(alive: np.ndarray) -> np.ndarray:
         """The lowest surviving leaf per (row, tree), from (row, tree, word) masks."""
         one = alive.dtype.type(1)
-        if alive.shape[-1] == 1:
-            word, bits = 0, alive[..., 0]
-        else:
-            word = np.argmax(alive != 0, axis=-1)
-            bits = np.take_along_axis(alive, word[..., None], axis=-1)[..., 0]
+        word = np.argmax(alive != 0, axis=-1)
+        bits = np.take_along_axis(alive, word[..., None], axis=-1)[..., 0]
         below_lowest = bits & (~bits + one)  # the lowest set bit...
         below_lowest -= one  # ...and then the ones under it
         return word * _bits(alive.dtype.type) + np.bitwise_count(below_lowest).astype(np.intp)
 
 
-def _leaf_span(
-    node: int, child: np.ndarray, is_leaf: np.ndarray, position: dict[int, int]
-) -> range:
-    """The positions of the leaves under `node`: a contiguous run, left to right."""
-    first = last = node
-    while not is_leaf[first]:
-        first = int(child[first])
-    while not is_leaf[last]:
-        last = int(child[last]) + 1
-    return range(position[first], position[last] + 1)
+_JOINT_BYTES = 256 * 2**10  # the largest joint table: half the L2 cache of a core here
+
+
+def _joint_tables(
+    survivors: list[np.ndarray],
+) -> list[tuple[tuple[int, ...], tuple[int, ...], np.ndarray]]:
+    """Columns grouped, largest first, each into the fullest group it fits in; per group
+    its columns, their numbers of bins and the table of their survivors ANDed, indexed by
+    the bins in mixed radix (first column most significant)."""
+    groups: list[list[int]] = []
+    size = [len(s) for s in survivors]
+    row_bytes = survivors[0][0].nbytes if survivors else 0
+
+    def cells(group: list[int]) -> int:
+        return math.prod(size[c] for c in group)
+
+    for column in sorted(range(len(survivors)), key=lambda c: -size[c]):
+        fits = [g for g in groups if cells(g) * size[column] * row_bytes <= _JOINT_BYTES]
+        if fits:
+            max(fits, key=cells).append(column)
+        else:
+            groups.append([column])
+    joints = []
+    for group in groups:
+        table = survivors[group[0]]
+        for column in group[1:]:
+            other = survivors[column]
+            table = (table[:, None] & other[None, :]).reshape(-1, *table.shape[1:])
+        joints.append((tuple(group), tuple(size[c] for c in group), np.ascontiguousarray(table)))
+    return joints
+
+
+def _joint_index(bins: np.ndarray, columns: tuple[int, ...], sizes: tuple[int, ...]) -> np.ndarray:
+    index = bins[:, columns[0]]
+    for column, size in zip(columns[1:], sizes[1:], strict=True):
+        index = index * size + bins[:, column]
+    return index
+
+
+def _spans(
+    start: np.ndarray, stop: np.ndarray, words: int, word: type[np.unsignedinteger]
+) -> np.ndarray:
+    """(span, word) -> the leaf positions start..stop-1 of each span, as bits of `words`
+    unsigned integers of type `word` (position p: bit p % width of word p // width)."""
+    width = _bits(word)
+    offset = np.arange(words) * width
+    low = np.clip(start[:, None] - offset, 0, width).astype(np.uint64)
+    high = np.clip(stop[:, None] - offset, 0, width).astype(np.uint64)
+    return (_ones(high) & ~_ones(low)).astype(word)
+
+
+def _ones(n: np.ndarray) -> np.ndarray:
+    """The n lowest bits set, for 0 <= n <= 64, as uint64."""
+    one = np.uint64(1)
+    return np.where(n >= 64, ~np.uint64(0), (one << np.minimum(n, 63)) - one)
 
 
 def _bits(word: type[np.unsignedinteger]) -> int:
     return np.iinfo(word).bits
-
-
-def _words(span: range, words: int, word: type[np.unsignedinteger]) -> np.ndarray:
-    """A set of leaf positions as `words` unsigned integers of type `word`."""
-    bits, width = sum(1 << i for i in span), _bits(word)
-    return np.array([(bits >> (width * w)) & (2**width - 1) for w in range(words)], dtype=word)
 
 
 def _expit(x: float) -> float:
