@@ -62,7 +62,12 @@ def main() -> None:
     import numpy as np
 
     from census_salary.bundle import load_bundle
-    from census_salary.contract import check_columns, columns_of_frame
+    from census_salary.contract import (
+        ColumnTable,
+        DistinctColumn,
+        check_columns,
+        columns_of_frame,
+    )
     from census_salary.data import read_census
     from census_salary.trees import TreeTables
 
@@ -71,7 +76,7 @@ def main() -> None:
     if not isinstance(tables, TreeTables):
         raise SystemExit("the committed bundle has no tree tables")
     checked = check_columns(columns_of_frame(read_census(args.data).features)).columns
-    data = {name: np.asarray(checked[name]) for name in tables.columns}
+    data = {name: checked.kept(name) for name in tables.columns}  # as every door checks them
     leaf_values = tables._masks.leaf_values
     n_trees, width = leaf_values.shape
     block = 2048
@@ -90,7 +95,14 @@ def main() -> None:
 
     table = []
     for n_rows in args.sizes:
-        columns = {name: np.resize(values, n_rows) for name, values in data.items()}
+        columns = ColumnTable(
+            {
+                name: DistinctColumn(kept.values, np.resize(kept.codes, n_rows))
+                if isinstance(kept, DistinctColumn)
+                else np.resize(kept, n_rows)
+                for name, kept in data.items()
+            }
+        )
         bins = tables.bins(columns)
         times = timed(
             {

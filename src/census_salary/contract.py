@@ -402,7 +402,7 @@ def _parse_column(
                 column = None
     elif types == {str}:
         column = DistinctColumn.of(raw)
-    if column is None:  # a few rows, or JSON values: one by one
+    if column is None:  # a few rows, or values of several types: one by one
         column = DistinctColumn(list(raw), np.arange(n_rows))
     values = [parse_value(value, spec.name) for value in column.values]
     refused = [i for i, value in enumerate(values) if value is INVALID]
@@ -410,6 +410,8 @@ def _parse_column(
     if spec.kind == "number":
         numbers = np.array([math.nan if v is INVALID else v for v in values], dtype=np.float64)
         return numbers[column.codes], invalid
+    if len(values) > _FEW_ROWS and len(values) == n_rows:  # parsed one by one: by value now
+        return DistinctColumn.of(values), invalid
     return DistinctColumn(values, column.codes), invalid
 
 
