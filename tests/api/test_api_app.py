@@ -120,6 +120,13 @@ def test_openapi_documents_503_where_the_model_is_needed(client: TestClient) -> 
     assert needs == {"GET /ready", "GET /metadata", "POST /predict", "GET /drift"}
 
 
+def test_openapi_documents_explain_as_a_boolean_query_parameter(client: TestClient) -> None:
+    (explain,) = _operations(client)["POST /predict"]["parameters"]
+    assert (explain["name"], explain["in"], explain["required"]) == ("explain", "query", False)
+    assert explain["schema"]["type"] == "boolean"
+    assert explain["schema"]["default"] is False
+
+
 def test_openapi_states_the_body_limits(client: TestClient) -> None:
     predict = _operations(client)["POST /predict"]
     assert predict["requestBody"]["x-max-body-bytes"] == CLIENT_MAX_BODY_BYTES

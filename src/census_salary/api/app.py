@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import BaseRoute
 
 from census_salary import __version__
-from census_salary.api.deps import get_bundle, require_api_key
+from census_salary.api.deps import RUNS_ITSELF, get_bundle, require_api_key
 from census_salary.api.middleware import RequestContext
 from census_salary.api.models import PredictRequest, ProblemDocument
 from census_salary.api.problems import PROBLEM_JSON, add_problem_handlers
@@ -119,7 +119,11 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     for router, route in _routes(settings):
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
-        calls = _calls(route.dependant) | {d.dependency for d in router.dependencies}
+        calls = (
+            _calls(route.dependant)
+            | {d.dependency for d in router.dependencies}
+            | getattr(route.endpoint, RUNS_ITSELF, frozenset())
+        )
         for method in route.methods:
             operation = schema["paths"][route.path_format][method.lower()]
             responses = operation["responses"]

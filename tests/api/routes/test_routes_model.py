@@ -320,4 +320,13 @@ def test_explain_of_a_model_without_covers_is_a_409(
 
 
 def test_explain_must_be_a_boolean(client: TestClient) -> None:
-    assert_problem(client.post("/predict?explain=maybe", json=[EXAMPLE_ROW]), 422)
+    body = assert_problem(client.post("/predict?explain=maybe", json=[EXAMPLE_ROW]), 422)
+    assert [error["field"] for error in body["errors"]] == ["query.explain"]
+
+
+@pytest.mark.parametrize(("given", "explained"), [("1", True), ("yes", True), ("false", False)])
+def test_explain_reads_the_spellings_of_a_boolean(
+    client: TestClient, given: str, explained: bool
+) -> None:
+    body = client.post(f"/predict?explain={given}", json=[EXAMPLE_ROW]).json()
+    assert ("contributions" in body) is explained
