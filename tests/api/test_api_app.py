@@ -173,3 +173,15 @@ def test_the_server_answers_without_scikit_learn_scipy_pandas_skops_pyarrow_or_m
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_on_started_is_called_once_the_model_is_loaded(
+    small_settings: Settings, small_bundle: Bundle
+) -> None:
+    loaded: list[object] = []
+    app = create_app(
+        small_settings, small_bundle, on_started=lambda: loaded.append(app.state.bundle)
+    )
+    assert not loaded
+    with TestClient(app):
+        assert loaded == [small_bundle]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Any
@@ -30,8 +30,16 @@ logger = logging.getLogger(__name__)
 ROUTERS = (page.router, docs.router, operations.router, model.router)
 
 
-def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
-    """The API over the bundle in settings' artifacts folder (or the `bundle` given)."""
+def create_app(
+    settings: Settings,
+    bundle: Bundle | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The API over the bundle in settings' artifacts folder (or the `bundle` given).
+
+    `on_started` is called once the lifespan has loaded the model, before the first
+    request: the server process tunes its garbage collector there (`server.settle`).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,6 +55,8 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
             telemetry.model_loaded(loaded.version, loaded.threshold, loaded.profile)
         if app.state.api_key is None:
             logger.warning("no API key set (CENSUS_API_KEY): /predict and /metadata are open")
+        if on_started is not None:
+            on_started()
         yield
 
     app = FastAPI(
