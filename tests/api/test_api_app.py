@@ -153,7 +153,7 @@ def test_page_assets_are_served(client: TestClient, name: str) -> None:
     assert client.get(f"/static/{name}").status_code == 200
 
 
-def test_the_server_answers_without_scikit_learn_scipy_pandas_skops_pyarrow_or_matplotlib(
+def test_the_server_answers_without_scikit_learn_scipy_pandas_skops_pyarrow_matplotlib_or_rich(
     small_settings: Settings,
 ) -> None:
     """What keeps launch fast and memory small: the worker's whole import graph, run."""
@@ -164,7 +164,7 @@ def test_the_server_answers_without_scikit_learn_scipy_pandas_skops_pyarrow_or_m
         "with TestClient(server.create_app_from_environment()) as client:\n"
         "    assert client.get('/ready').status_code == 200\n"
         f"    assert client.post('/predict', json=[{EXAMPLE_ROW!r}]).status_code == 200\n"
-        "heavy = ('sklearn', 'scipy', 'pandas', 'skops', 'pyarrow', 'matplotlib')\n"
+        "heavy = ('sklearn', 'scipy', 'pandas', 'skops', 'pyarrow', 'matplotlib', 'rich')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     env = {**os.environ, "CENSUS_CONFIG": str(small_settings.source)}

@@ -19,7 +19,6 @@ from census_salary.api.problems import Problem
 from census_salary.api.routes.operations import sklearn_version
 from census_salary.contract import EXAMPLE_ROW, CheckedColumns, check_records
 from census_salary.errors import InputError, ModelError, RowProblem
-from census_salary.explain import explain as explain_rows
 from census_salary.row_schema import contract_document
 
 router = APIRouter(tags=["model"])
@@ -118,6 +117,8 @@ async def predict(request: Request) -> Response:
         "timestamp": datetime.now(UTC).isoformat(),
     }
     if explain:
+        from census_salary.explain import explain as explain_rows  # only when asked for
+
         try:
             explained = await run_in_threadpool(explain_rows, bundle, columns)
         except ModelError as exc:
