@@ -999,7 +999,7 @@ def test_a_port_taken_while_the_model_loads_is_still_the_listen_exit_code(
     monkeypatch.setattr(
         census_salary.api,
         "create_app",
-        lambda settings: FastAPI(lifespan=another_server_takes_the_port),
+        lambda settings, **_: FastAPI(lifespan=another_server_takes_the_port),
     )
     handler = signal.getsignal(signal.SIGTERM)
     with holder:
