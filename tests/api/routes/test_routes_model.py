@@ -128,8 +128,12 @@ def test_whole_number_spellings_are_accepted(client: TestClient, age: object) ->
 
 def test_big_batches_are_scored_like_small_ones(roomy: TestClient) -> None:
     rows = [{**EXAMPLE_ROW, "age": 17 + i % 70} for i in range(INLINE_ROWS + 10)]
-    one_by_one = [predict(roomy, [row])["probabilities"][0] for row in rows]
-    assert predict(roomy, rows)["probabilities"] == one_by_one
+    small = [
+        probability
+        for start in range(0, len(rows), 101)
+        for probability in predict(roomy, rows[start : start + 101])["probabilities"]
+    ]
+    assert predict(roomy, rows)["probabilities"] == small
 
 
 def test_server_keeps_serving_after_errors(client: TestClient) -> None:
