@@ -38,8 +38,8 @@ YOUNG_GENERATION_THRESHOLD = 10_000
 def settle() -> None:
     """Once the app and model are loaded: move every object there is out of the garbage
     collector's view for good (`gc.freeze`: a full collection no longer walks the ~65,000
-    objects of the app, a ~45 ms pause) and let the young generation grow larger."""
-    gc.collect()
+    objects of the app, a ~45 ms pause) and let the young generation grow larger. No
+    collection first: it would delay the first request ~35 ms to free ~40 objects."""
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, old)
