@@ -1,8 +1,9 @@
 """How fast `census serve` answers, over loopback, one worker, the committed model.
 
 Measures, for our server and for a floor measured in the same run (a bare uvicorn +
-FastAPI app written by this script, whose POST /predict reads the body and returns a
-constant JSON):
+FastAPI app written by this script, whose POST /predict reads the body, decodes it with
+the standard library's `json.loads` and returns a constant JSON: issue #10's floor, "a
+bare FastAPI app that decodes the same body"):
 
 | figure                                                   | target      |
 | -------------------------------------------------------- | ----------- |
@@ -61,6 +62,8 @@ from _http import (
 
 FLOOR_APP = textwrap.dedent(
     """
+    import json
+
     from fastapi import FastAPI, Request
 
     app = FastAPI()
@@ -74,7 +77,7 @@ FLOOR_APP = textwrap.dedent(
 
     @app.post("/predict")
     async def predict(request: Request) -> dict:
-        await request.body()
+        json.loads(await request.body())
         return ANSWER
     """
 )

@@ -872,7 +872,9 @@ def test_a_server_that_fails_to_start_is_exit_1_not_the_no_model_code(
         raise RuntimeError("broken at startup")
         yield
 
-    monkeypatch.setattr(census_salary.api, "create_app", lambda settings: FastAPI(lifespan=failing))
+    monkeypatch.setattr(
+        census_salary.api, "create_app", lambda settings, **_: FastAPI(lifespan=failing)
+    )
     handler = signal.getsignal(signal.SIGTERM)
     try:
         result = run(runner, small_settings, "serve", "--port", "0")
@@ -997,7 +999,7 @@ def test_a_port_taken_while_the_model_loads_is_still_the_listen_exit_code(
     monkeypatch.setattr(
         census_salary.api,
         "create_app",
-        lambda settings: FastAPI(lifespan=another_server_takes_the_port),
+        lambda settings, **_: FastAPI(lifespan=another_server_takes_the_port),
     )
     handler = signal.getsignal(signal.SIGTERM)
     with holder:

@@ -369,8 +369,9 @@ def _checked(bundle: Bundle, path: Path) -> Bundle:
 
 
 def _warn_on_version_drift(metadata: BundleMetadata) -> None:
+    versions = library_versions()  # once: each looks up six packages' metadata (~6 ms)
     for name, recorded in metadata.library_versions.items():
-        installed = library_versions().get(name)
+        installed = versions.get(name)
         if installed and installed != recorded:
             logger.warning(
                 "model was trained with %s %s; %s is installed", name, recorded, installed

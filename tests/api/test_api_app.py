@@ -120,6 +120,13 @@ def test_openapi_documents_503_where_the_model_is_needed(client: TestClient) -> 
     assert needs == {"GET /ready", "GET /metadata", "POST /predict", "GET /drift"}
 
 
+def test_openapi_documents_explain_as_a_boolean_query_parameter(client: TestClient) -> None:
+    (explain,) = _operations(client)["POST /predict"]["parameters"]
+    assert (explain["name"], explain["in"], explain["required"]) == ("explain", "query", False)
+    assert explain["schema"]["type"] == "boolean"
+    assert explain["schema"]["default"] is False
+
+
 def test_openapi_states_the_body_limits(client: TestClient) -> None:
     predict = _operations(client)["POST /predict"]
     assert predict["requestBody"]["x-max-body-bytes"] == CLIENT_MAX_BODY_BYTES
@@ -146,7 +153,7 @@ def test_page_assets_are_served(client: TestClient, name: str) -> None:
     assert client.get(f"/static/{name}").status_code == 200
 
 
-def test_the_server_answers_without_scikit_learn_scipy_pandas_skops_pyarrow_or_matplotlib(
+def test_the_server_answers_without_scikit_learn_scipy_pandas_skops_pyarrow_matplotlib_or_rich(
     small_settings: Settings,
 ) -> None:
     """What keeps launch fast and memory small: the worker's whole import graph, run."""
@@ -157,7 +164,7 @@ def test_the_server_answers_without_scikit_learn_scipy_pandas_skops_pyarrow_or_m
         "with TestClient(server.create_app_from_environment()) as client:\n"
         "    assert client.get('/ready').status_code == 200\n"
         f"    assert client.post('/predict', json=[{EXAMPLE_ROW!r}]).status_code == 200\n"
-        "heavy = ('sklearn', 'scipy', 'pandas', 'skops', 'pyarrow', 'matplotlib')\n"
+        "heavy = ('sklearn', 'scipy', 'pandas', 'skops', 'pyarrow', 'matplotlib', 'rich')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     env = {**os.environ, "CENSUS_CONFIG": str(small_settings.source)}
@@ -166,3 +173,15 @@ def test_the_server_answers_without_scikit_learn_scipy_pandas_skops_pyarrow_or_m
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_on_started_is_called_once_the_model_is_loaded(
+    small_settings: Settings, small_bundle: Bundle
+) -> None:
+    loaded: list[object] = []
+    app = create_app(
+        small_settings, small_bundle, on_started=lambda: loaded.append(app.state.bundle)
+    )
+    assert not loaded
+    with TestClient(app):
+        assert loaded == [small_bundle]

@@ -59,6 +59,14 @@ def test_request_id_is_made_when_absent_or_unsafe(
     assert int(made, 16) >= 0
 
 
+def test_request_id_with_a_line_break_is_replaced(client: TestClient) -> None:
+    # HTTP clients refuse to send it; a raw ASGI call can, and the log must not split.
+    sent = raw_call(client.app, "GET", "/health", hang_up, ((b"x-request-id", b"abc\n"),))
+    made = response_headers(sent)["x-request-id"]
+    assert made != "abc\n"
+    assert len(made) == 32, made
+
+
 def test_too_large_body_is_413(client: TestClient) -> None:
     body = assert_problem(client.post("/predict", content=b"[" + b" " * 30_000 + b"]"), 413)
     assert str(CLIENT_MAX_BODY_BYTES) in body["detail"]
@@ -127,7 +135,13 @@ def test_unexpected_error_is_logged_with_its_traceback(
 # --- security headers ------------------------------------------------------------------
 
 
-def raw_call(app: ASGIApp, method: str, path: str, receive: Receive) -> list[Message]:
+def raw_call(
+    app: ASGIApp,
+    method: str,
+    path: str,
+    receive: Receive,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> list[Message]:
     """Send one request straight through the ASGI app; the messages it sent back."""
     scope: Scope = {
         "type": "http",
@@ -139,7 +153,7 @@ def raw_call(app: ASGIApp, method: str, path: str, receive: Receive) -> list[Mes
         "raw_path": path.encode(),
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"testserver")],
+        "headers": [(b"content-type", b"application/json"), (b"host", b"testserver"), *headers],
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Any
@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import BaseRoute
 
 from census_salary import __version__
-from census_salary.api.deps import get_bundle, require_api_key
+from census_salary.api.deps import RUNS_ITSELF, get_bundle, require_api_key
 from census_salary.api.middleware import RequestContext
 from census_salary.api.models import PredictRequest, ProblemDocument
 from census_salary.api.problems import PROBLEM_JSON, add_problem_handlers
@@ -28,11 +28,21 @@ from census_salary.config import Settings
 from census_salary.errors import CensusError
 
 logger = logging.getLogger(__name__)
-ROUTERS = (page.router, docs.router, operations.router, model.router)
+# The model's routes first: a request is matched against the routes in this order, and
+# /predict is the one that is called the most (~40 us less a request than when last).
+ROUTERS = (model.router, operations.router, page.router, docs.router)
 
 
-def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
-    """The API over the bundle in settings' artifacts folder (or the `bundle` given)."""
+def create_app(
+    settings: Settings,
+    bundle: Bundle | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The API over the bundle in settings' artifacts folder (or the `bundle` given).
+
+    `on_started` is called once the lifespan has loaded the model, before the first
+    request: the server process tunes its garbage collector there (`server.settle`).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +58,8 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
             telemetry.model_loaded(loaded.version, loaded.threshold, loaded.profile)
         if app.state.api_key is None:
             logger.warning("no API key set (CENSUS_API_KEY): /predict and /metadata are open")
+        if on_started is not None:
+            on_started()
         if telemetry is None:
             yield
             return
@@ -128,7 +140,11 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     for router, route in _routes(settings):
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
-        calls = _calls(route.dependant) | {d.dependency for d in router.dependencies}
+        calls = (
+            _calls(route.dependant)
+            | {d.dependency for d in router.dependencies}
+            | getattr(route.endpoint, RUNS_ITSELF, frozenset())
+        )
         for method in route.methods:
             operation = schema["paths"][route.path_format][method.lower()]
             responses = operation["responses"]

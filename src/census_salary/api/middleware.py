@@ -8,6 +8,7 @@ import logging
 import re
 import time
 import uuid
+from typing import NoReturn
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,7 +20,8 @@ logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("census_salary.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.lower().encode("ascii")
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 # nginx's status for a client that went away before it was answered; it is only logged,
 # since nobody is left to send it to.
 CLIENT_CLOSED_REQUEST = 499
@@ -42,6 +44,11 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }
+# The same as raw ASGI header lines, encoded once.
+_SECURITY_HEADER_LINES = [
+    (name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()
+]
+_SECURITY_HEADER_NAMES = frozenset(name for name, _ in _SECURITY_HEADER_LINES)
 
 
 class RequestContext:
@@ -78,47 +85,35 @@ class RequestContext:
         method = scope["method"]
         if method == "HEAD":
             scope = {**scope, "method": "GET"}
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get(REQUEST_ID_HEADER.lower(), "")
-        request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        given = length = None
+        for name, value in scope["headers"]:  # lower-case names, as ASGI servers give them
+            if name == _REQUEST_ID_NAME:
+                given = value
+            elif name == b"content-length":
+                length = value
+        if given is not None and _SAFE_REQUEST_ID.fullmatch(given):
+            request_id = given.decode("ascii")
+        else:
+            request_id = uuid.uuid4().hex
+            given = request_id.encode("ascii")
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + self.body_timeout
         status = 500
         limit = self.max_body_bytes
-        too_large = Problem(
-            413,
-            "Payload Too Large",
-            f"The request body is larger than the limit of {limit} bytes; send fewer rows "
-            "per request.",
-        )
-        too_slow = Problem(
-            408,
-            "Request Timeout",
-            f"The request body did not arrive in full within {self.body_timeout:g} seconds; "
-            "send it again, all at once.",
-            headers={"Connection": "close"},
-        )
         responded = disconnected = body_complete = False
+        request_id_header = (_REQUEST_ID_NAME, given)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, responded
             if message["type"] == "http.response.start":
                 status, responded = message["status"], True
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                added = [
-                    (name.encode(), value.encode())
-                    for name, value in SECURITY_HEADERS.items()
-                    if name.encode() not in present
-                ]
-                message = {
-                    **message,
-                    "headers": [
-                        *message.get("headers", []),
-                        *added,
-                        (REQUEST_ID_HEADER.encode(), request_id.encode()),
-                    ],
-                }
+                headers = message.get("headers", [])
+                added = _SECURITY_HEADER_LINES
+                if any(name.lower() in _SECURITY_HEADER_NAMES for name, _ in headers):
+                    present = {name.lower() for name, _ in headers}
+                    added = [line for line in added if line[0] not in present]
+                message = {**message, "headers": [*headers, *added, request_id_header]}
             elif message["type"] == "http.response.body" and method == "HEAD":
                 message = {**message, "body": b""}
             await send(message)
@@ -133,27 +128,23 @@ class RequestContext:
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
-                raise too_slow from None
+                raise self._too_slow() from None
             if message["type"] == "http.disconnect":
                 disconnected = True
             elif message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise too_large
+                    raise self._too_large()
                 body_complete = not message.get("more_body", False)
             return message
-
-        async def guarded() -> None:
-            length = headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > limit:
-                raise too_large
-            await self.app(scope, limited_receive, send_with_headers)
 
         telemetry = self.telemetry
         if telemetry is not None:
             telemetry.in_flight.inc()
         try:
-            await guarded()
+            if length is not None and length.isdigit() and int(length) > limit:
+                self._refuse_too_large()
+            await self.app(scope, limited_receive, send_with_headers)
         except Problem as problem:
             await problem_response(Request(scope), problem)(scope, receive, send_with_headers)
         except Exception:
@@ -180,11 +171,32 @@ class RequestContext:
             if telemetry is not None:
                 telemetry.in_flight.dec()
                 telemetry.request_done(route_of(scope), method, status, seconds)
-            access_logger.info(
-                "method=%s path=%s status=%s duration_ms=%.1f request_id=%s",
-                method,
-                scope["path"],
-                status,
-                seconds * 1000,
-                request_id,
-            )
+            if access_logger.isEnabledFor(logging.INFO):  # no formatting when it is off
+                access_logger.info(
+                    "method=%s path=%s status=%s duration_ms=%.1f request_id=%s",
+                    method,
+                    scope["path"],
+                    status,
+                    seconds * 1000,
+                    request_id,
+                )
+
+    def _refuse_too_large(self) -> NoReturn:
+        raise self._too_large()
+
+    def _too_large(self) -> Problem:
+        return Problem(
+            413,
+            "Payload Too Large",
+            f"The request body is larger than the limit of {self.max_body_bytes} bytes; send "
+            "fewer rows per request.",
+        )
+
+    def _too_slow(self) -> Problem:
+        return Problem(
+            408,
+            "Request Timeout",
+            f"The request body did not arrive in full within {self.body_timeout:g} seconds; "
+            "send it again, all at once.",
+            headers={"Connection": "close"},
+        )

@@ -69,6 +69,8 @@ class Telemetry:
             )
         kept = {"registry": self.registry}
         self.version = ""
+        # The series of each (route, method, status) seen, looked up once each.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "census_http_requests",
             "HTTP requests answered, by route template, method and status.",
@@ -133,8 +135,16 @@ class Telemetry:
             ]
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route=route, method=method, status=str(status)).inc()
-        self.latency.labels(route=route).observe(seconds)
+        key = (route, method, status)
+        series = self._series.get(key)
+        if series is None:  # the labels are the app's own, so the cache stays small
+            series = self._series[key] = (
+                self.requests.labels(route=route, method=method, status=str(status)),
+                self.latency.labels(route=route),
+            )
+        count, latency = series
+        count.inc()
+        latency.observe(seconds)
 
     def scored(self, rows: int, positive: int, unknown: Mapping[str, int]) -> None:
         self.rows.inc(rows)

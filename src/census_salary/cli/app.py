@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from typer.core import TyperGroup
 
 import census_salary
 from census_salary.errors import CensusError, ExitCode
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from census_salary.bundle import Bundle
     from census_salary.config import Settings
     from census_salary.progress import Progress
@@ -39,6 +39,8 @@ class _CensusGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except CensusError as exc:
+            from rich.markup import escape
+
             # escape: the message may quote the user's values, such as "[/]"
             err_console().print(
                 f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
@@ -59,8 +61,18 @@ app = typer.Typer(
 )
 
 
+# rich is imported when something is printed, not with the app: `census serve` prints
+# nothing of its own, and starts ~35 ms sooner.
 def err_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True)
+
+
+def out_console() -> Console:
+    from rich.console import Console
+
+    return Console()
 
 
 def _version(value: bool) -> None:

@@ -7,9 +7,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from census_salary.cli.app import app, current_bundle, print_json, progress_bar, settings_of
+from census_salary.cli.app import (
+    app,
+    current_bundle,
+    out_console,
+    print_json,
+    progress_bar,
+    settings_of,
+)
 
 if TYPE_CHECKING:
     from census_salary.metrics import SliceReport
@@ -52,7 +58,7 @@ def evaluate(
     if as_json:
         print_json(metrics.model_dump(mode="json"))
     else:
-        Console().print(
+        out_console().print(
             metrics_table(metrics, title=f"Evaluation on {data or 'the held-out split'}")
         )
 
@@ -129,7 +135,7 @@ def _emit_slices(report: SliceReport, output_format: SliceFormat, output: Path |
     if output_format is SliceFormat.table and output is None:
         from census_salary.render import fairness_table, slice_table
 
-        console = Console()
+        console = out_console()
         console.print(slice_table(report))
         if report.fairness is not None and report.fairness.features:
             console.print(fairness_table(report.fairness))

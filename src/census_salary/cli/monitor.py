@@ -7,9 +7,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from census_salary.cli.app import app, current_bundle, print_json, progress_bar, settings_of
+from census_salary.cli.app import (
+    app,
+    current_bundle,
+    out_console,
+    print_json,
+    progress_bar,
+    settings_of,
+)
 from census_salary.cli.scoring import RowFormat
 
 
@@ -88,7 +94,7 @@ def monitor(
     else:
         from census_salary.render import drift_table, periods_table
 
-        console = Console()
+        console = out_console()
         console.print(drift_table(report, fail_over))
         if report.periods:
             console.print(periods_table(report, bundle.metadata.metrics))

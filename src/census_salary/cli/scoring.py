@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from census_salary.cli.app import app, current_bundle, err_console, progress_bar, settings_of
 
@@ -153,6 +152,8 @@ def predict(
 
 
 def _print_skipped(problems: Sequence[RowProblem | FileProblem]) -> None:
+    from rich.markup import escape
+
     for problem in problems:
         err_console().print(
             f"[yellow]Skipped[/] {escape(str(problem))}", highlight=False, soft_wrap=True

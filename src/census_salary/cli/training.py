@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from census_salary.cli.app import app, print_json, progress_bar, settings_of
+from census_salary.cli.app import app, out_console, print_json, progress_bar, settings_of
 
 
 @app.command()
@@ -25,7 +24,7 @@ def train(
     if as_json:
         print_json(result.metadata.model_dump(mode="json"))
     else:
-        Console().print(train_table(result))
+        out_console().print(train_table(result))
 
 
 @app.command()
@@ -46,7 +45,7 @@ def runs(
             ]
         )
     else:
-        Console().print(runs_table(history))
+        out_console().print(runs_table(history))
 
 
 @app.command()
@@ -64,4 +63,4 @@ def use(
     from census_salary.render import switch_text
     from census_salary.train import use_version
 
-    Console().print(switch_text(use_version(settings_of(ctx), version)), soft_wrap=True)
+    out_console().print(switch_text(use_version(settings_of(ctx), version)), soft_wrap=True)

@@ -128,8 +128,12 @@ def test_whole_number_spellings_are_accepted(client: TestClient, age: object) ->
 
 def test_big_batches_are_scored_like_small_ones(roomy: TestClient) -> None:
     rows = [{**EXAMPLE_ROW, "age": 17 + i % 70} for i in range(INLINE_ROWS + 10)]
-    one_by_one = [predict(roomy, [row])["probabilities"][0] for row in rows]
-    assert predict(roomy, rows)["probabilities"] == one_by_one
+    small = [
+        probability
+        for start in range(0, len(rows), 101)
+        for probability in predict(roomy, rows[start : start + 101])["probabilities"]
+    ]
+    assert predict(roomy, rows)["probabilities"] == small
 
 
 def test_server_keeps_serving_after_errors(client: TestClient) -> None:
@@ -320,4 +324,13 @@ def test_explain_of_a_model_without_covers_is_a_409(
 
 
 def test_explain_must_be_a_boolean(client: TestClient) -> None:
-    assert_problem(client.post("/predict?explain=maybe", json=[EXAMPLE_ROW]), 422)
+    body = assert_problem(client.post("/predict?explain=maybe", json=[EXAMPLE_ROW]), 422)
+    assert [error["field"] for error in body["errors"]] == ["query.explain"]
+
+
+@pytest.mark.parametrize(("given", "explained"), [("1", True), ("yes", True), ("false", False)])
+def test_explain_reads_the_spellings_of_a_boolean(
+    client: TestClient, given: str, explained: bool
+) -> None:
+    body = client.post(f"/predict?explain={given}", json=[EXAMPLE_ROW]).json()
+    assert ("contributions" in body) is explained
