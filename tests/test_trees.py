@@ -282,3 +282,19 @@ def test_log_odds_past_exp_s_range_fall_back_to_the_scalar_path() -> None:
     assert not tables._exp_cannot_overflow
     assert chain(1)._exp_cannot_overflow
     np.testing.assert_array_equal(tables.probabilities({"age": [30, 31]}), [0.0, trees._expit(5.5)])
+
+
+def test_a_few_rows_score_to_the_bit_as_many_do(small_bundle: Bundle) -> None:
+    tables = tables_of(small_bundle)
+    probes = _probe_rows(tables)
+    columns = {name: probes[name].to_numpy() for name in tables.columns}
+    together = tables.probabilities(columns)  # blocks of thousands: leaves added tree by tree
+    few = 5  # (a running sum down the trees, in one call)
+    apart = [
+        tables.probabilities(
+            {name: values[start : start + few] for name, values in columns.items()}
+        )
+        for start in range(0, len(probes), few)
+    ]
+    assert len(probes) > trees._ACCUMULATED_ROWS
+    np.testing.assert_array_equal(np.concatenate(apart), together)
