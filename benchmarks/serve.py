@@ -16,6 +16,8 @@ bare FastAPI app that decodes the same body"):
 
 `--baseline-env KEY=VALUE` also measures `census serve` with that environment, so a
 setting's cost is measured in the same run (`CENSUS_SERVE__METRICS=off`: no counting).
+`--rounds N` measures every server N times, in turn, and pools the runs: a change in the
+machine's load then meets them all alike (the RSS figures are the last round's).
 
 Latencies are medians over `--runs` runs of the sequential loop. Every request is sent
 with one `sendall` by the raw client in `_http.py`. All traffic goes to 127.0.0.1 and
@@ -173,8 +175,11 @@ def concurrent(port: int, request: bytes, clients: int, duration: float):
     return len(every) / elapsed, every, sum(errors)
 
 
-def measure(name: str, command: list[str], env: dict | None, port: int, args) -> Figures:
-    figures = Figures(name)
+def measure(
+    name: str, command: list[str], env: dict | None, port: int, args, figures: Figures | None = None
+) -> Figures:
+    """Measure one server; with `figures`, add this round's runs to those."""
+    figures = figures or Figures(name)
     one = Client.build("POST", "/predict", HOST, json.dumps({"inputs": [EXAMPLE_ROW]}).encode())
     many_body = json.dumps({"inputs": data_rows(args.rows)}).encode()
     many = Client.build("POST", "/predict", HOST, many_body)
@@ -260,6 +265,12 @@ def main() -> None:
         help="also measure census serve with this environment (repeat), to see what a "
         "setting costs in the same run: CENSUS_SERVE__METRICS=off counts nothing",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every server this many times, in turn; figures pool all rounds' runs",
+    )
     args = parser.parse_args()
     server_env = dict(item.split("=", 1) for item in args.server_env)
 
@@ -270,19 +281,23 @@ def main() -> None:
     port = free_port()
     if server_env:
         print(f"  our server's extra environment: {server_env}")
-    ours = measure("census serve", serve_command(port), server_env, port, args)
-    floor = None
-    if not args.no_floor:
-        with tempfile.TemporaryDirectory() as tmp:
-            port = free_port()
-            command, env = floor_server(Path(tmp), port)
-            floor = measure("floor", command, env, port, args)
-
-    baseline = None
-    if args.baseline_env:
+    ours = floor = baseline = None
+    baseline_env = {**server_env, **dict(item.split("=", 1) for item in args.baseline_env)}
+    # Round by round, each server in turn, so a change in the machine's load meets them all.
+    for round_ in range(args.rounds):
+        if args.rounds > 1:
+            print(f"  round {round_ + 1} of {args.rounds}", flush=True)
         port = free_port()
-        baseline_env = {**server_env, **dict(item.split("=", 1) for item in args.baseline_env)}
-        baseline = measure("baseline", serve_command(port), baseline_env, port, args)
+        ours = measure("census serve", serve_command(port), server_env, port, args, ours)
+        if not args.no_floor:
+            with tempfile.TemporaryDirectory() as tmp:
+                port = free_port()
+                command, env = floor_server(Path(tmp), port)
+                floor = measure("floor", command, env, port, args, floor)
+        if args.baseline_env:
+            port = free_port()
+            baseline = measure("baseline", serve_command(port), baseline_env, port, args, baseline)
+    assert ours is not None
 
     def ratio(a: float, b: float | None) -> str:
         return f"{a / b:.2f}x" if b else "-"
@@ -341,6 +356,7 @@ def main() -> None:
     print(
         "census serve vs a bare FastAPI floor"
         + (f" and census serve with {' '.join(args.baseline_env)}" if baseline else "")
+        + (f"; {args.rounds} rounds, each server in turn" if args.rounds > 1 else "")
         + f"; sequential: median of {args.runs} runs x {args.requests}; load: "
         f"{args.throughput_runs} x {args.duration:g} s; batch: median of {args.batch_runs}; "
         f"launch: median of {args.launches}; load average after: {os.getloadavg()[0]:.2f}"
