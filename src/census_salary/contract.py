@@ -368,6 +368,9 @@ def check_columns(columns: Columns, first_row: int = 1) -> CheckedColumns:
 
 
 _FEW_ROWS = 16  # up to this many rows, values are parsed one by one: less work than numpy's
+_IDENTITY = tuple(np.arange(n) for n in range(_FEW_ROWS + 1))  # row i takes value i
+for _codes in _IDENTITY:
+    _codes.flags.writeable = False
 
 
 def _parse_column(
@@ -402,17 +405,24 @@ def _parse_column(
                 column = None
     elif types == {str}:
         column = DistinctColumn.of(raw)
-    if column is None:  # a few rows, or values of several types: one by one
-        column = DistinctColumn(list(raw), np.arange(n_rows))
-    values = [parse_value(value, spec.name) for value in column.values]
+    # Each value (or each distinct one) parsed; `codes`, if any, hands them to the rows.
+    codes = None if column is None else column.codes
+    values = [parse_value(value, spec.name) for value in (raw if column is None else column.values)]
     refused = [i for i, value in enumerate(values) if value is INVALID]
-    invalid = np.isin(column.codes, refused) if refused else None
+    invalid = None
+    if refused and codes is None:
+        invalid = np.zeros(n_rows, dtype=bool)
+        invalid[refused] = True
+    elif refused:
+        invalid = np.isin(codes, refused)
     if spec.kind == "number":
         numbers = np.array([math.nan if v is INVALID else v for v in values], dtype=np.float64)
-        return numbers[column.codes], invalid
-    if len(values) > _FEW_ROWS and len(values) == n_rows:  # parsed one by one: by value now
+        return (numbers if codes is None else numbers[codes]), invalid
+    if codes is not None:
+        return DistinctColumn(values, codes), invalid
+    if n_rows > _FEW_ROWS:  # parsed one by one: by their distinct values now
         return DistinctColumn.of(values), invalid
-    return DistinctColumn(values, column.codes), invalid
+    return DistinctColumn(values, _IDENTITY[n_rows]), invalid
 
 
 def columns_of_frame(frame: Any) -> dict[str, Any]:
