@@ -381,6 +381,15 @@ class _LeafMasks:
         # where tree t's leaves start in `flat_values`, less one: see `values`
         self.first_leaf = np.arange(n_trees)[:, None] * width - 1
         self.joints = _joint_tables(survivors)
+        # For a few rows, every joint table in one array, and each row's index into it
+        # as one product: (row, column) bins @ `radix` + `starts` (see `values`).
+        self.stacked = np.concatenate([table for _, _, table in self.joints]) if survivors else None
+        self.radix = np.zeros((len(survivors), len(self.joints)), dtype=np.intp)
+        for g, (columns, sizes, _) in enumerate(self.joints):
+            for k, column in enumerate(columns):
+                self.radix[column, g] = math.prod(sizes[k + 1 :])
+        sizes_of = [len(table) for _, _, table in self.joints]
+        self.starts = np.cumsum([0, *sizes_of[:-1]]).astype(np.intp)
 
     @classmethod
     def of(cls, tables: TreeTables, levels: list[np.ndarray]) -> _LeafMasks:
@@ -425,12 +434,18 @@ class _LeafMasks:
     def values(self, bins: np.ndarray) -> np.ndarray:
         """(tree, row) -> the value of the leaf each row of `bins` reaches in each tree."""
         # mode="clip" skips the bounds check (3x faster); bins are in range by design.
-        (columns, sizes, table), *others = self.joints
-        alive = np.take(table, _joint_index(bins, columns, sizes), axis=0, mode="clip")
-        ruled_in = np.empty_like(alive)
-        for columns, sizes, table in others:
-            index = _joint_index(bins, columns, sizes)
-            alive &= np.take(table, index, axis=0, out=ruled_in, mode="clip")
+        if len(bins) <= _FEW_ROWS and self.stacked is not None:  # a few calls, not dozens
+            index = bins @ self.radix + self.starts  # (row, joint table)
+            tables = np.take(self.stacked, index, axis=0, mode="clip")
+            alive = np.bitwise_and.reduce(tables, axis=1)  # (row, tree, word)
+            ruled_in = np.empty_like(alive)
+        else:
+            (columns, sizes, table), *others = self.joints
+            alive = np.take(table, _joint_index(bins, columns, sizes), axis=0, mode="clip")
+            ruled_in = np.empty_like(alive)
+            for columns, sizes, table in others:
+                index = _joint_index(bins, columns, sizes)
+                alive &= np.take(table, index, axis=0, out=ruled_in, mode="clip")
         if alive.shape[-1] == 1:  # one word per tree: the lowest set bit's position is
             bits = alive[..., 0]  # the count of ones in x ^ (x - 1), less one
             below = np.subtract(bits, bits.dtype.type(1), out=ruled_in[..., 0])
