@@ -240,10 +240,10 @@ class DistinctColumn:
     def joined(cls, parts: Sequence[DistinctColumn]) -> DistinctColumn:
         """The parts' rows one after another (at least one part; a few numpy calls,
         however many parts)."""
-        sizes = [len(part.values) for part in parts]
-        starts = np.cumsum([0, *sizes[:-1]])
-        shift = np.repeat(starts, [len(part) for part in parts])
-        codes = np.concatenate([part.codes for part in parts]) + shift
+        every_codes = [part.codes for part in parts]
+        starts = np.cumsum([0, *[len(part.values) for part in parts[:-1]]])
+        shift = np.repeat(starts, [len(codes) for codes in every_codes])
+        codes = np.concatenate(every_codes) + shift
         values = list(itertools.chain.from_iterable(part.values for part in parts))
         return cls(values, codes.astype(np.intp, copy=False))
 
@@ -277,12 +277,10 @@ class ColumnTable(Mapping[str, np.ndarray]):
     def joined(cls, tables: Sequence[Columns]) -> ColumnTable:
         """The tables' rows one after another, column by column (the first's columns)."""
 
-        def kept(table: Columns, name: str) -> np.ndarray | DistinctColumn:
-            return table.kept(name) if isinstance(table, ColumnTable) else table[name]
-
+        kept = [t._columns if isinstance(t, ColumnTable) else t for t in tables]
         columns: dict[str, np.ndarray | DistinctColumn] = {}
         for name in tables[0] if tables else ():
-            parts = [kept(table, name) for table in tables]
+            parts = [table[name] for table in kept]
             if any(isinstance(part, DistinctColumn) for part in parts):
                 columns[name] = DistinctColumn.joined(
                     [p if isinstance(p, DistinctColumn) else DistinctColumn.of(p) for p in parts]
