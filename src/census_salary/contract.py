@@ -273,6 +273,13 @@ class ColumnTable(Mapping[str, np.ndarray]):
     def kept(self, name: str) -> np.ndarray | DistinctColumn:
         return self._columns[name]
 
+    def values(self, name: str) -> list[Any]:
+        """Column `name` row by row as Python values (floats, str or None)."""
+        column = self._columns[name]
+        if isinstance(column, DistinctColumn):
+            return list(map(column.values.__getitem__, column.codes.tolist()))
+        return column.tolist()
+
     @classmethod
     def joined(cls, tables: Sequence[Columns]) -> ColumnTable:
         """The tables' rows one after another, column by column (the first's columns)."""

@@ -159,9 +159,11 @@ def test_rows_of_many_requests_are_counted_as_each_alone(
         [EXAMPLE_ROW],
         [{**EXAMPLE_ROW, "age": 70, "race": "Martian"}] * 20,
         [{**EXAMPLE_ROW, "workclass": None, "sex": "Female"}, EXAMPLE_ROW],
+        [{**EXAMPLE_ROW, "age": -1}, {**EXAMPLE_ROW, "education": "Masters"}],  # one refused
     ]
     for rows in requests:
-        counting.count_drift(check_records(rows).columns, len(rows))
+        checked = check_records(rows)
+        counting.count_drift(checked.columns, len(checked))
     counting.flush_drift()
     profile = small_bundle.profile
     assert profile is not None
