@@ -272,5 +272,5 @@ def test_joined_tables_hold_their_rows_in_order() -> None:
 def test_a_tables_values_are_its_rows_as_python_values() -> None:
     rows = [{**EXAMPLE_ROW, "age": -1}, {**EXAMPLE_ROW, "race": "?", "age": 50}, EXAMPLE_ROW]
     table = check_records(rows).columns  # the refused first row is not among them
-    assert table.values("race") == [None, EXAMPLE_ROW["race"]]
-    assert table.values("age") == [50.0, float(EXAMPLE_ROW["age"])]
+    assert table.row_values("race") == [None, EXAMPLE_ROW["race"]]
+    assert table.row_values("age") == [50.0, float(EXAMPLE_ROW["age"])]

@@ -273,7 +273,7 @@ class ColumnTable(Mapping[str, np.ndarray]):
     def kept(self, name: str) -> np.ndarray | DistinctColumn:
         return self._columns[name]
 
-    def values(self, name: str) -> list[Any]:
+    def row_values(self, name: str) -> list[Any]:
         """Column `name` row by row as Python values (floats, str or None)."""
         column = self._columns[name]
         if isinstance(column, DistinctColumn):

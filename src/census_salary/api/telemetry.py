@@ -174,7 +174,7 @@ class Telemetry:
         with self._lock:
             if rows <= DRIFT_LOOSE_ROWS:
                 for name, values in self._loose.items():
-                    values.extend(columns.values(name))
+                    values.extend(columns.row_values(name))
             else:
                 self._waiting.append(columns)
             self._waiting_rows += rows
