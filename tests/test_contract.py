@@ -14,6 +14,7 @@ from census_salary.contract import (
     ColumnTable,
     DistinctColumn,
     canonical_name,
+    canonical_records,
     check_columns,
     check_records,
     columns_of_frame,
@@ -274,3 +275,13 @@ def test_a_tables_values_are_its_rows_as_python_values() -> None:
     table = check_records(rows).columns  # the refused first row is not among them
     assert table.row_values("race") == [None, EXAMPLE_ROW["race"]]
     assert table.row_values("age") == [50.0, float(EXAMPLE_ROW["age"])]
+
+
+def test_rows_spelled_alike_give_the_records_rows_spelled_differently_give() -> None:
+    alike = [{**EXAMPLE_ROW, "id": i} for i in range(3)]  # the published, hyphenated names
+    mixed = [*alike[:2], {canonical_name(k): v for k, v in alike[2].items()}]
+    records, columns = canonical_records(alike, [1, 2, 3])
+    one_by_one, same_columns = canonical_records(mixed, [1, 2, 3])
+    assert records == one_by_one
+    assert list(records[0]) == [canonical_name(k) for k in alike[0]]
+    assert {k: list(v) for k, v in columns.items()} == {k: list(v) for k, v in same_columns.items()}

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from census_salary.contract import ABSENT, COLUMNS, Columns, DistinctColumn, as_record
+from census_salary.contract import Columns, DistinctColumn, canonical_records, decode_json
 from census_salary.errors import InputError
 
 if TYPE_CHECKING:
@@ -178,29 +178,26 @@ class ByteStream(io.RawIOBase):
 
 
 def _json_chunks(stream: IO[str], fmt: InputFormat, chunk_size: int) -> Iterator[RowChunk]:
-    records = _iter_jsonl(stream) if fmt == "jsonl" else _iter_json_array(stream)
-    while batch := list(itertools.islice(records, chunk_size)):
-        yield _record_chunk(batch)
+    """JSON rows: checked as the Python values they are, written back as given (census
+    fields under their canonical names)."""
+    numbered = _iter_jsonl(stream) if fmt == "jsonl" else _iter_json_array(stream)
+    while batch := list(itertools.islice(numbered, chunk_size)):
+        numbers, values = zip(*batch, strict=True)
+        yield RowChunk(*canonical_records(values, numbers))
 
 
-def _record_chunk(records: list[dict[str, Any]]) -> RowChunk:
-    """JSON rows: checked as the Python values they are, written back as given."""
-    columns = {name: [record[name] for record in records] for name in COLUMNS}
-    present = [{k: v for k, v in record.items() if v is not ABSENT} for record in records]
-    return RowChunk(present, columns)
-
-
-def _iter_jsonl(stream: IO[str]) -> Iterator[dict[str, Any]]:
+def _iter_jsonl(stream: IO[str]) -> Iterator[tuple[int, Any]]:
+    """Each line's number (for messages) and value; blank lines skipped."""
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            value = decode_json(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"Line {number} is not valid JSON: {exc.msg}.") from None
         except (ValueError, RecursionError) as exc:  # nesting or number beyond Python's limits
             raise InputError(f"Line {number} cannot be read as JSON rows: {exc}.") from None
-        yield as_record(record, number)
+        yield number, value
 
 
 class _JsonArrayReader:
@@ -285,7 +282,8 @@ class _JsonArrayReader:
             return
 
 
-def _iter_json_array(stream: IO[str]) -> Iterator[dict[str, Any]]:
+def _iter_json_array(stream: IO[str]) -> Iterator[tuple[int, Any]]:
+    """Each row's number (for messages) and value."""
     reader = _JsonArrayReader(stream)
     wrapped = reader.next_char() == "{"
     if wrapped:
@@ -296,8 +294,7 @@ def _iter_json_array(stream: IO[str]) -> Iterator[dict[str, Any]]:
                 f'Invalid JSON input: expected {{"inputs": [...]}}, found key {key!r}.'
             )
         reader.expect(":", "':' after \"inputs\"")
-    for number, element in enumerate(reader.elements(), start=1):
-        yield as_record(element, number)
+    yield from enumerate(reader.elements(), start=1)
     if wrapped:
         reader.expect("}", 'the end of {"inputs": [...]} (no other keys are accepted)')
     if reader.next_char():
