@@ -7,7 +7,6 @@ the model for nothing: only the worker processes build the app.
 from __future__ import annotations
 
 import errno
-import gc
 import logging
 import os
 import signal
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from census_salary.api.telemetry import MULTIPROCESS_DIR
+from census_salary.collector import settle
 from census_salary.config import Settings, load_settings
 from census_salary.errors import CensusError, ConfigError, ListenError
 from census_salary.logs import configure_logging
@@ -30,19 +30,6 @@ if TYPE_CHECKING:
 WORKER_FACTORY = "census_salary.server:create_app_from_environment"
 # What uvicorn exits with when the server did not start (it would read as "no model", 3).
 UVICORN_STARTUP_FAILURE = 3
-# Objects allocated, less those freed, before the collector looks at the youngest ones
-# (Python's default is 700): a 1,000-row request makes ~15,000 that all die with it.
-YOUNG_GENERATION_THRESHOLD = 10_000
-
-
-def settle() -> None:
-    """Once the app and model are loaded: move every object there is out of the garbage
-    collector's view for good (`gc.freeze`: a full collection no longer walks the ~65,000
-    objects of the app, a ~45 ms pause) and let the young generation grow larger. No
-    collection first: it would delay the first request ~35 ms to free ~40 objects."""
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, old)
 
 
 def create_app_from_environment() -> FastAPI:

@@ -41,7 +41,7 @@ def create_app(
     """The API over the bundle in settings' artifacts folder (or the `bundle` given).
 
     `on_started` is called once the lifespan has loaded the model, before the first
-    request: the server process tunes its garbage collector there (`server.settle`).
+    request: the server process tunes its garbage collector there (`collector.settle`).
     """
 
     @asynccontextmanager

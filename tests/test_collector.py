@@ -1,4 +1,4 @@
-"""The server process's edge: what it does to the process once the app is loaded."""
+"""The garbage collector's settings for processes that score many rows."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from census_salary.server import YOUNG_GENERATION_THRESHOLD, settle
+from census_salary.collector import YOUNG_GENERATION_THRESHOLD, settle, settled
 
 
 @pytest.fixture
@@ -25,3 +25,13 @@ def test_settle_freezes_what_exists_and_lets_the_young_generation_grow() -> None
     settle()
     assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, *before[1:])
+
+
+@pytest.mark.usefixtures("collector")
+def test_settled_puts_the_collector_back_as_it_was() -> None:
+    gc.set_threshold(123, 4, 5)
+    with settled():
+        assert gc.get_threshold()[0] == YOUNG_GENERATION_THRESHOLD
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == (123, 4, 5)
+    assert gc.get_freeze_count() == 0
