@@ -285,3 +285,13 @@ def test_rows_spelled_alike_give_the_records_rows_spelled_differently_give() -> 
     assert records == one_by_one
     assert list(records[0]) == [canonical_name(k) for k in alike[0]]
     assert {k: list(v) for k, v in columns.items()} == {k: list(v) for k, v in same_columns.items()}
+
+
+def test_one_column_of_a_table_takes_its_rows_from_elsewhere() -> None:
+    rows = [
+        {**EXAMPLE_ROW, "age": 20, "race": "White"},
+        {**EXAMPLE_ROW, "age": 30, "race": "Black"},
+    ]
+    swapped = check_records(rows).columns.with_rows_of("race", np.array([1, 0]))
+    assert swapped["race"].tolist() == ["Black", "White"]
+    assert swapped["age"].tolist() == [20.0, 30.0]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from census_salary.contract import CATEGORICAL, COLUMNS, NUMERICAL
+from census_salary.contract import CATEGORICAL, COLUMNS, NUMERICAL, ColumnTable, DistinctColumn
 from census_salary.errors import InputError
 from census_salary.importance import permutation_importance
 
@@ -118,3 +118,17 @@ def test_labels_and_rows_must_match() -> None:
     columns = toy_columns()
     with pytest.raises(InputError, match="one value for each"):
         permutation_importance(age_only, columns, labels(columns)[:-1], 0.5)
+
+
+def test_checked_columns_kept_by_distinct_values_give_the_report_plain_columns_give() -> None:
+    columns = toy_columns()
+    kept = ColumnTable({**columns, "race": DistinctColumn.of(columns["race"])})
+
+    def by_race(scored: Mapping[str, Any]) -> np.ndarray:  # reads a category
+        return age_only(scored) * np.where(np.asarray(scored["race"]) == "a", 1.0, 0.5)
+
+    y = labels(columns)
+    plain = permutation_importance(by_race, columns, y, 0.5, features=["race", "age"])
+    assert permutation_importance(by_race, kept, y, 0.5, features=["race", "age"]) == plain
+    race = next(column for column in plain.columns if column.feature == "race")
+    assert race.roc_auc_drop_std > 0  # shuffling race moves this model's scores

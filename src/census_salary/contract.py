@@ -298,13 +298,17 @@ class ColumnTable(Mapping[str, np.ndarray]):
         return cls(columns)
 
     def rows(self, index: slice | np.ndarray) -> ColumnTable:
-        """Some of the rows (a slice or a boolean mask), every column alike."""
-        return ColumnTable(
-            {
-                name: column[index] if isinstance(column, np.ndarray) else column.rows(index)
-                for name, column in self._columns.items()
-            }
-        )
+        """Some of the rows (a slice, a boolean mask or row numbers), every column alike."""
+        return ColumnTable({name: _take(column, index) for name, column in self._columns.items()})
+
+    def with_rows_of(self, name: str, index: np.ndarray) -> ColumnTable:
+        """The table with column `name`'s values taken at `index` (a column shuffled, say),
+        the other columns as they are."""
+        return ColumnTable({**self._columns, name: _take(self._columns[name], index)})
+
+
+def _take(column: np.ndarray | DistinctColumn, index: slice | np.ndarray) -> Any:
+    return column[index] if isinstance(column, np.ndarray) else column.rows(index)
 
 
 def row_count(columns: Columns) -> int:

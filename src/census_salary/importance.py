@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from census_salary.contract import COLUMNS
+from census_salary.contract import COLUMNS, ColumnTable
 from census_salary.errors import InputError
 from census_salary.metrics import confusion, rate
 
@@ -97,8 +97,11 @@ def permutation_importance(
         raise InputError(f"seed must be a whole number of 0 or more, not {seed}.")
     y = np.asarray(y_true).astype(bool)
     rows = len(y)
-    data = {name: np.asarray(columns[name]) for name in COLUMNS if name in columns}
-    if any(len(values) != rows for values in data.values()):
+    # Categories as the check keeps them (`DistinctColumn`): a shuffle moves their codes,
+    # and every score looks up each distinct value once, not each row.
+    kept = columns.kept if isinstance(columns, ColumnTable) else lambda n: np.asarray(columns[n])
+    data = ColumnTable({name: kept(name) for name in COLUMNS if name in columns})
+    if any(len(data.kept(name)) != rows for name in data):
         raise InputError(f"Every column must hold one value for each of the {rows} labels.")
     if not 0 < int(y.sum()) < rows:
         raise InputError(
@@ -116,8 +119,7 @@ def permutation_importance(
         rng = np.random.default_rng([seed, COLUMNS.index(name)])
         drops = np.empty((repeats, 2))
         for i in range(repeats):
-            shuffled = {**data, name: data[name][rng.permutation(rows)]}
-            auc, f1 = score(shuffled)
+            auc, f1 = score(data.with_rows_of(name, rng.permutation(rows)))
             drops[i] = (base_auc - auc, base_f1 - f1)
         mean, std = drops.mean(axis=0), drops.std(axis=0)
         results.append(
