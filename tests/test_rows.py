@@ -286,3 +286,18 @@ def test_a_json_line_that_is_not_an_object_is_named_by_its_line() -> None:
     text = json.dumps(EXAMPLE_ROW) + "\n\n[1, 2]\n"
     with pytest.raises(InputError, match=r"^Row 3 is list; expected an object"):
         rows_of(text, chunk_size=10)
+
+
+@pytest.mark.parametrize(
+    ("shape", "where"), [("jsonl", "^Line 2 cannot"), ("json", "^The JSON input .* in row 2:")]
+)
+def test_half_a_surrogate_pair_is_refused_naming_the_row_and_field(shape: str, where: str) -> None:
+    rows = [json.dumps(EXAMPLE_ROW), json.dumps({**EXAMPLE_ROW, "note": "NOTE"})]
+    text = "\n".join(rows) if shape == "jsonl" else f"[{','.join(rows)}]"
+    with pytest.raises(InputError, match=f"{where}.*field note holds half of a UTF-16"):
+        rows_of(text.replace("NOTE", "\\ud800"))
+
+
+def test_a_whole_surrogate_pair_is_read_as_its_character() -> None:
+    text = json.dumps({**EXAMPLE_ROW, "note": "NOTE"}).replace("NOTE", "\\ud83d\\ude00")
+    assert [row["note"] for row in rows_of(text + "\n")] == ["\U0001f600"]

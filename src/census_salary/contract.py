@@ -496,11 +496,54 @@ def as_record(value: Any, row: int) -> dict[str, Any]:
 def decode_json(text: bytes | str) -> Any:
     """A JSON document: orjson (2x faster on a batch), the standard library where orjson
     refuses (`NaN`, integers beyond 64 bits), so what is accepted and the message of a
-    syntax error are the standard library's."""
+    syntax error are the standard library's; text that is not Unicode is refused
+    (`refuse_half_surrogates`) as orjson refuses it."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
-        return json.loads(text)
+        return refuse_half_surrogates(json.loads(text), text)
+
+
+# JSON may escape one half of a UTF-16 surrogate pair alone (`"\ud800"`): Python reads it
+# into a str that no UTF-8 file or response can hold, so writing it out would fail.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def refuse_half_surrogates(value: Any, text: bytes | str) -> Any:
+    """`value`, decoded by the standard library from `text`, or a ValueError when a string
+    in it holds half a surrogate pair (looked for only where `text` escapes one)."""
+    escape = _SURROGATE_ESCAPE if isinstance(text, str) else _SURROGATE_ESCAPE_BYTES
+    where = _half_surrogate_at(value) if escape.search(text) else None  # type: ignore[arg-type]
+    if where is not None:
+        raise ValueError(
+            f"{where} holds half of a UTF-16 surrogate pair (an escape from \\ud800 to "
+            "\\udfff without its other half), which is not text; fix or remove it"
+        )
+    return value
+
+
+def _half_surrogate_at(value: Any, path: str = "") -> str | None:
+    """Where in `value` a string holds half a surrogate pair (`field note`, `field
+    inputs[3].note`, `a key of inputs[3]`, `the value`); None when nowhere."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return f"field {path}" if path else "the value"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if _half_surrogate_at(key) is not None:
+                return f"a key of {path}" if path else "a key"
+            found = _half_surrogate_at(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _half_surrogate_at(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def check_records(records: Sequence[Any], first_row: int = 1) -> CheckedColumns:

@@ -22,7 +22,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from census_salary.contract import Columns, DistinctColumn, canonical_records, decode_json
+from census_salary.contract import (
+    Columns,
+    DistinctColumn,
+    canonical_records,
+    decode_json,
+    refuse_half_surrogates,
+)
 from census_salary.errors import InputError
 
 if TYPE_CHECKING:
@@ -265,6 +271,10 @@ class _JsonArrayReader:
             # A value that ends the buffer (a number, say) may go on in the next block.
             if end == len(self._buffer) and self._fill():
                 continue
+            try:
+                refuse_half_surrogates(value, self._buffer[self._pos : end])
+            except ValueError as exc:
+                raise InputError(f"The JSON input cannot be read as rows{where}: {exc}.") from None
             self._pos = end
             return value
 

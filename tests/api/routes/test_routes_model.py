@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -178,6 +179,13 @@ def test_server_keeps_serving_after_errors(client: TestClient) -> None:
 def test_malformed_bodies_are_4xx_problems(client: TestClient, body: bytes, status: int) -> None:
     response = client.post("/predict", content=body, headers={"content-type": "application/json"})
     assert_problem(response, status)
+
+
+def test_half_a_surrogate_pair_is_a_400_naming_where(client: TestClient) -> None:
+    text = json.dumps({"inputs": [EXAMPLE_ROW, {**EXAMPLE_ROW, "race": "RACE"}]})
+    body = text.replace("RACE", "\\udc00").encode()  # a lone low surrogate, escaped
+    detail = assert_problem(client.post("/predict", content=body), 400)["detail"]
+    assert "inputs[1].race holds half of a UTF-16 surrogate pair" in detail
 
 
 @pytest.mark.parametrize("row", [1, "a row", None, [EXAMPLE_ROW], True])
