@@ -516,6 +516,7 @@ def refuse_half_surrogates(value: Any, text: bytes | str) -> Any:
     escape = _SURROGATE_ESCAPE if isinstance(text, str) else _SURROGATE_ESCAPE_BYTES
     where = _half_surrogate_at(value) if escape.search(text) else None  # type: ignore[arg-type]
     if where is not None:
+        where = where if len(where) <= 80 else f"{where[:77]}..."  # a deeply nested one
         raise ValueError(
             f"{where} holds half of a UTF-16 surrogate pair (an escape from \\ud800 to "
             "\\udfff without its other half), which is not text; fix or remove it"

@@ -273,7 +273,7 @@ class _JsonArrayReader:
                 continue
             try:
                 refuse_half_surrogates(value, self._buffer[self._pos : end])
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise InputError(f"The JSON input cannot be read as rows{where}: {exc}.") from None
             self._pos = end
             return value
