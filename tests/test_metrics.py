@@ -4,7 +4,7 @@ import pytest
 
 from census_salary.config import FairnessSettings, SliceSettings
 from census_salary.errors import InputError
-from census_salary.metrics import INTERVALS, SliceReport, evaluate, slice_metrics
+from census_salary.metrics import INTERVALS, SliceReport, evaluate, roc_auc, slice_metrics
 
 
 def test_evaluate_counts_the_confusion_matrix() -> None:
@@ -20,6 +20,20 @@ def test_undefined_rates_are_none_not_zero() -> None:
     assert m.precision is None
     assert m.recall is None
     assert m.roc_auc is None
+
+
+@pytest.mark.parametrize("rows", [2, 7, 600, 6508])
+def test_roc_auc_is_scikit_learn_s_with_ties(rows: int) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(rows)
+    y = np.r_[0, 1, rng.integers(0, 2, rows - 2)]
+    p = np.round(rng.random(rows), 2)  # many ties, some across the classes
+    assert roc_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+
+
+def test_roc_auc_of_one_class_is_none() -> None:
+    assert roc_auc(np.array([1, 1, 1]), np.array([0.2, 0.5, 0.9])) is None
 
 
 def frame() -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

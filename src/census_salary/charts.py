@@ -16,7 +16,7 @@ import numpy as np
 
 from census_salary.contract import NEGATIVE, POSITIVE
 from census_salary.importance import ImportanceReport
-from census_salary.metrics import Metrics, confusion, rate
+from census_salary.metrics import Metrics, confusion, counts_above, rate, roc_auc
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -34,17 +34,6 @@ _CHANCE = "0.55"
 
 
 # --- curves, computed with numpy ------------------------------------------------------
-
-
-def _counts_above(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """At each distinct probability, from the highest down, the true and the false
-    positives among the rows scored at least that: the points of both curves."""
-    order = np.argsort(-p, kind="stable")
-    p_sorted, y_sorted = p[order], y[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(p_sorted)), len(p_sorted) - 1]
-    true_positives = np.cumsum(y_sorted)[last_of_tie]
-    false_positives = (last_of_tie + 1) - true_positives
-    return true_positives, false_positives
 
 
 def _rates_at(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[float, float, float]:
@@ -98,10 +87,10 @@ def png_of(figure: Figure) -> bytes:
 
 
 def roc(y: np.ndarray, p: np.ndarray, threshold: float) -> Figure:
-    tp, fp = _counts_above(y, p)
+    tp, fp = counts_above(y, p)
     tpr = np.r_[0.0, tp / tp[-1]]
     fpr = np.r_[0.0, fp / fp[-1]]
-    auc = float(np.trapezoid(tpr, fpr))
+    auc = roc_auc(y, p)
     at_fpr, at_recall, _ = _rates_at(y, p, threshold)
     figure, ax = _new()
     ax.plot(fpr, tpr, color=_MODEL, label=f"model (ROC AUC {auc:.3f})")
@@ -125,7 +114,7 @@ def roc(y: np.ndarray, p: np.ndarray, threshold: float) -> Figure:
 
 
 def precision_recall(y: np.ndarray, p: np.ndarray, threshold: float) -> Figure:
-    tp, fp = _counts_above(y, p)
+    tp, fp = counts_above(y, p)
     precision = tp / (tp + fp)
     recall = tp / tp[-1]
     average_precision = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))

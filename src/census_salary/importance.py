@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from census_salary.contract import COLUMNS, ColumnTable
 from census_salary.errors import InputError
-from census_salary.metrics import confusion, rate
+from census_salary.metrics import confusion, rate, roc_auc
 
 ProbabilityFunction = Callable[[Mapping[str, Any]], np.ndarray]
 
@@ -81,8 +81,6 @@ def permutation_importance(
     rows as checked columns (`contract.check_columns(...).columns`); `y_true` their 0/1
     labels, with both classes present.
     """
-    from sklearn.metrics import roc_auc_score
-
     chosen = list(COLUMNS if features is None else features)
     unknown = [name for name in chosen if name not in COLUMNS]
     absent = [name for name in chosen if name in COLUMNS and name not in columns]
@@ -111,7 +109,9 @@ def permutation_importance(
 
     def score(scored: Mapping[str, Any]) -> tuple[float, float]:
         p = np.asarray(probabilities(scored), dtype=float)
-        return float(roc_auc_score(y, p)), _f1(y, p >= threshold)
+        auc = roc_auc(y, p)
+        assert auc is not None  # rows of both classes, checked above
+        return auc, _f1(y, p >= threshold)
 
     base_auc, base_f1 = score(data)
     results: list[ColumnImportance] = []

@@ -72,9 +72,33 @@ def rate(c: ConfusionMatrix, name: RateName) -> float | None:
     return _ratio(*RATES[name](c))
 
 
+def counts_above(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At each distinct probability, from the highest down, the true and the false
+    positives among the rows scored at least that: the points of the ROC and the
+    precision-recall curves (boolean labels `y`)."""
+    order = np.argsort(-p, kind="stable")
+    p_sorted, y_sorted = p[order], y[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(p_sorted)), len(p_sorted) - 1]
+    true_positives = np.cumsum(y_sorted)[last_of_tie]
+    false_positives = (last_of_tie + 1) - true_positives
+    return true_positives, false_positives
+
+
+def roc_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
+    """The area under the ROC curve, tied probabilities joined by a straight segment (as
+    scikit-learn's `roc_auc_score`, to the last digits; a tenth of its time on a few
+    thousand rows, which permutation importance pays ~70 times); None without both
+    classes."""
+    y = np.asarray(y_true).astype(bool)
+    if not 0 < int(y.sum()) < len(y):
+        return None
+    tp, fp = counts_above(y, np.asarray(probabilities, dtype=float))
+    return float(np.trapezoid(np.r_[0.0, tp / tp[-1]], np.r_[0.0, fp / fp[-1]]))
+
+
 def evaluate(y_true: np.ndarray, probabilities: np.ndarray, threshold: float) -> Metrics:
     """Metrics of probabilities against 0/1 labels at a decision threshold."""
-    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+    from sklearn.metrics import average_precision_score, brier_score_loss
 
     y = np.asarray(y_true).astype(bool)
     p = np.asarray(probabilities, dtype=float)
@@ -87,7 +111,7 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, threshold: float) ->
         precision=rate(c, "precision"),
         recall=rate(c, "recall"),
         f1=rate(c, "f1"),
-        roc_auc=float(roc_auc_score(y, p)) if both_classes else None,
+        roc_auc=roc_auc(y, p),
         pr_auc=float(average_precision_score(y, p)) if both_classes else None,
         brier=float(brier_score_loss(y, p)) if len(y) else math.nan,
         positive_rate=float(y.mean()) if len(y) else math.nan,

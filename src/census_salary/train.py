@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
@@ -39,7 +38,7 @@ from census_salary.download import ensure_census
 from census_salary.drift import PROFILE_FILE, build_profile
 from census_salary.errors import InputError
 from census_salary.metadata import BundleMetadata, DataInfo, FeatureSchema, SelfTest
-from census_salary.metrics import SliceReport, evaluate, slice_metrics
+from census_salary.metrics import SliceReport, evaluate, roc_auc, slice_metrics
 from census_salary.model import (
     build_pipeline,
     check_model_settings,
@@ -248,7 +247,10 @@ def _search(
 
     def scorer(estimator: Pipeline, x: pd.DataFrame, y: pd.Series) -> float:
         progress.advance()  # called once per fitted candidate and fold
-        return float(roc_auc_score(y, estimator.predict_proba(x)[:, 1]))
+        auc = roc_auc(y.to_numpy(), estimator.predict_proba(x)[:, 1])
+        if auc is None:  # as scikit-learn's scorer would: reported as the grid's problem
+            raise ValueError("a validation fold holds rows of one class only")
+        return auc
 
     cv = StratifiedKFold(n_splits=search.cv, shuffle=True, random_state=settings.split.seed)
     if search.method == "grid":
