@@ -12,10 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from census_salary.bundle import Bundle, load_bundle
+from census_salary.bundle import Bundle, current_bundle_dir, load_bundle
 from census_salary.config import Settings, load_settings
 from census_salary.download import MEMBER, ensure_census
 from census_salary.errors import DataUnavailableError
+from census_salary.figures import FIGURE_NAMES
 from census_salary.train import TrainResult, train
 from live_server import LiveServer, live_server
 
@@ -131,10 +132,20 @@ def project_copy(tmp_path: Path, small_settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def quick_copy(project_copy: Settings) -> Settings:
-    """`project_copy` set to train in a quarter of the time: a fixed threshold, so no
-    out-of-fold fits (three of the four); for tests of what training writes, not of the
-    model it makes."""
+def drawn_figures(monkeypatch: pytest.MonkeyPatch, small_settings: Settings) -> None:
+    """Training hands back the session model's figures instead of drawing its own (six
+    figures cost ~1 s): for tests of training's other work. Drawing is tested in
+    test_figures.py and by the session model, which draws for real."""
+    bundle_dir = current_bundle_dir(small_settings.artifacts_dir)
+    drawn = {name: (bundle_dir / name).read_bytes() for name in FIGURE_NAMES}
+    monkeypatch.setattr("census_salary.figures.render_figures", lambda data: dict(drawn))
+
+
+@pytest.fixture
+def quick_copy(project_copy: Settings, drawn_figures: None) -> Settings:
+    """`project_copy` set to train in a fraction of the time: a fixed threshold, so no
+    out-of-fold fits (three of the four), and the figures handed back, not drawn; for
+    tests of what training writes, not of the model it makes."""
     config = project_copy.source.read_text(encoding="utf-8")
     quick = config.replace("[threshold]\ncv = 3", '[threshold]\nobjective = "fixed"')
     assert quick != config, "SMALL_CONFIG's [threshold] section changed"

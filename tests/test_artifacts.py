@@ -284,6 +284,7 @@ def test_a_second_lock_holder_waits_for_the_first(
     assert not (tmp_path / ".lock").exists()
 
 
+@pytest.mark.slow  # starts a process
 def test_a_killed_lock_holder_lets_go(tmp_path: Path) -> None:
     script = (
         "import sys, time\n"

@@ -472,6 +472,7 @@ def test_log_file_keeps_a_log(runner: CliRunner, small_settings: Settings, tmp_p
     assert log.is_file()
 
 
+@pytest.mark.slow  # starts a process
 def test_real_process_predicts_the_readme_example() -> None:
     census = census_executable()
     with (ROOT / "examples" / "rows.json").open() as rows:
@@ -489,6 +490,7 @@ def test_real_process_predicts_the_readme_example() -> None:
     )
 
 
+@pytest.mark.slow  # starts a process
 def test_real_process_reports_errors_without_traceback(tmp_path: Path) -> None:
     census = census_executable()
     done = subprocess.run(
@@ -499,6 +501,7 @@ def test_real_process_reports_errors_without_traceback(tmp_path: Path) -> None:
     assert "Invalid JSON" in done.stderr
 
 
+@pytest.mark.slow  # starts a process
 def test_real_process_stops_quietly_when_the_reader_goes_away(census_csv: Path) -> None:
     census = census_executable()
     line = f"{census} predict --chunk-size 1000 -i {census_csv} | head -n 2"

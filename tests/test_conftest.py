@@ -34,7 +34,7 @@ def archive_url(tmp_path: Path, sample_frame: pd.DataFrame) -> Iterator[str]:
     with zipfile.ZipFile(folder / "adult.zip", "w") as archive:
         archive.writestr("adult.data", sample_frame.head(500).to_csv(index=False, header=False))
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/adult.zip"
     server.shutdown()

@@ -51,7 +51,7 @@ def served(tmp_path: Path, sample_frame: pd.DataFrame) -> Iterator[str]:
     (folder / "bad.zip").write_bytes(bad.getvalue())
     handler = partial(QuietHandler, directory=str(folder))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

@@ -324,6 +324,7 @@ def test_cli_names_a_corrupt_parquet_file_with_exit_2(
     assert "The Parquet input cannot be read" in result.output
 
 
+@pytest.mark.slow  # starts a process
 def test_a_process_that_fails_on_parquet_exits_with_2(
     small_settings: Settings, tmp_path: Path
 ) -> None:

@@ -213,6 +213,7 @@ def test_file_problems_name_the_file() -> None:
     assert str(problem) == "/data/a.csv: row 3, field 'age': got 'x'"
 
 
+@pytest.mark.slow  # starts a process
 def test_census_help_imports_no_engine() -> None:
     script = (
         "import sys\n"

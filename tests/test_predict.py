@@ -196,6 +196,7 @@ def test_read_ahead_raises_a_failure_in_its_turn() -> None:
         next(got)
 
 
+@pytest.mark.slow  # starts a process
 @pytest.mark.parametrize(
     ("fmt", "text", "loaded"),
     [

@@ -121,6 +121,7 @@ def test_grid_search_reports_progress(tmp_path: Path, sample_frame: pd.DataFrame
     assert progress.steps["Choosing the threshold"] == 3
 
 
+@pytest.mark.usefixtures("drawn_figures")  # the model, not its figures
 @pytest.mark.parametrize("kind", ["random_forest", "logistic_regression"])
 def test_other_model_kinds_train_into_bundles(
     tmp_path: Path, sample_frame: pd.DataFrame, kind: str
@@ -133,6 +134,7 @@ def test_other_model_kinds_train_into_bundles(
     assert result.metadata.metrics.roc_auc > 0.8
 
 
+@pytest.mark.usefixtures("drawn_figures")  # the model, not its figures
 def test_fixed_threshold_is_stored(tmp_path: Path, sample_frame: pd.DataFrame) -> None:
     config = SMALL_CONFIG.replace(
         "[threshold]\ncv = 3", '[threshold]\nobjective = "fixed"\nvalue = 0.42'
@@ -140,6 +142,7 @@ def test_fixed_threshold_is_stored(tmp_path: Path, sample_frame: pd.DataFrame) -
     assert train(make_project(tmp_path, sample_frame, config)).metadata.threshold == 0.42
 
 
+@pytest.mark.usefixtures("drawn_figures")  # the model, not its figures
 def test_accuracy_threshold_objective(tmp_path: Path, sample_frame: pd.DataFrame) -> None:
     config = SMALL_CONFIG.replace(
         "[threshold]\ncv = 3", '[threshold]\nobjective = "accuracy"\ncv = 3'

@@ -153,6 +153,7 @@ def test_page_assets_are_served(client: TestClient, name: str) -> None:
     assert client.get(f"/static/{name}").status_code == 200
 
 
+@pytest.mark.slow  # starts a process
 def test_the_server_answers_without_scikit_learn_scipy_pandas_skops_pyarrow_matplotlib_or_rich(
     small_settings: Settings,
 ) -> None:
