@@ -40,6 +40,12 @@ def test_wrong_type_names_key(tmp_path: Path) -> None:
         load_settings(path, environ={})
 
 
+def test_a_search_with_no_processes_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "[search]\nn_jobs = 0\n")
+    with pytest.raises(ConfigError, match=r"search\.n_jobs: .*give 1 or more, or -1"):
+        load_settings(path, environ={})
+
+
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml", environ={})

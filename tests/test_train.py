@@ -25,6 +25,7 @@ SEARCH = """
 enabled = true
 method = "{method}"
 cv = 2
+n_jobs = {n_jobs}
 [search.grid]
 max_leaf_nodes = [7, 15]
 """
@@ -92,14 +93,29 @@ def test_same_data_and_seed_give_the_same_model(tmp_path: Path, sample_frame: pd
 def test_hyperparameter_search_records_its_choice(
     tmp_path: Path, sample_frame: pd.DataFrame, method: str
 ) -> None:
-    config = SMALL_CONFIG + SEARCH.format(method=method)
+    config = SMALL_CONFIG + SEARCH.format(method=method, n_jobs=1)
     result = train(make_project(tmp_path, sample_frame, config))
     assert result.metadata.best_params["max_leaf_nodes"] in (7, 15)
 
 
 @pytest.mark.slow
-def test_grid_search_reports_progress(tmp_path: Path, sample_frame: pd.DataFrame) -> None:
-    config = SMALL_CONFIG + SEARCH.format(method="grid")
+@pytest.mark.parametrize("method", ["grid", "halving"])
+def test_searching_in_two_processes_chooses_as_one_does(
+    tmp_path: Path, sample_frame: pd.DataFrame, method: str
+) -> None:
+    chosen = []
+    for n_jobs in (1, 2):
+        config = SMALL_CONFIG + SEARCH.format(method=method, n_jobs=n_jobs)
+        result = train(make_project(tmp_path / str(n_jobs), sample_frame, config))
+        chosen.append((result.metadata.best_params, result.metadata.threshold))
+    assert chosen[0] == chosen[1]
+
+
+@pytest.mark.slow
+def test_grid_search_reports_progress_from_its_processes(
+    tmp_path: Path, sample_frame: pd.DataFrame
+) -> None:
+    config = SMALL_CONFIG + SEARCH.format(method="grid", n_jobs=2)
 
     class Recorder:
         def __init__(self) -> None:

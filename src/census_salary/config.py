@@ -114,7 +114,16 @@ class SearchSettings(_Section):
     enabled: bool = False
     method: Literal["grid", "halving"] = "halving"
     cv: int = Field(3, ge=2)
+    # Processes fitting candidates at once (-1: one per core); the result is the same.
+    n_jobs: int = Field(-1, ge=-1)
     grid: dict[str, list[ParamValue]] = {}
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _some_jobs(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("0 processes cannot search; give 1 or more, or -1 for one per core")
+        return value
 
 
 class ThresholdSettings(_Section):

@@ -9,10 +9,15 @@ slices.json and rendered as slice_output.txt; the model card's fairness section 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from queue import Queue
 from typing import Any
 
 import numpy as np
@@ -234,46 +239,80 @@ def _out_of_fold(
     return oof
 
 
+class _FoldScorer:
+    """The search's scorer: ROC AUC of a fitted candidate on its validation fold. Each
+    call puts a 1 on `done`, a queue the training process reads, in whichever process the
+    fold was fitted (picklable, unlike a closure over the progress bar)."""
+
+    def __init__(self, done: Queue[int | None]) -> None:
+        self.done = done
+
+    def __call__(self, estimator: Pipeline, x: pd.DataFrame, y: pd.Series) -> float:
+        auc = roc_auc(y.to_numpy(), estimator.predict_proba(x)[:, 1])
+        if auc is None:  # as scikit-learn's scorer would: reported as the grid's problem
+            raise ValueError("a validation fold holds rows of one class only")
+        self.done.put(1)
+        return auc
+
+
+@contextmanager
+def _counted(progress: Progress) -> Iterator[Queue[int | None]]:
+    """A queue any process can put counts on, each passed to `progress` as it arrives."""
+    with multiprocessing.Manager() as manager:
+        done: Queue[int | None] = manager.Queue()
+
+        def forward() -> None:
+            while (count := done.get()) is not None:
+                progress.advance(count)
+
+        reader = threading.Thread(target=forward, name="search-progress", daemon=True)
+        reader.start()
+        try:
+            yield done
+        finally:
+            done.put(None)
+            reader.join()
+
+
 def _search(
     pipeline: Pipeline, split: Split, settings: Settings, progress: Progress
 ) -> tuple[Pipeline, dict[str, Any]]:
-    """Grid search or successive halving over [search.grid], scored by ROC AUC."""
+    """Grid search or successive halving over [search.grid], scored by ROC AUC, with
+    [search] n_jobs processes fitting candidates at once."""
     search = settings.search
     if not search.grid:
         raise InputError("[search] is enabled but [search.grid] is empty; give values to try.")
     prefix = param_prefix(settings.model.kind)
     grid = {prefix + key: values for key, values in search.grid.items()}
     n_candidates = int(np.prod([len(v) for v in grid.values()]))
-
-    def scorer(estimator: Pipeline, x: pd.DataFrame, y: pd.Series) -> float:
-        progress.advance()  # called once per fitted candidate and fold
-        auc = roc_auc(y.to_numpy(), estimator.predict_proba(x)[:, 1])
-        if auc is None:  # as scikit-learn's scorer would: reported as the grid's problem
-            raise ValueError("a validation fold holds rows of one class only")
-        return auc
-
     cv = StratifiedKFold(n_splits=search.cv, shuffle=True, random_state=settings.split.seed)
     if search.method == "grid":
         progress.start("Searching hyperparameters", total=n_candidates * search.cv)
-        searcher: Any = GridSearchCV(pipeline, grid, scoring=scorer, cv=cv, n_jobs=1, refit=False)
     else:
-        from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-        from sklearn.model_selection import HalvingGridSearchCV
-
         progress.start("Searching hyperparameters (successive halving)", total=None)
-        searcher = HalvingGridSearchCV(
-            pipeline,
-            grid,
-            scoring=scorer,
-            cv=cv,
-            n_jobs=1,
-            refit=False,
-            random_state=settings.split.seed,
-        )
-    try:
-        searcher.fit(split.train_x, split.train_y)
-    except ValueError as exc:
-        raise InputError(f"[search.grid] could not be searched: {exc}") from None
+    with _counted(progress) as done:
+        searcher: Any
+        if search.method == "grid":
+            searcher = GridSearchCV(
+                pipeline, grid, scoring=_FoldScorer(done), cv=cv, n_jobs=search.n_jobs, refit=False
+            )
+        else:
+            from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+            from sklearn.model_selection import HalvingGridSearchCV
+
+            searcher = HalvingGridSearchCV(
+                pipeline,
+                grid,
+                scoring=_FoldScorer(done),
+                cv=cv,
+                n_jobs=search.n_jobs,
+                refit=False,
+                random_state=settings.split.seed,
+            )
+        try:
+            searcher.fit(split.train_x, split.train_y)
+        except ValueError as exc:
+            raise InputError(f"[search.grid] could not be searched: {exc}") from None
     best = {key.removeprefix(prefix): value for key, value in searcher.best_params_.items()}
     logger.info("best parameters: %s (ROC AUC %.4f)", best, searcher.best_score_)
     return clone(pipeline).set_params(**searcher.best_params_), best
