@@ -28,6 +28,19 @@ def test_relative_paths_resolve_against_the_file_folder(tmp_path: Path) -> None:
     assert settings.artifacts_dir == tmp_path / "out"
 
 
+def test_the_model_card_goes_beside_the_artifacts_folder(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    assert load_settings(path, environ={}).model_card_path == tmp_path / "ModelCard.md"
+    elsewhere = {"CENSUS_ARTIFACTS__DIR": str(tmp_path / "run" / "out")}
+    moved = load_settings(path, environ=elsewhere)
+    assert moved.model_card_path == tmp_path / "run" / "ModelCard.md"
+
+
+def test_a_model_card_path_that_is_set_is_used(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '[artifacts]\ndir = "out"\nmodel_card = "docs/Card.md"\n')
+    assert load_settings(path, environ={}).model_card_path == tmp_path / "docs" / "Card.md"
+
+
 def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "[model]\nkindd = 'x'\n")
     with pytest.raises(ConfigError, match=r"census\.toml: model\.kindd: unknown key"):

@@ -175,7 +175,9 @@ class FairnessSettings(_Section):
 
 class ArtifactSettings(_Section):
     dir: Path = Path("artifacts")
-    model_card: Path = Path("ModelCard.md")
+    # None: ModelCard.md beside the artifacts folder, so a model trained into another
+    # folder (CENSUS_ARTIFACTS__DIR) is described there, not in the project's card.
+    model_card: Path | None = None
     # `census train` keeps the newest `keep` bundles, and never removes the current one
     # or one that git tracks; `census use VERSION` makes a kept one current again.
     keep: int = Field(5, ge=1)
@@ -254,7 +256,8 @@ class Settings(TrainingConfig):
 
     @property
     def model_card_path(self) -> Path:
-        return self.resolve(self.artifacts.model_card)
+        card = self.artifacts.model_card
+        return self.artifacts_dir.parent / "ModelCard.md" if card is None else self.resolve(card)
 
 
 def find_config(start: Path, environ: Mapping[str, str]) -> Path:
