@@ -245,6 +245,14 @@ def test_categories_are_kept_by_their_distinct_values() -> None:
     assert column.decoded().tolist() == ["White", "White", "Black", None] * 10
 
 
+def test_null_categories_are_kept_by_their_distinct_values_too() -> None:
+    rows = [{**EXAMPLE_ROW, "race": race} for race in [" White", "White", None] * 10]
+    column = check_records(rows).columns.kept("race")
+    assert isinstance(column, DistinctColumn)
+    assert len(column.values) == 3  # each distinct value parsed once, not each row
+    assert column.decoded().tolist() == ["White", "White", None] * 10
+
+
 @pytest.mark.parametrize("odd", [True, 1, 1.0, ["White"]])
 def test_a_category_that_is_not_text_is_refused_among_many_rows(odd: Any) -> None:
     rows = [{**EXAMPLE_ROW, "race": "White"} for _ in range(30)]

@@ -379,6 +379,7 @@ def check_columns(columns: Columns, first_row: int = 1) -> CheckedColumns:
     return CheckedColumns(columns=table, good=good, problems=problems)
 
 
+_TEXT_OR_NULL = {str, type(None)}
 _FEW_ROWS = 16  # up to this many rows, values are parsed one by one: less work than numpy's
 _IDENTITY = tuple(np.arange(n) for n in range(_FEW_ROWS + 1))  # row i takes value i
 for _codes in _IDENTITY:
@@ -412,8 +413,9 @@ def _parse_column(
             column = DistinctColumn.of(raw)
         except TypeError:  # a list or an object: refused, one by one
             pass
-        else:  # (`True` and `1` would share a key: the distinct values must all be text)
-            if set(map(type, column.values)) != {str}:
+        else:  # (`True` and `1` would share a key: the distinct values must be text, or
+            # null, JSON's missing value, which shares a key with nothing else)
+            if not set(map(type, column.values)) <= _TEXT_OR_NULL:
                 column = None
     elif types == {str}:
         column = DistinctColumn.of(raw)
@@ -590,7 +592,7 @@ def _alike_columns(
     """For rows that all have the first row's keys (the usual request or file: every row
     spells its fields alike), the first row's (name, key) plan and the census columns,
     made in C; None for any other rows."""
-    if not records or not all(type(value) is dict for value in records):
+    if not records or set(map(type, records)) != {dict}:  # (in C, not a loop of ours)
         return None
     first = records[0]
     pairs, twice = _plan_of(first)
