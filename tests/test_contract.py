@@ -262,6 +262,14 @@ def test_a_category_that_is_not_text_is_refused_among_many_rows(odd: Any) -> Non
     assert checked.columns["race"].tolist() == ["White"] * 29
 
 
+def test_a_pandas_column_by_its_distinct_values_is_the_list_s() -> None:
+    values = ["a", None, "b", "a", None]
+    from_pandas = DistinctColumn.of(pd.Series(values, dtype=object))
+    from_list = DistinctColumn.of(values)
+    assert from_pandas.values == from_list.values
+    assert from_pandas.codes.tolist() == from_list.codes.tolist()
+
+
 def test_a_distinct_column_looks_up_each_value_once() -> None:
     column = DistinctColumn.of(["a", "b", "a", None, "c", "a"])
     assert column.values == ["a", "b", None, "c"]

@@ -4,7 +4,14 @@ import pytest
 
 from census_salary.config import FairnessSettings, SliceSettings
 from census_salary.errors import InputError
-from census_salary.metrics import INTERVALS, SliceReport, evaluate, roc_auc, slice_metrics
+from census_salary.metrics import (
+    INTERVALS,
+    SliceReport,
+    average_precision,
+    evaluate,
+    roc_auc,
+    slice_metrics,
+)
 
 
 def test_evaluate_counts_the_confusion_matrix() -> None:
@@ -32,8 +39,31 @@ def test_roc_auc_is_scikit_learn_s_with_ties(rows: int) -> None:
     assert roc_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
 
 
+@pytest.mark.parametrize("rows", [2, 7, 600, 6508])
+def test_average_precision_is_scikit_learn_s_with_ties(rows: int) -> None:
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(rows)
+    y = np.r_[0, 1, rng.integers(0, 2, rows - 2)]
+    p = np.round(rng.random(rows), 2)
+    assert average_precision(y, p) == pytest.approx(average_precision_score(y, p), abs=1e-12)
+
+
 def test_roc_auc_of_one_class_is_none() -> None:
     assert roc_auc(np.array([1, 1, 1]), np.array([0.2, 0.5, 0.9])) is None
+
+
+@pytest.mark.parametrize(
+    ("p", "says"),
+    [
+        ([0.2, 0.7], "one probability per label: 2 for 3"),
+        ([0.2, float("nan"), 0.9], "must be numbers"),
+        ([0.2, float("inf"), 0.9], "must be numbers"),
+    ],
+)
+def test_curves_refuse_probabilities_that_do_not_fit_the_labels(p: list[float], says: str) -> None:
+    with pytest.raises(InputError, match=says):
+        roc_auc(np.array([0, 1, 1]), np.array(p))
 
 
 def frame() -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

@@ -23,6 +23,13 @@ def test_f1_threshold_maximises_f1() -> None:
     assert choose_threshold(y, p, "f1") == 0.4
 
 
+def test_f1_threshold_takes_the_lowest_of_equally_good_ones() -> None:
+    # At 0.8: TP 1, FP 0, FN 1 -> F1 2/3; at 0.4: TP 2, FP 2, FN 0 -> F1 2/3 as well.
+    y = np.array([1, 1, 0, 0])
+    p = np.array([0.8, 0.4, 0.4, 0.4])
+    assert choose_threshold(y, p, "f1") == 0.4
+
+
 def test_accuracy_threshold_maximises_accuracy() -> None:
     y = np.array([0, 0, 1, 1, 0, 1])
     p = np.array([0.1, 0.35, 0.4, 0.8, 0.7, 0.9])

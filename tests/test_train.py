@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +18,7 @@ from census_salary.config import Settings, load_settings
 from census_salary.contract import COLUMNS, EXAMPLE_ROW
 from census_salary.figures import FIGURE_NAMES
 from census_salary.importance import ImportanceReport
-from census_salary.train import TrainResult, train
+from census_salary.train import TrainResult, _counted, train
 from conftest import SMALL_CONFIG, make_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,6 +137,52 @@ def test_grid_search_reports_progress_from_its_processes(
     assert progress.totals["Searching hyperparameters"] == 4
     assert progress.steps["Searching hyperparameters"] == 4
     assert progress.steps["Choosing the threshold"] == 3
+
+
+class Counted:
+    def __init__(self, fail: bool = False) -> None:
+        self.steps, self.fail = 0, fail
+
+    def start(self, description: str, total: float | None = None) -> None:
+        pass
+
+    def advance(self, amount: float = 1) -> None:
+        if self.fail:
+            raise RuntimeError("the bar broke")
+        self.steps += amount
+
+
+def search_readers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "search-progress"]
+
+
+def test_fold_counts_reach_the_progress_bar_and_the_reader_ends() -> None:
+    progress = Counted()
+    with _counted(progress) as counter:
+        for _ in range(3):
+            pickle.loads(pickle.dumps(counter)).send(1)  # as a worker process holds it
+    assert progress.steps == 3
+    assert not search_readers()
+
+
+def count_twice(progress: Counted, then_fail: bool = False) -> None:
+    with _counted(progress) as counter:
+        counter.send(1)
+        counter.send(1)
+        if then_fail:
+            raise ValueError("a fold failed")
+
+
+def test_a_failed_search_leaves_no_reader_behind() -> None:
+    with pytest.raises(ValueError, match="a fold failed"):
+        count_twice(Counted(), then_fail=True)
+    assert not search_readers()
+
+
+def test_a_broken_progress_bar_is_raised_once_the_search_is_over() -> None:
+    with pytest.raises(RuntimeError, match="the bar broke"):
+        count_twice(Counted(fail=True))
+    assert not search_readers()
 
 
 @pytest.mark.usefixtures("drawn_figures")  # the model, not its figures

@@ -115,14 +115,14 @@ class SearchSettings(_Section):
     method: Literal["grid", "halving"] = "halving"
     cv: int = Field(3, ge=2)
     # Processes fitting candidates at once (-1: one per core); the result is the same.
-    n_jobs: int = Field(-1, ge=-1)
+    n_jobs: int = -1
     grid: dict[str, list[ParamValue]] = {}
 
     @field_validator("n_jobs")
     @classmethod
     def _some_jobs(cls, value: int) -> int:
-        if value == 0:
-            raise ValueError("0 processes cannot search; give 1 or more, or -1 for one per core")
+        if value < 1 and value != -1:
+            raise ValueError(f"{value} processes cannot search; give 1 or more, or -1 (one a core)")
         return value
 
 

@@ -216,8 +216,8 @@ class DistinctColumn:
         """A column (of hashable values) by its distinct values."""
         if isinstance(column, np.ndarray):
             column = column.tolist()  # Python walks a list faster than an object array
-        elif not isinstance(column, list | tuple):  # a pandas column: ~10x faster so
-            column = np.asarray(column, dtype=object).tolist()
+        elif hasattr(column, "to_numpy"):  # a pandas column: ~10x faster as a list
+            column = column.to_numpy(dtype=object).tolist()
         index = dict(zip(dict.fromkeys(column), itertools.count()))
         codes = np.fromiter(map(index.__getitem__, column), dtype=np.intp, count=len(column))
         return cls(list(index), codes)

@@ -72,16 +72,45 @@ def rate(c: ConfusionMatrix, name: RateName) -> float | None:
     return _ratio(*RATES[name](c))
 
 
-def counts_above(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """At each distinct probability, from the highest down, the true and the false
+def counts_above(
+    y_true: np.ndarray, probabilities: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each distinct probability, from the highest down, with the true and the false
     positives among the rows scored at least that: the points of the ROC and the
-    precision-recall curves (boolean labels `y`)."""
+    precision-recall curves, and the thresholds one can choose (0/1 or boolean labels)."""
+    y = np.asarray(y_true).astype(bool)
+    p = np.asarray(probabilities, dtype=float)
+    if y.shape != p.shape or y.ndim != 1:
+        raise InputError(f"Give one probability per label: {p.size} for {y.size} labels.")
+    if not np.isfinite(p).all():
+        raise InputError("The probabilities must be numbers; NaN or infinity was given.")
     order = np.argsort(-p, kind="stable")
     p_sorted, y_sorted = p[order], y[order]
     last_of_tie = np.r_[np.flatnonzero(np.diff(p_sorted)), len(p_sorted) - 1]
     true_positives = np.cumsum(y_sorted)[last_of_tie]
     false_positives = (last_of_tie + 1) - true_positives
-    return true_positives, false_positives
+    return p_sorted[last_of_tie], true_positives, false_positives
+
+
+def roc_curve(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False and true positive rates from (0, 0) to (1, 1), a point per distinct
+    probability (labels of both classes)."""
+    _, tp, fp = counts_above(y_true, probabilities)
+    return np.r_[0.0, fp / fp[-1]], np.r_[0.0, tp / tp[-1]]
+
+
+def precision_recall_curve(
+    y_true: np.ndarray, probabilities: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall at each distinct probability, from the highest down (labels of
+    both classes)."""
+    _, tp, fp = counts_above(y_true, probabilities)
+    return tp / (tp + fp), tp / tp[-1]
+
+
+def _both_classes(y_true: np.ndarray) -> bool:
+    y = np.asarray(y_true).astype(bool)
+    return 0 < int(y.sum()) < len(y)
 
 
 def roc_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
@@ -89,21 +118,28 @@ def roc_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
     scikit-learn's `roc_auc_score`, to the last digits; a tenth of its time on a few
     thousand rows, which permutation importance pays ~70 times); None without both
     classes."""
-    y = np.asarray(y_true).astype(bool)
-    if not 0 < int(y.sum()) < len(y):
+    if not _both_classes(y_true):
         return None
-    tp, fp = counts_above(y, np.asarray(probabilities, dtype=float))
-    return float(np.trapezoid(np.r_[0.0, tp / tp[-1]], np.r_[0.0, fp / fp[-1]]))
+    fpr, tpr = roc_curve(y_true, probabilities)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def average_precision(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
+    """Precision averaged over the recall each distinct probability adds (as
+    scikit-learn's `average_precision_score`); None without both classes."""
+    if not _both_classes(y_true):
+        return None
+    precision, recall = precision_recall_curve(y_true, probabilities)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def evaluate(y_true: np.ndarray, probabilities: np.ndarray, threshold: float) -> Metrics:
     """Metrics of probabilities against 0/1 labels at a decision threshold."""
-    from sklearn.metrics import average_precision_score, brier_score_loss
+    from sklearn.metrics import brier_score_loss
 
     y = np.asarray(y_true).astype(bool)
     p = np.asarray(probabilities, dtype=float)
     c = confusion(y, p >= threshold)
-    both_classes = 0 < y.sum() < len(y)
     return Metrics(
         rows=len(y),
         threshold=threshold,
@@ -112,7 +148,7 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, threshold: float) ->
         recall=rate(c, "recall"),
         f1=rate(c, "f1"),
         roc_auc=roc_auc(y, p),
-        pr_auc=float(average_precision_score(y, p)) if both_classes else None,
+        pr_auc=average_precision(y, p),
         brier=float(brier_score_loss(y, p)) if len(y) else math.nan,
         positive_rate=float(y.mean()) if len(y) else math.nan,
         selection_rate=float((p >= threshold).mean()) if len(y) else math.nan,

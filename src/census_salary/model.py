@@ -19,12 +19,12 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import precision_recall_curve
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from census_salary.config import ModelKind, ParamValue, Settings
 from census_salary.errors import ConfigError
+from census_salary.metrics import counts_above
 
 logger = logging.getLogger(__name__)
 
@@ -186,28 +186,22 @@ def _invalid_value(estimator: BaseEstimator, params: dict[str, ParamValue]) -> s
 def choose_threshold(
     y_true: np.ndarray, probabilities: np.ndarray, objective: str, fixed: float = 0.5
 ) -> float:
-    """The cut-off on P(>50K) that maximises `objective` ("f1" or "accuracy"), or `fixed`."""
+    """The cut-off on P(>50K) that maximises `objective` ("f1" or "accuracy"), or `fixed`.
+
+    Every distinct probability is a candidate (ties fall on one side); among equally good
+    ones F1 takes the lowest, accuracy the highest, or just above the highest probability
+    when calling no row >50K is as accurate."""
     if objective == "fixed":
         return fixed
-    y_true = np.asarray(y_true)
+    if objective not in ("f1", "accuracy"):
+        raise ConfigError(f"Unknown threshold objective {objective!r}; use f1, accuracy or fixed.")
+    thresholds, tp, fp = counts_above(y_true, probabilities)  # from the highest down
+    positives, negatives = tp[-1], fp[-1]
     if objective == "f1":
-        precision, recall, thresholds = precision_recall_curve(y_true, probabilities)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0)
-        return float(thresholds[int(np.argmax(f1[:-1]))])
-    if objective == "accuracy":
-        order = np.argsort(-probabilities, kind="stable")
-        sorted_p, sorted_y = probabilities[order], y_true[order]
-        # Predicting the top k positive: correct = true positives + true negatives below.
-        tp = np.cumsum(sorted_y)
-        k = np.arange(1, len(sorted_y) + 1)
-        correct = tp + (len(sorted_y) - sorted_y.sum()) - (k - tp)
-        # Only cut between distinct probabilities, so ties fall on one side.
-        last_of_tie = np.r_[sorted_p[1:] != sorted_p[:-1], True]
-        correct = np.where(last_of_tie, correct, -1)
-        best = int(np.argmax(correct))
-        all_negative = len(sorted_y) - sorted_y.sum()
-        if all_negative >= correct[best]:
-            return float(np.nextafter(sorted_p[0], np.inf))
-        return float(sorted_p[best])
-    raise ConfigError(f"Unknown threshold objective {objective!r}; use f1, accuracy or fixed.")
+        f1 = 2 * tp / (tp + fp + positives)  # 2 TP / (2 TP + FP + FN)
+        return float(thresholds[len(f1) - 1 - int(np.argmax(f1[::-1]))])
+    correct = tp + (negatives - fp)
+    best = int(np.argmax(correct))
+    if negatives >= correct[best]:
+        return float(np.nextafter(thresholds[0], np.inf))
+    return float(thresholds[best])

@@ -9,15 +9,16 @@ slices.json and rendered as slice_output.txt; the model card's fairness section 
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.connection import Client, Listener
+from multiprocessing.context import AuthenticationError
 from pathlib import Path
-from queue import Queue
 from typing import Any
 
 import numpy as np
@@ -239,39 +240,77 @@ def _out_of_fold(
     return oof
 
 
-class _FoldScorer:
-    """The search's scorer: ROC AUC of a fitted candidate on its validation fold. Each
-    call puts a 1 on `done`, a queue the training process reads, in whichever process the
-    fold was fitted (picklable, unlike a closure over the progress bar)."""
+class _FoldCounter:
+    """Counts of fitted folds, sent to the training process from whichever process fitted
+    them (a loky worker, or this one), over a socket only that process listens on: no
+    server process of its own that could outlive training or inherit its lock."""
 
-    def __init__(self, done: Queue[int | None]) -> None:
-        self.done = done
+    def __init__(self, address: Any, authkey: bytes) -> None:
+        self.address, self.authkey = address, authkey
+
+    def send(self, count: int | None) -> None:
+        with Client(self.address, authkey=self.authkey) as connection:
+            connection.send(count)
+
+
+class _FoldScorer:
+    """The search's scorer: ROC AUC of a fitted candidate on its validation fold, each
+    call counted (picklable, unlike a closure over the progress bar)."""
+
+    def __init__(self, counter: _FoldCounter) -> None:
+        self.counter = counter
 
     def __call__(self, estimator: Pipeline, x: pd.DataFrame, y: pd.Series) -> float:
         auc = roc_auc(y.to_numpy(), estimator.predict_proba(x)[:, 1])
-        if auc is None:  # as scikit-learn's scorer would: reported as the grid's problem
+        if auc is None:  # raised through the search (error_score="raise"), then reported
             raise ValueError("a validation fold holds rows of one class only")
-        self.done.put(1)
+        try:
+            self.counter.send(1)
+        except (OSError, EOFError, AuthenticationError):  # the bar only: never the search
+            logger.debug("a fitted fold could not be counted", exc_info=True)
         return auc
 
 
 @contextmanager
-def _counted(progress: Progress) -> Iterator[Queue[int | None]]:
-    """A queue any process can put counts on, each passed to `progress` as it arrives."""
-    with multiprocessing.Manager() as manager:
-        done: Queue[int | None] = manager.Queue()
+def _counted(progress: Progress) -> Iterator[_FoldCounter]:
+    """A counter any process can send counts to, each passed to `progress` as it arrives
+    (by a thread of this process; a failure of `progress` is raised here afterwards)."""
+    authkey = os.urandom(32)
+    with Listener(authkey=authkey) as listener:  # a Unix socket, in a temporary folder
+        counter = _FoldCounter(listener.address, authkey)
+        stopping = threading.Event()
+        failed: list[Exception] = []
 
         def forward() -> None:
-            while (count := done.get()) is not None:
-                progress.advance(count)
+            while True:
+                try:
+                    with listener.accept() as connection:
+                        count = connection.recv()
+                except (OSError, EOFError, AuthenticationError):
+                    if stopping.is_set():  # the listener closed under it
+                        return
+                    continue  # a connection that broke off, or a stranger's
+                if count is None:
+                    return
+                if not failed:
+                    try:
+                        progress.advance(count)
+                    except Exception as exc:  # kept, and raised once the search is over
+                        failed.append(exc)
 
         reader = threading.Thread(target=forward, name="search-progress", daemon=True)
         reader.start()
         try:
-            yield done
+            yield counter
         finally:
-            done.put(None)
+            try:
+                counter.send(None)
+            except BaseException:  # then the reader stops when the listener closes
+                stopping.set()
+                raise
             reader.join()
+        if failed:
+            raise failed[0]
 
 
 def _search(
@@ -290,24 +329,25 @@ def _search(
         progress.start("Searching hyperparameters", total=n_candidates * search.cv)
     else:
         progress.start("Searching hyperparameters (successive halving)", total=None)
-    with _counted(progress) as done:
+    with _counted(progress) as counter:
+        # Validation folds only; a fold that cannot be scored stops the search.
+        shared = {
+            "scoring": _FoldScorer(counter),
+            "cv": cv,
+            "n_jobs": search.n_jobs,
+            "refit": False,
+            "error_score": "raise",
+            "return_train_score": False,
+        }
         searcher: Any
         if search.method == "grid":
-            searcher = GridSearchCV(
-                pipeline, grid, scoring=_FoldScorer(done), cv=cv, n_jobs=search.n_jobs, refit=False
-            )
+            searcher = GridSearchCV(pipeline, grid, **shared)
         else:
             from sklearn.experimental import enable_halving_search_cv  # noqa: F401
             from sklearn.model_selection import HalvingGridSearchCV
 
             searcher = HalvingGridSearchCV(
-                pipeline,
-                grid,
-                scoring=_FoldScorer(done),
-                cv=cv,
-                n_jobs=search.n_jobs,
-                refit=False,
-                random_state=settings.split.seed,
+                pipeline, grid, random_state=settings.split.seed, **shared
             )
         try:
             searcher.fit(split.train_x, split.train_y)
