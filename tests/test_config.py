@@ -56,7 +56,7 @@ def test_wrong_type_names_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize("n_jobs", [0, -2])
 def test_a_search_with_no_processes_is_refused(tmp_path: Path, n_jobs: int) -> None:
     path = write(tmp_path, MINIMAL + f"[search]\nn_jobs = {n_jobs}\n")
-    with pytest.raises(ConfigError, match=r"search\.n_jobs: .*or -1 \(one a core\)"):
+    with pytest.raises(ConfigError, match=r"search\.n_jobs: .*or -1 for one per core"):
         load_settings(path, environ={})
 
 

@@ -122,7 +122,9 @@ class SearchSettings(_Section):
     @classmethod
     def _some_jobs(cls, value: int) -> int:
         if value < 1 and value != -1:
-            raise ValueError(f"{value} processes cannot search; give 1 or more, or -1 (one a core)")
+            raise ValueError(
+                f"{value} processes cannot search; give 1 or more, or -1 for one per core"
+            )
         return value
 
 
