@@ -131,14 +131,20 @@ def project_copy(tmp_path: Path, small_settings: Settings) -> Settings:
     return load_settings(target / "census.toml", environ={})
 
 
+def hand_back_figures(monkeypatch: pytest.MonkeyPatch, drawn: Mapping[str, bytes]) -> None:
+    """`render_figures` hands back `drawn` instead of drawing (six figures cost ~1 s)."""
+    monkeypatch.setattr("census_salary.figures.render_figures", lambda data: dict(drawn))
+
+
 @pytest.fixture
 def drawn_figures(monkeypatch: pytest.MonkeyPatch, small_settings: Settings) -> None:
-    """Training hands back the session model's figures instead of drawing its own (six
-    figures cost ~1 s): for tests of training's other work. Drawing is tested in
-    test_figures.py and by the session model, which draws for real."""
+    """Training hands back the session model's figures instead of drawing its own: for
+    tests of training's other work. Drawing is tested in test_figures.py and by the
+    session model, which draws for real."""
     bundle_dir = current_bundle_dir(small_settings.artifacts_dir)
-    drawn = {name: (bundle_dir / name).read_bytes() for name in FIGURE_NAMES}
-    monkeypatch.setattr("census_salary.figures.render_figures", lambda data: dict(drawn))
+    hand_back_figures(
+        monkeypatch, {name: (bundle_dir / name).read_bytes() for name in FIGURE_NAMES}
+    )
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from census_salary.figures import (
 )
 from census_salary.importance import permutation_importance
 from census_salary.metrics import evaluate
+from conftest import hand_back_figures
 from test_importance import age_only, labels, toy_columns
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -57,7 +58,7 @@ def drawn() -> dict[str, bytes]:
 @pytest.fixture
 def drawn_before(drawn: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
     """`write_figures` hands back `drawn` instead of drawing again: for tests of writing."""
-    monkeypatch.setattr("census_salary.figures.render_figures", lambda data: dict(drawn))
+    hand_back_figures(monkeypatch, drawn)
 
 
 def test_every_figure_is_drawn(drawn: dict[str, bytes]) -> None:

@@ -40,6 +40,7 @@ from census_salary.charts import (
 from census_salary.errors import InputError
 from census_salary.files import atomic_write
 from census_salary.importance import ImportanceReport
+from census_salary.metrics import both_classes
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def render_figures(data: FigureData) -> dict[str, bytes]:
         raise InputError(
             f"The figures need one probability per label; got {p.size} for {y.size} labels."
         )
-    if not 0 < int(y.sum()) < len(y):
+    if not both_classes(y):
         raise InputError(
             "The figures need labelled rows of both classes (>50K and <=50K); these hold only one."
         )

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from census_salary.contract import COLUMNS, ColumnTable
 from census_salary.errors import InputError
-from census_salary.metrics import confusion, rate, roc_auc
+from census_salary.metrics import both_classes, confusion, rate, roc_auc
 
 ProbabilityFunction = Callable[[Mapping[str, Any]], np.ndarray]
 
@@ -101,7 +101,7 @@ def permutation_importance(
     data = ColumnTable({name: kept(name) for name in COLUMNS if name in columns})
     if any(len(data.kept(name)) != rows for name in data):
         raise InputError(f"Every column must hold one value for each of the {rows} labels.")
-    if not 0 < int(y.sum()) < rows:
+    if not both_classes(y):
         raise InputError(
             "Permutation importance needs labelled rows of both classes (>50K and <=50K); "
             "these hold only one."

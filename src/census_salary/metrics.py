@@ -108,7 +108,8 @@ def precision_recall_curve(
     return tp / (tp + fp), tp / tp[-1]
 
 
-def _both_classes(y_true: np.ndarray) -> bool:
+def both_classes(y_true: np.ndarray) -> bool:
+    """Whether 0/1 or boolean labels hold rows of both classes (>50K and <=50K)."""
     y = np.asarray(y_true).astype(bool)
     return 0 < int(y.sum()) < len(y)
 
@@ -118,7 +119,7 @@ def roc_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
     scikit-learn's `roc_auc_score`, to the last digits; a tenth of its time on a few
     thousand rows, which permutation importance pays ~70 times); None without both
     classes."""
-    if not _both_classes(y_true):
+    if not both_classes(y_true):
         return None
     fpr, tpr = roc_curve(y_true, probabilities)
     return float(np.trapezoid(tpr, fpr))
@@ -127,7 +128,7 @@ def roc_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
 def average_precision(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
     """Precision averaged over the recall each distinct probability adds (as
     scikit-learn's `average_precision_score`); None without both classes."""
-    if not _both_classes(y_true):
+    if not both_classes(y_true):
         return None
     precision, recall = precision_recall_curve(y_true, probabilities)
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
