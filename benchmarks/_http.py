@@ -12,8 +12,11 @@ Nothing here talks to any address but the one it is given; the benchmarks only g
 
 from __future__ import annotations
 
+import compileall
+import functools
 import math
 import os
+import platform
 import socket
 import statistics
 import subprocess
@@ -21,6 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 HOST = "127.0.0.1"  # every benchmark talks over loopback
@@ -29,8 +33,22 @@ CONFIG = ROOT / "census.toml"
 VENV_BIN = Path(sys.executable).parent
 
 
+@functools.cache
+def byte_compile_package() -> None:
+    """Byte-compile src/ (once a run), as installing the package does.
+
+    pip writes a package's bytecode when it installs it, and Python writes an editable
+    install's on its first import; but where PYTHONDONTWRITEBYTECODE is set (this machine
+    sets it) every start of an editable install would compile our modules from source:
+    ~40 ms of `census serve`'s launch that no installed copy pays, and that the floors,
+    built from site-packages' compiled modules, do not pay either.
+    """
+    compileall.compile_dir(ROOT / "src", quiet=1)
+
+
 def census_command() -> list[str]:
-    """The `census` console script of this interpreter's environment."""
+    """The `census` console script of this interpreter's environment, its package compiled."""
+    byte_compile_package()
     script = VENV_BIN / "census"
     return [str(script)] if script.exists() else [sys.executable, "-m", "census_salary.cli"]
 
@@ -266,6 +284,26 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def spread(values: Sequence[float], fmt: str = ".3f") -> str:
+    """'min-max' of a figure's runs (issue #10 asks each figure's range beside its median)."""
+    return f"{min(values):{fmt}}-{max(values):{fmt}}" if values else "-"
+
+
+def machine(packages: Sequence[str]) -> str:
+    """This machine and the versions behind the figures, for a report's heading."""
+    versions = []
+    for name in ("census-salary", *packages):
+        try:
+            versions.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            versions.append(f"{name} not installed")
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}; {', '.join(versions)}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
 
 
 def verdict(ok: bool) -> str:

@@ -15,7 +15,6 @@ pandas or scikit-learn either.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _http import ROOT, census_command, median, print_table, verdict
+from _http import ROOT, census_command, machine, median, print_table, spread, verdict
 
 
 def timed(command: list[str], runs: int) -> list[float]:
@@ -42,29 +41,28 @@ def main() -> None:
     args = parser.parse_args()
 
     census = census_command()
-    floor = median(timed([sys.executable, "-c", "pass"], args.runs))
+    floor = timed([sys.executable, "-c", "pass"], args.runs)
     figures = [
-        ("census --help", median(timed([*census, "--help"], args.runs)), 0.25),
-        ("census --version", median(timed([*census, "--version"], args.runs)), None),
-        ("census predict --help", median(timed([*census, "predict", "--help"], args.runs)), None),
+        ("census --help", timed([*census, "--help"], args.runs), 0.25),
+        ("census --version", timed([*census, "--version"], args.runs), None),
+        ("census predict --help", timed([*census, "predict", "--help"], args.runs), None),
     ]
-    print(
-        f"CLI start-up, median of {args.runs} runs; floor: python -c pass; "
-        f"load average: {os.getloadavg()[0]:.2f}"
-    )
+    print(f"CLI start-up, median of {args.runs} runs; floor: python -c pass")
+    print(machine(["typer", "click", "rich"]))
     print_table(
-        ("figure", "ours", "unit", "target", "result", "floor", "ours/floor"),
+        ("figure", "ours", "min-max", "unit", "target", "result", "floor", "ours/floor"),
         [
             (
                 label,
-                f"{value:.3f}",
+                f"{median(runs):.3f}",
+                spread(runs),
                 "s",
                 "" if limit is None else f"<= {limit}",
-                "" if limit is None else verdict(value <= limit),
-                f"{floor:.3f}",
-                f"{value / floor:.1f}x",
+                "" if limit is None else verdict(median(runs) <= limit),
+                f"{median(floor):.3f}",
+                f"{median(runs) / median(floor):.1f}x",
             )
-            for label, value, limit in figures
+            for label, runs, limit in figures
         ],
     )
 

@@ -41,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _http import ROOT, median, print_table, verdict
+from _http import ROOT, machine, median, print_table, spread, verdict
 
 
 async def timed_pair(
@@ -50,8 +50,8 @@ async def timed_pair(
     runs: int,
     repeat: int,
     settle: Callable[[], object],
-) -> tuple[float, float, float]:
-    """Medians of the floor's and our mean call time, and of their ratio per run; the two
+) -> tuple[list[float], list[float], list[float]]:
+    """Each run's mean call time of the floor and of ours, and their ratio; the two
     alternate within each run, so both meet the same load. `settle` ends each of our
     timed loops (inside the timing): what our calls left to do is done and counted."""
     await floor(), await ours(), settle()
@@ -65,7 +65,7 @@ async def timed_pair(
                 done()
             kept.append((time.perf_counter() - started) / repeat)
     ratios = [b / a for a, b in zip(*times, strict=True)]
-    return median(times[0]), median(times[1]), median(ratios)
+    return times[0], times[1], ratios
 
 
 def poster(app: Any, body: bytes) -> Callable[[], Awaitable[None]]:
@@ -102,7 +102,9 @@ def poster(app: Any, body: bytes) -> Callable[[], Awaitable[None]]:
     return post
 
 
-async def measure(args: argparse.Namespace) -> list[tuple[int, float, float, float]]:
+async def measure(
+    args: argparse.Namespace,
+) -> list[tuple[int, list[float], list[float], list[float]]]:
     from census_salary.api import create_app
     from census_salary.bundle import load_bundle
     from census_salary.config import load_settings
@@ -151,21 +153,23 @@ def main() -> None:
     mode = "single process" if args.single_process else "multiprocess mode"
     print(
         f"POST /predict through the whole app with and without drift counting, in process "
-        f"({mode}); median of {args.runs} runs; load average: {os.getloadavg()[0]:.2f}"
+        f"({mode}); median of {args.runs} runs"
     )
+    print(machine(["fastapi", "starlette", "prometheus-client", "numpy"]))
     print_table(
-        ("figure", "ours", "unit", "target", "result", "floor", "ours/floor"),
+        ("figure", "ours", "min-max", "unit", "target", "result", "floor", "ours/floor"),
         [
             (
                 f"{size:,} row{'s' if size > 1 else ''}, drift counted",
-                f"{value * 1e3:.3f}",
+                f"{median(ours) * 1e3:.3f}",
+                spread([t * 1e3 for t in ours]),
                 "ms",
                 "<= 1.05x",
-                verdict(ratio <= 1.05),
-                f"{base * 1e3:.3f}",
-                f"{ratio:.2f}x",
+                verdict(median(ratios) <= 1.05),
+                f"{median(floor) * 1e3:.3f}",
+                f"{median(ratios):.2f}x",
             )
-            for size, base, value, ratio in figures
+            for size, floor, ours, ratios in figures
         ],
     )
 

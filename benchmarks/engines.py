@@ -25,19 +25,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _http import CONFIG, ROOT, census_command, median, print_table
+from _http import CONFIG, ROOT, census_command, machine, median, print_table
 
 from census_salary.bundle import current_bundle_dir
 from census_salary.config import load_settings
@@ -114,7 +112,7 @@ def main() -> None:
             rate = args.rows / median(times)
             ratio = f"{rate / floor:.2f}" if floor else ""
             spread = f"{args.rows / max(times):,.0f}-{args.rows / min(times):,.0f}"
-            table.append((figure, f"{rate:,.0f}", "rows/s", "-", spread, ratio))
+            table.append((figure, f"{rate:,.0f}", spread, "rows/s", "-", ratio))
             print(f"  {figure}: {rate:,.0f} rows/s", flush=True)
 
         floor_times = timed(census_predict, args.runs)
@@ -131,9 +129,9 @@ def main() -> None:
                 (
                     f"Spark local[{workers}] start-up",
                     f"{time.perf_counter() - started:.1f}",
+                    "",
                     "s",
                     "-",
-                    "",
                     "",
                 )
             )
@@ -156,9 +154,9 @@ def main() -> None:
                     (
                         f"Dask {workers} worker(s) start-up",
                         f"{time.perf_counter() - started:.1f}",
+                        "",
                         "s",
                         "-",
-                        "",
                         "",
                     )
                 )
@@ -168,16 +166,10 @@ def main() -> None:
                     floor,
                 )
 
-    versions = ", ".join(
-        f"{name} {version(name)}"
-        for name in ("pyspark", "dask", "distributed", "pyarrow", "pandas")
-    )
-    print(
-        f"\n{args.rows:,} rows in {args.files} Parquet files; median of {args.runs} run(s); "
-        f"{os.cpu_count()} CPUs; Python {platform.python_version()}; {versions}; "
-        f"load average after: {os.getloadavg()[0]:.2f}\n"
-    )
-    print_table(("figure", "ours", "unit", "target", "min-max", "ours/floor"), table)
+    print(f"\n{args.rows:,} rows in {args.files} Parquet files; median of {args.runs} run(s)")
+    print(machine(["pyspark", "dask", "distributed", "pyarrow", "pandas"]))
+    print()
+    print_table(("figure", "ours", "min-max", "unit", "target", "ours/floor"), table)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from _http import (
     HttpError,
     Response,
     free_port,
+    machine,
     percentile,
     print_table,
     rss_mb,
@@ -311,8 +312,8 @@ def main() -> None:
     print(
         f"{args.clients} clients; mix: "
         + ", ".join(f"{weight}% {kind}" for kind, (weight, _) in KINDS.items())
-        + f"; load average after: {os.getloadavg()[0]:.2f}"
     )
+    print(machine(["fastapi", "uvicorn", "numpy"]))
     print_runs(runs, idle_mb)
     print()
     print_verdicts(runs)

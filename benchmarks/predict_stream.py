@@ -21,7 +21,7 @@ and writing with no checking or scoring; for one row, `python -c pass`.
 
 Peak RSS comes from `/usr/bin/time -v` where it exists, else from polling VmHWM.
 
-    .venv/bin/python benchmarks/predict_stream.py                        # about 2 minutes
+    .venv/bin/python benchmarks/predict_stream.py                        # about 3 minutes
     .venv/bin/python benchmarks/predict_stream.py --huge-rows 10000000   # + about 3 minutes
     .venv/bin/python benchmarks/predict_stream.py --rows 20000 --large-rows 200000 --runs 1
 """
@@ -42,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _http import CONFIG, ROOT, census_command, median, print_table, verdict
+from _http import CONFIG, ROOT, census_command, machine, median, print_table, spread, verdict
 
 TIME = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
 NUMERIC = {"age", "fnlgt", "education-num", "capital-gain", "capital-loss", "hours-per-week"}
@@ -192,12 +192,12 @@ def main() -> None:
     parser.add_argument(
         "--large-rows", type=int, default=1_000_000, help="rows of the timed CSV (the target)"
     )
-    parser.add_argument("--large-runs", type=int, default=3, help="runs on the timed CSV")
+    parser.add_argument("--large-runs", type=int, default=5, help="runs on the timed CSV")
     parser.add_argument(
         "--huge-rows", type=int, default=0, help="rows of a CSV run once for its peak RSS (0: none)"
     )
     parser.add_argument("--jsonl-rows", type=int, default=100_000, help="rows of the JSONL file")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each other measurement")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each other measurement")
     parser.add_argument("--chunk-size", type=int, default=50_000, help="--chunk-size given")
     args = parser.parse_args()
 
@@ -279,138 +279,89 @@ def main() -> None:
     def ratio(ours: float, floor: float) -> str:
         return f"{ours / floor:.2f}x"
 
-    large_rate = args.large_rows / secs(large_runs)
-    floor_large_rate = args.large_rows / secs(floor_large)
-    net_rate = args.large_rows / max(secs(large_runs) - secs(one_csv), 1e-9)
-    parquet_rate = args.large_rows / secs(parquet_runs)
-    floor_parquet_rate = args.large_rows / secs(floor_parquet)
-    csv_rate = args.rows / secs(csv_runs)
-    floor_csv_rate = args.rows / secs(floor_csv)
-    jsonl_rate = args.jsonl_rows / secs(jsonl_runs)
-    floor_jsonl_rate = args.jsonl_rows / secs(floor_jsonl)
+    def rates(results: list[Run], rows: int) -> str:
+        """The runs' slowest and fastest rows/s."""
+        times = [r.seconds for r in results]
+        return f"{rate(rows / max(times))}-{rate(rows / min(times))}"
+
+    def peaks(results: list[Run]) -> str:
+        return spread([r.peak_mb for r in results], ".0f")
+
+    def throughput(label: str, ours: list[Run], floor: list[Run], rows: int) -> list[object]:
+        mine, base = rows / secs(ours), rows / secs(floor)
+        span = rates(ours, rows)
+        return [label, rate(mine), span, "rows/s", "", "", rate(base), ratio(mine, base)]
+
+    def memory(label: str, ours: list[Run], floor: list[Run]) -> list[object]:
+        mine, base = peak(ours), peak(floor)
+        return [label, f"{mine:.0f}", peaks(ours), "MB", "", "", f"{base:.0f}", ratio(mine, base)]
+
+    def target(row: list[object], text: str, ok: bool) -> list[object]:
+        row[4:6] = [text, verdict(ok)]
+        return row
+
+    large, n = f"{args.large_rows:,}", args.large_rows
+    net_rate = n / max(secs(large_runs) - secs(one_csv), 1e-9)
     table = [
-        (
-            f"CSV {args.large_rows:,} rows, end to end",
-            rate(large_rate),
-            "rows/s",
+        target(
+            throughput(f"CSV {large} rows, end to end", large_runs, floor_large, n),
             ">= 250,000",
-            verdict(large_rate >= 250_000),
-            rate(floor_large_rate),
-            ratio(large_rate, floor_large_rate),
+            n / secs(large_runs) >= 250_000,
         ),
-        (
-            f"peak RSS, CSV {args.large_rows:,} rows",
-            f"{peak(large_runs):.0f}",
-            "MB",
+        target(
+            memory(f"peak RSS, CSV {large} rows", large_runs, floor_large),
             "<= 400",
-            verdict(peak(large_runs) <= 400),
-            f"{peak(floor_large):.0f}",
-            ratio(peak(large_runs), peak(floor_large)),
+            peak(large_runs) <= 400,
         ),
-        (
-            f"Parquet {args.large_rows:,} rows to Parquet, end to end",
-            rate(parquet_rate),
-            "rows/s",
-            "",
-            "",
-            rate(floor_parquet_rate),
-            ratio(parquet_rate, floor_parquet_rate),
-        ),
-        (
-            f"peak RSS, Parquet {args.large_rows:,} rows",
-            f"{peak(parquet_runs):.0f}",
-            "MB",
-            "",
-            "",
-            f"{peak(floor_parquet):.0f}",
-            ratio(peak(parquet_runs), peak(floor_parquet)),
-        ),
-        (
+        throughput(f"Parquet {large} rows to Parquet, end to end", parquet_runs, floor_parquet, n),
+        memory(f"peak RSS, Parquet {large} rows", parquet_runs, floor_parquet),
+        [
             "one JSON row, whole process",
             f"{secs(one_json):.2f}",
+            spread([r.seconds for r in one_json], ".2f"),
             "s",
             "<= 0.8",
             verdict(secs(one_json) <= 0.8),
             f"{secs(bare):.2f}",
             "",
+        ],
+        [
+            "one CSV row, whole process",
+            f"{secs(one_csv):.2f}",
+            spread([r.seconds for r in one_csv], ".2f"),
+            "s",
+            "",
+            "",
+            f"{secs(bare):.2f}",
+            "",
+        ],
+        [f"CSV {large} rows, net of one row", rate(net_rate), "", "rows/s", "", "", "", ""],
+        throughput(f"CSV {args.rows:,} rows, end to end", csv_runs, floor_csv, args.rows),
+        memory(f"peak RSS, CSV {args.rows:,} rows", csv_runs, floor_csv),
+        throughput(
+            f"JSONL {args.jsonl_rows:,} rows, end to end", jsonl_runs, floor_jsonl, args.jsonl_rows
         ),
-        ("one CSV row, whole process", f"{secs(one_csv):.2f}", "s", "", "", "", ""),
-        (
-            f"CSV {args.large_rows:,} rows, net of one row",
-            rate(net_rate),
-            "rows/s",
-            "",
-            "",
-            "",
-            "",
-        ),
-        (
-            f"CSV {args.rows:,} rows, end to end",
-            rate(csv_rate),
-            "rows/s",
-            "",
-            "",
-            rate(floor_csv_rate),
-            ratio(csv_rate, floor_csv_rate),
-        ),
-        (
-            f"peak RSS, CSV {args.rows:,} rows",
-            f"{peak(csv_runs):.0f}",
-            "MB",
-            "",
-            "",
-            f"{peak(floor_csv):.0f}",
-            ratio(peak(csv_runs), peak(floor_csv)),
-        ),
-        (
-            f"JSONL {args.jsonl_rows:,} rows, end to end",
-            rate(jsonl_rate),
-            "rows/s",
-            "",
-            "",
-            rate(floor_jsonl_rate),
-            ratio(jsonl_rate, floor_jsonl_rate),
-        ),
-        (
-            f"peak RSS, JSONL {args.jsonl_rows:,} rows",
-            f"{peak(jsonl_runs):.0f}",
-            "MB",
-            "",
-            "",
-            f"{peak(floor_jsonl):.0f}",
-            "",
-        ),
+        memory(f"peak RSS, JSONL {args.jsonl_rows:,} rows", jsonl_runs, floor_jsonl),
     ]
     if huge_runs:
-        huge_rate = args.huge_rows / secs(huge_runs)
-        floor_huge_rate = args.huge_rows / secs(floor_huge)
+        huge = f"{args.huge_rows:,}"
         table += [
-            (
-                f"CSV {args.huge_rows:,} rows, end to end",
-                rate(huge_rate),
-                "rows/s",
-                "",
-                "",
-                rate(floor_huge_rate),
-                ratio(huge_rate, floor_huge_rate),
-            ),
-            (
-                f"peak RSS, CSV {args.huge_rows:,} rows",
-                f"{peak(huge_runs):.0f}",
-                "MB",
+            throughput(f"CSV {huge} rows, end to end", huge_runs, floor_huge, args.huge_rows),
+            target(
+                memory(f"peak RSS, CSV {huge} rows", huge_runs, floor_huge),
                 "<= 400",
-                verdict(peak(huge_runs) <= 400),
-                f"{peak(floor_huge):.0f}",
-                ratio(peak(huge_runs), peak(floor_huge)),
+                peak(huge_runs) <= 400,
             ),
         ]
     print()
     print(
         f"census predict (chunk size {chunk:,}) vs pandas read+write floor; medians of "
-        f"{args.runs} runs ({args.large_runs} on the timed file, each beside a floor run); "
-        f"load average after: {os.getloadavg()[0]:.2f}"
+        f"{args.runs} runs ({args.large_runs} on the timed file, each beside a floor run)"
     )
-    print_table(("figure", "ours", "unit", "target", "result", "floor", "ours/floor"), table)
+    print(machine(["pyarrow", "pandas", "numpy", "orjson"]))
+    print_table(
+        ("figure", "ours", "min-max", "unit", "target", "result", "floor", "ours/floor"), table
+    )
 
 
 if __name__ == "__main__":

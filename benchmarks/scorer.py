@@ -22,17 +22,14 @@ tree walked. Each figure is the median of `--runs` runs, with min and max.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _http import ROOT, median, print_table, verdict
+from _http import ROOT, machine, median, print_table, verdict
 
 TARGET = 500_000  # rows/s, one thread
 
@@ -135,29 +132,27 @@ def main() -> None:
                 (
                     f"{n_rows:,} rows, {label}",
                     f"{n_rows / median(seconds):,.0f}",
+                    f"{n_rows / max(seconds):,.0f}-{n_rows / min(seconds):,.0f}",
                     "rows/s",
                     target,
                     result,
-                    f"{n_rows / max(seconds):,.0f}-{n_rows / min(seconds):,.0f}",
                     f"{n_rows / base:,.0f}",
                     f"{median(seconds) / base:.2f}x",
                 )
             )
-    versions = ", ".join(f"{name} {version(name)}" for name in ("numpy", "census-salary"))
     print(
         f"The library's scorer in process, committed model ({n_trees} trees); median of "
-        f"{args.runs} runs; {platform.machine()} {platform.processor() or ''}, "
-        f"{os.cpu_count()} CPUs; Python {platform.python_version()}; {versions}; "
-        f"load average: {os.getloadavg()[0]:.2f}"
+        f"{args.runs} runs"
     )
+    print(machine(["numpy"]))
     print_table(
         (
             "figure",
             "ours",
+            "min-max",
             "unit",
             "target",
             "result",
-            "min-max",
             "floor rows/s",
             "time/floor",
         ),

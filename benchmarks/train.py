@@ -16,7 +16,7 @@ The committed model is never touched: CENSUS_ARTIFACTS__DIR and
 CENSUS_ARTIFACTS__MODEL_CARD point into a temporary folder, and the script checks that
 artifacts/LATEST and ModelCard.md are byte for byte as before.
 
-    .venv/bin/python benchmarks/train.py             # about a minute
+    .venv/bin/python benchmarks/train.py             # about a minute and a half
     .venv/bin/python benchmarks/train.py --runs 1
     .venv/bin/python benchmarks/train.py --runs 1 --search-runs 3   # about 3 minutes more
 """
@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _http import CONFIG, ROOT, census_command, median, print_table, verdict
+from _http import CONFIG, ROOT, census_command, machine, median, print_table, spread, verdict
 
 SEARCH_GRID = {  # census.toml's grid, and two values of each regularisation: 24 candidates
     "learning_rate": [0.05, 0.1],
@@ -84,7 +84,7 @@ def train_once(n: int, what: str, extra: dict[str, str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="training runs timed")
+    parser.add_argument("--runs", type=int, default=5, help="training runs timed")
     parser.add_argument("--floor-runs", type=int, default=5, help="import-only runs timed")
     parser.add_argument(
         "--search-runs", type=int, default=0, help="trainings with the 24-candidate search timed"
@@ -108,21 +108,20 @@ def main() -> None:
 
     wall, base = median(runs), median(floor)
     print()
-    print(
-        f"census train on data/census.csv; median of {args.runs} runs (floor: "
-        f"{args.floor_runs}); load average after: {os.getloadavg()[0]:.2f}"
-    )
+    print(f"census train on data/census.csv; median of {args.runs} runs (floor: {args.floor_runs})")
+    print(machine(["scikit-learn", "numpy", "pandas", "skops", "matplotlib"]))
     rows = [
         (
             "census train, wall",
             f"{wall:.2f}",
+            spread(runs, ".2f"),
             "s",
             "<= 6",
             verdict(wall <= 6),
             f"{base:.2f}",
             f"{wall / base:.1f}x",
         ),
-        ("census train minus import floor", f"{wall - base:.2f}", "s", "", "", "", ""),
+        ("census train minus import floor", f"{wall - base:.2f}", "", "s", "", "", "", ""),
     ]
     if searches:
         searched = median(searches)
@@ -130,6 +129,7 @@ def main() -> None:
             (
                 f"with a search of {math.prod(map(len, SEARCH_GRID.values()))} candidates, wall",
                 f"{searched:.2f}",
+                spread(searches, ".2f"),
                 "s",
                 "<= 60",
                 verdict(searched <= 60),
@@ -137,10 +137,10 @@ def main() -> None:
                 f"{searched / base:.1f}x",
             )
         )
-    print_table(("figure", "ours", "unit", "target", "result", "floor", "ours/floor"), rows)
-    print(f"\nruns: {[round(r, 2) for r in runs]} s; floor runs: {[round(r, 3) for r in floor]} s")
-    if searches:
-        print(f"search runs: {[round(r, 2) for r in searches]} s")
+    print_table(
+        ("figure", "ours", "min-max", "unit", "target", "result", "floor", "ours/floor"), rows
+    )
+    print(f"floor runs: {spread(floor)} s")
 
 
 if __name__ == "__main__":
