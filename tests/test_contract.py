@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from census_salary import contract
 from census_salary.contract import (
     CATEGORICAL,
     COLUMNS,
@@ -139,6 +140,19 @@ def test_true_and_one_are_kept_apart_by_the_cache() -> None:
     assert parse_value(1, "age") == 1
     assert parse_value(True, "age") is INVALID
     assert parse_value(1.0, "age") == 1
+
+
+def test_the_caches_are_bounded_and_keep_no_long_text() -> None:
+    """Rows with ever-new or huge keys and values must not grow a server's memory."""
+    caches = [contract._cached_canonical_name, contract._parse_cached, contract._cached_key_plan]
+    assert all(cache.cache_info().maxsize is not None for cache in caches)
+    check_records([{**EXAMPLE_ROW, "id": 1}])  # what the row below shares, kept
+    sizes = [cache.cache_info().currsize for cache in caches]
+    long = " x" * 1_000
+    assert canonical_name(long) == long.strip().replace(" ", "_")
+    assert parse_value(long, "sex") is INVALID
+    assert check_records([{**EXAMPLE_ROW, long: 1}]).good.all()
+    assert [cache.cache_info().currsize for cache in caches] == sizes
 
 
 def test_check_counts_rows_from_first_row() -> None:

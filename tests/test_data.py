@@ -67,6 +67,11 @@ def test_bad_value_names_row_field_and_expectation(tmp_path: Path) -> None:
         read_census(write(tmp_path, HEADER, ROW_A.replace("39,", "-4,", 1)))
 
 
+def test_a_column_named_twice_alike_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="names column\\(s\\) 'age' more than once"):
+        read_census(write(tmp_path, f"age, {HEADER}", f"50, {ROW_A}"))
+
+
 def test_missing_column_is_named(tmp_path: Path) -> None:
     header = HEADER.replace(", race", "")
     row = ROW_A.replace(" White,", "")

@@ -171,7 +171,6 @@ CSV_TEXTS = {
     "spaces inside quotes": f'id,{HEADER}\n"  a",{LINE}\n7,{LINE}\n',
     "a quoted line break": f'id,{HEADER}\n"a\nb",{LINE}\n7,{LINE}\n',
     "tabs are kept": f"id,{HEADER}\n\tx ,{LINE}\n",
-    "a repeated name": f"id, id,{HEADER}\n1,2,{LINE}\n",
     "an unnamed column": f"{HEADER},\n{LINE},x\n",
     "a blank line first": f"\n{HEADER}\n{LINE}\n",
     "a short row after plain blocks": f"{HEADER}\n" + f"{LINE}\n" * 9 + "39, x\n",
@@ -244,6 +243,14 @@ def test_distinct_values_decode_to_the_rows() -> None:
 def test_csv_columns_spelled_twice_are_refused() -> None:
     text = f"education_num,{HEADER}\n13,{LINE}\n"
     with pytest.raises(InputError, match="education_num appear more than once"):
+        table_of(text)
+
+
+def test_a_csv_column_named_twice_alike_is_refused_not_renamed() -> None:
+    """pandas would read the second `age` as `age.1`: the row's first age, where a JSON row
+    gives its last."""
+    text = f"age,{HEADER}\n50,{LINE}\n"
+    with pytest.raises(InputError, match="names column\\(s\\) 'age' more than once"):
         table_of(text)
 
 

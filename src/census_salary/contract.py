@@ -119,11 +119,25 @@ _ALIASES = {alias: s.name for s in COLUMN_SPECS for alias in s.aliases} | {
 }
 
 
-@functools.cache
-def canonical_name(name: str) -> str:
-    """`" Education-Num"` -> `"education_num"`; `fnlwgt` -> `fnlgt`; other names kept."""
+# The caches below keep what a request or file repeats (its keys, its values) and are
+# bounded in entries AND in the length of what they keep, so that rows sent with ever-new
+# or huge keys or values cannot grow a server's memory: longer text is worked out anew.
+_CACHED_LENGTH = 2 * MAX_CATEGORY_LENGTH
+
+
+def _canonical_name(name: str) -> str:
     key = str(name).strip().lower().replace("-", "_").replace(" ", "_")
     return _ALIASES.get(key, key)
+
+
+_cached_canonical_name = functools.lru_cache(maxsize=4096)(_canonical_name)
+
+
+def canonical_name(name: str) -> str:
+    """`" Education-Num"` -> `"education_num"`; `fnlwgt` -> `fnlgt`; other names kept."""
+    if isinstance(name, str) and len(name) > _CACHED_LENGTH:
+        return _canonical_name(name)
+    return _cached_canonical_name(name)
 
 
 # --- the coercion rule ---------------------------------------------------------------
@@ -166,10 +180,12 @@ def _parse_category(value: Any) -> Any:
     return INVALID
 
 
-@functools.lru_cache(maxsize=1 << 16, typed=True)
-def _parse_cached(value: Any, name: str) -> Any:
+def _parse(value: Any, name: str) -> Any:
     spec = SPECS[name]
     return _parse_number(value, spec) if spec.kind == "number" else _parse_category(value)
+
+
+_parse_cached = functools.lru_cache(maxsize=1 << 16, typed=True)(_parse)
 
 
 def parse_value(value: Any, name: str) -> Any:
@@ -178,6 +194,8 @@ def parse_value(value: Any, name: str) -> Any:
     Typed caching keeps `true`, `1` and `1.0` apart while a file's repeated values
     are parsed once.
     """
+    if isinstance(value, str) and len(value) > _CACHED_LENGTH:
+        return _parse(value, name)
     try:
         return _parse_cached(value, name)
     except TypeError:  # unhashable: a list or an object, which no column takes
@@ -470,12 +488,14 @@ def _key_plan(keys: tuple[Any, ...]) -> tuple[tuple[tuple[Any, Any], ...], Any]:
 
 # Rows of one request or file share their keys: each set of keys is planned once.
 _cached_key_plan = functools.lru_cache(maxsize=256)(_key_plan)
-_CACHED_KEYS = 64  # rows with more keys than this are planned without the cache
+_CACHED_KEYS = 64  # rows with more keys than this (or a longer key) are planned anew
 
 
 def _plan_of(row: dict[Any, Any]) -> tuple[tuple[tuple[Any, Any], ...], Any]:
     keys = tuple(row)
-    return (_cached_key_plan if len(keys) <= _CACHED_KEYS else _key_plan)(keys)
+    if len(keys) > _CACHED_KEYS or max(map(len, keys), default=0) > _CACHED_LENGTH:
+        return _key_plan(keys)
+    return _cached_key_plan(keys)
 
 
 def as_record(value: Any, row: int) -> dict[str, Any]:
@@ -505,7 +525,10 @@ def decode_json(text: bytes | str) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
-        return refuse_half_surrogates(json.loads(text), text)
+        # Bytes as UTF-8 only, as orjson and the files' doors read them (json.loads would
+        # guess UTF-16 or UTF-32, and let encoded halves of surrogate pairs through).
+        decoded = text.decode("utf-8-sig") if isinstance(text, bytes) else text
+        return refuse_half_surrogates(json.loads(decoded), decoded)
 
 
 # JSON may escape one half of a UTF-16 surrogate pair alone (`"\ud800"`): Python reads it

@@ -6,8 +6,11 @@ Every row is checked by `contract.check_columns`, the same check the API and
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -76,7 +79,9 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
     with path.open("r", encoding="utf-8", errors="strict", newline="") as handle:
         try:
             notes, header = _layout(path)
-            raw = read_csv_text(handle, header=header, skip=notes)
+            if header is not None:
+                refuse_repeated_names(header)
+            raw = read_csv_text(handle, header=header is not None, skip=notes)
         except UnicodeDecodeError as exc:
             raise InputError(f"{path} is not UTF-8 text: {exc}") from None
     raw = raw.rename(columns=canonical_name)
@@ -105,9 +110,10 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
     )
 
 
-def _layout(path: Path) -> tuple[int, bool]:
-    """How many note lines (`|1x3 Cross validator` in adult.test) come first, and whether a
-    header row follows: `adult.data` has none, its first field is a number, not a name."""
+def _layout(path: Path) -> tuple[int, str | None]:
+    """How many note lines (`|1x3 Cross validator` in adult.test) come first, and the
+    header line that follows (None for `adult.data`: its first field is a number, not a
+    name)."""
     notes = 0
     with path.open("r", encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
@@ -115,8 +121,24 @@ def _layout(path: Path) -> tuple[int, bool]:
                 notes = number  # skip up to and with the last note line
             elif line.strip():
                 first = line.split(",", 1)[0].strip()
-                return notes, not first.replace(".", "", 1).isdigit()
-    return notes, True
+                return notes, None if first.replace(".", "", 1).isdigit() else line
+    return notes, ""
+
+
+def refuse_repeated_names(text: str) -> None:
+    """Refuse CSV `text` whose header (its first record) names a column twice: pandas
+    would rename the second (`age.1`) and read the row's first value where a JSON row
+    gives its last."""
+    try:
+        names = next(csv.reader(io.StringIO(text, newline=""), skipinitialspace=True), [])
+    except csv.Error:  # pandas words what is wrong with the line
+        return
+    repeated = sorted(name for name, times in Counter(names).items() if times > 1)
+    if repeated:
+        raise InputError(
+            f"The CSV header names column(s) {', '.join(map(repr, repeated))} more than "
+            "once; give each column once."
+        )
 
 
 def read_csv_text(

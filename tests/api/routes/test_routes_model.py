@@ -160,6 +160,9 @@ def test_server_keeps_serving_after_errors(client: TestClient) -> None:
         (b"[]", 422),
         (b'{"inputs": []}', 422),
         (b"[1]", 422),
+        (b'{"inputs": [], "extra": 1}', 400),
+        ('[{"sex": "Male"}]'.encode("utf-16"), 400),
+        (b'[{"sex": "\xed\xa0\x80"}]', 400),  # half a surrogate pair, encoded, not escaped
     ],
     ids=[
         "not-json",
@@ -174,6 +177,9 @@ def test_server_keeps_serving_after_errors(client: TestClient) -> None:
         "empty-list",
         "empty-inputs",
         "row-not-an-object",
+        "inputs-and-another-key",
+        "utf-16",
+        "encoded-surrogate",
     ],
 )
 def test_malformed_bodies_are_4xx_problems(client: TestClient, body: bytes, status: int) -> None:
@@ -266,6 +272,12 @@ def test_every_invalid_value_is_listed_in_row_order(client: TestClient) -> None:
         (2, "fnlgt"),
     ]
     assert [e["index"] for e in body["errors"]] == [0, 2, 2]
+
+
+def test_a_422_lists_the_first_hundred_problems_and_counts_them_all(roomy: TestClient) -> None:
+    body = assert_problem(roomy.post("/predict", json=[{}] * 100), 422)
+    assert len(body["errors"]) == 100
+    assert body["detail"].startswith("1400 invalid value(s) (the first 100 listed); the first:")
 
 
 def test_problem_does_not_echo_the_body(client: TestClient) -> None:

@@ -152,12 +152,16 @@ def parse_rows(body: bytes, max_rows: int) -> CheckedColumns:
         raise Problem(400, "Bad Request", f"The body is not valid JSON: {exc}.") from None
     except (ValueError, RecursionError) as exc:  # nesting or a number beyond Python's limits
         raise Problem(400, "Bad Request", f"The body cannot be read as rows: {exc}.") from None
-    rows = payload.get("inputs") if isinstance(payload, dict) else payload
+    if isinstance(payload, dict):  # {"inputs": [...]} and nothing else, as census predict reads
+        rows = payload["inputs"] if payload.keys() == {"inputs"} else None
+    else:
+        rows = payload
     if not isinstance(rows, list):
         raise Problem(
             400,
             "Bad Request",
-            'Expected {"inputs": [rows]} or a JSON array of rows, each an object of census fields.',
+            'Expected {"inputs": [rows]} (no other keys) or a JSON array of rows, each an '
+            "object of census fields.",
         )
     if not rows:
         raise Problem(422, "Unprocessable Content", "No rows given: send at least one row.")
@@ -177,15 +181,22 @@ def parse_rows(body: bytes, max_rows: int) -> CheckedColumns:
     return checked
 
 
+# A 422 lists this many problems at most (10,000 empty rows hold 140,000): the answer to a
+# small bad body stays small, and building it does not hold up the server.
+MAX_ERRORS = 100
+
+
 def _invalid(problems: list[RowProblem]) -> Problem:
     errors = [
-        {"index": p.row - 1, "field": p.field or None, "message": p.message} for p in problems
+        {"index": p.row - 1, "field": p.field or None, "message": p.message}
+        for p in problems[:MAX_ERRORS]
     ]
     first = errors[0]
+    where = f"row {first['index']}" + (f", field {first['field']!r}" if first["field"] else "")
+    listed = f" (the first {MAX_ERRORS} listed)" if len(problems) > MAX_ERRORS else ""
     return Problem(
         422,
         "Unprocessable Content",
-        f"{len(errors)} invalid value(s); the first: row {first['index']}, "
-        f"field {first['field']!r}: {first['message']}.",
+        f"{len(problems)} invalid value(s){listed}; the first: {where}: {first['message']}.",
         errors,
     )
