@@ -15,7 +15,6 @@ from pydantic import create_model as _create_model
 
 from census_salary.contract import (
     COLUMN_SPECS,
-    EXAMPLE_ROW,
     INVALID,
     MAX_CATEGORY_LENGTH,
     ColumnSpec,
@@ -39,13 +38,18 @@ def _field_type(spec: ColumnSpec) -> Any:
     return Annotated[str | None, PlainValidator(validate), WithJsonSchema(schema)]
 
 
+# The example row of the OpenAPI document, under the names its schema requires (the
+# published names, `education-num`, are accepted too, but a schema names one spelling).
+SCHEMA_EXAMPLE_ROW: dict[str, Any] = {spec.name: spec.example for spec in COLUMN_SPECS}
+
+
 class _RowBase(BaseModel):
     model_config = ConfigDict(
         extra="ignore",  # a caller's id column or the label column passes through
         frozen=True,
         validate_by_name=True,
         validate_by_alias=True,
-        json_schema_extra={"examples": [EXAMPLE_ROW]},
+        json_schema_extra={"examples": [SCHEMA_EXAMPLE_ROW]},
     )
 
 

@@ -17,7 +17,7 @@ from census_salary.api.routes.model import INLINE_ROWS
 from census_salary.bundle import Bundle
 from census_salary.config import Settings
 from census_salary.contract import EXAMPLE_ROW, check_records
-from census_salary.row_schema import contract_document
+from census_salary.row_schema import SCHEMA_EXAMPLE_ROW, contract_document
 
 AGE_EXPECTED = "expected a whole number from 0 to 120"
 NOT_AN_OBJECT = "expected an object of census fields"
@@ -296,8 +296,14 @@ def test_too_many_rows_is_413(client: TestClient) -> None:
 
 
 def test_openapi_documents_predict_with_examples(client: TestClient) -> None:
-    assert examples(client)["inputs"]["value"] == {"inputs": [EXAMPLE_ROW]}
-    assert examples(client)["list"]["value"] == [EXAMPLE_ROW, EXAMPLE_ROW]
+    assert examples(client)["inputs"]["value"] == {"inputs": [SCHEMA_EXAMPLE_ROW]}
+    assert examples(client)["list"]["value"] == [SCHEMA_EXAMPLE_ROW, SCHEMA_EXAMPLE_ROW]
+
+
+def test_openapi_examples_give_the_names_the_row_schema_requires(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["CensusRow"]
+    assert set(schema["required"]) == set(schema["examples"][0])
+    assert set(schema["required"]) == set(examples(client)["inputs"]["value"]["inputs"][0])
 
 
 @pytest.mark.parametrize("name", ["inputs", "list"])

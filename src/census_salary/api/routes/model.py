@@ -17,9 +17,9 @@ from census_salary.api.deps import BundleDep, KeyRequired, get_bundle, require_a
 from census_salary.api.models import PredictionBody, PredictionResponse
 from census_salary.api.problems import Problem
 from census_salary.api.routes.operations import sklearn_version
-from census_salary.contract import EXAMPLE_ROW, CheckedColumns, check_records, decode_json
+from census_salary.contract import CheckedColumns, check_records, decode_json
 from census_salary.errors import InputError, ModelError, RowProblem
-from census_salary.row_schema import contract_document
+from census_salary.row_schema import SCHEMA_EXAMPLE_ROW, contract_document
 
 router = APIRouter(tags=["model"])
 # Up to this many rows are scored on the event loop (~2.3 ms here); more go to a thread.
@@ -59,8 +59,14 @@ _PREDICT_EXTRA: dict[str, Any] = {
                     ]
                 },
                 "examples": {
-                    "inputs": {"summary": "Rows under inputs", "value": {"inputs": [EXAMPLE_ROW]}},
-                    "list": {"summary": "A bare list of rows", "value": [EXAMPLE_ROW, EXAMPLE_ROW]},
+                    "inputs": {
+                        "summary": "Rows under inputs",
+                        "value": {"inputs": [SCHEMA_EXAMPLE_ROW]},
+                    },
+                    "list": {
+                        "summary": "A bare list of rows",
+                        "value": [SCHEMA_EXAMPLE_ROW, SCHEMA_EXAMPLE_ROW],
+                    },
                 },
             }
         },
