@@ -49,6 +49,16 @@ def test_scorer_setting_pipeline_serves_the_skops_model_with_the_same_numbers(
     assert by_pipeline["warnings"] == by_trees["warnings"]
 
 
+def test_a_trailing_slash_is_not_redirected_to_the_host_the_client_names(
+    client: TestClient,
+) -> None:
+    response = client.post(
+        "/predict/", json=[EXAMPLE_ROW], headers={"host": "evil.example"}, follow_redirects=False
+    )
+    assert response.status_code == 404
+    assert "location" not in response.headers
+
+
 def test_open_server_logs_that_it_is_open(
     small_settings: Settings, small_bundle: Bundle, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -76,6 +76,8 @@ def create_app(
         description="Predicts whether a person's income is above $50K from 14 census "
         "attributes (UCI Adult data). Errors are RFC 9457 problem documents.",
         lifespan=lifespan,
+        # `/predict/` is a 404, not a redirect to an address built from the Host header.
+        redirect_slashes=False,
         # Served by routes/docs.py from the app's own files, not from a CDN.
         docs_url=None,
         redoc_url=None,
