@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import subprocess
 from pathlib import Path
@@ -19,9 +20,10 @@ import census_salary.bundle
 from census_salary.api import create_app
 from census_salary.bundle import Bundle
 from census_salary.cli import app
+from census_salary.cli.app import print_json
 from census_salary.config import Settings, load_settings
 from census_salary.contract import EXAMPLE_ROW, TARGET, canonical_name
-from census_salary.errors import ExitCode
+from census_salary.errors import CensusError, ExitCode
 from census_salary.figures import FIGURE_NAMES
 from census_salary.scoring import PipelineScorer
 from census_salary.trees import TreeTables
@@ -156,6 +158,27 @@ def test_evaluate_on_a_labelled_file(runner: CliRunner, small_settings: Settings
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"] == 3000
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--json"], ["slice-report"]])
+def test_auditing_a_file_without_rows_is_exit_2(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path, command: list[str]
+) -> None:
+    header_only = tmp_path / "header.csv"
+    header = small_settings.data_path.read_text().splitlines()[0]
+    header_only.write_text(header + "\n")
+    result = run(runner, small_settings, *command, "--data", str(header_only))
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"{header_only} holds no rows." in result.stderr
+    assert result.stdout == ""
+
+
+def test_json_output_refuses_nan_rather_than_print_invalid_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(CensusError, match="cannot be printed as JSON"):
+        print_json({"accuracy": math.nan})
+    assert capsys.readouterr().out == ""
 
 
 def test_evaluate_draws_the_figures_into_a_folder(
@@ -472,6 +495,16 @@ def test_log_file_keeps_a_log(runner: CliRunner, small_settings: Settings, tmp_p
     assert log.is_file()
 
 
+def test_a_log_file_that_is_a_folder_is_one_line_and_exit_2(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        app, ["--config", str(small_settings.source), "--log-file", str(tmp_path), "runs"]
+    )
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"Cannot write the log to {tmp_path}: Is a directory" in result.stderr
+
+
 @pytest.mark.slow  # starts a process
 def test_real_process_predicts_the_readme_example() -> None:
     census = census_executable()
@@ -636,6 +669,17 @@ def test_json_beyond_pythons_limits_is_exit_2(
     result = run(runner, small_settings, "predict", stdin=text)
     assert result.exit_code == ExitCode.USAGE, result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_a_field_too_deep_to_write_is_exit_2_naming_row_and_field(
+    runner: CliRunner, small_settings: Settings, fmt: str
+) -> None:
+    # JSON Lines are read up to 1,024 levels deep: more than can be written back
+    row = json.dumps({**EXAMPLE_ROW, "note": 0}).replace("0}", "[" * 1000 + "]" * 1000 + "}")
+    result = run(runner, small_settings, "predict", "--output-format", fmt, stdin=row + "\n")
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "row 1, field 'note': it is nested too deeply to write" in result.stderr
 
 
 @pytest.mark.parametrize(

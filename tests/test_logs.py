@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from census_salary.errors import InputError
 from census_salary.logs import configure_logging
 
 
@@ -43,3 +44,15 @@ def test_a_second_call_closes_the_first_calls_file(tmp_path: Path) -> None:
     assert first[0].stream is None  # closed
     files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     assert [Path(h.baseFilename).name for h in files] == ["second.log"]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [(".", "Is a directory"), ("taken/census.log", "taken is not a folder")],
+)
+def test_a_log_file_that_cannot_be_opened_is_an_input_error_naming_it(
+    tmp_path: Path, name: str, reason: str
+) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with pytest.raises(InputError, match=rf"^Cannot write the log to {tmp_path}.*: .*{reason}"):
+        configure_logging(logging.WARNING, tmp_path / name)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import array
 import csv
+import errno
+import fcntl
 import io
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
+import termios
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pytest
@@ -23,7 +31,7 @@ from census_salary.explain import explain
 from census_salary.predict import _KnownValues, _read_ahead, score_rows
 from census_salary.rows import RowChunk, read_rows
 from census_salary.writers import _float_text, write_predictions
-from live_server import server_environment
+from live_server import census_executable, server_environment
 
 HEADER = ",".join(EXAMPLE_ROW)
 LINE = ",".join(str(v) for v in EXAMPLE_ROW.values())
@@ -231,3 +239,74 @@ def test_predict_imports_only_what_the_input_needs(
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == str(loaded), done.stderr
+
+
+class FullDisk(io.RawIOBase):
+    """A device that takes nothing: every write fails as on a full disk."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_standard_output_that_refuses_the_rows_is_an_input_error_naming_the_reason(
+    small_bundle: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_text(f"{HEADER}\n{LINE}\n")
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(FullDisk())))
+    with pytest.raises(InputError, match=r"^Cannot write the output: No space left on device"):
+        census_salary.predict.predict_file(small_bundle, source, None, output_format=fmt)
+
+
+class GoneReader(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+def test_a_reader_gone_away_is_left_to_the_cli_to_end_quietly(
+    small_bundle: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_text(f"{HEADER}\n{LINE}\n")
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(GoneReader())))
+    with pytest.raises(BrokenPipeError):
+        census_salary.predict.predict_file(small_bundle, source, None)
+
+
+def unread_bytes(pipe: IO[bytes]) -> int:
+    waiting = array.array("i", [0])
+    fcntl.ioctl(pipe.fileno(), termios.FIONREAD, waiting)
+    return waiting[0]
+
+
+@pytest.mark.slow  # starts a process
+def test_ctrl_c_while_reading_a_pipe_ends_with_130_and_no_fatal_error(
+    small_settings: Settings, tmp_path: Path
+) -> None:
+    census = census_executable()
+    output = tmp_path / "out.csv"
+    with subprocess.Popen(  # stdin stays open: the reading thread waits on the pipe
+        [str(census), "--config", str(small_settings.source), "predict", "-o", str(output)],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=server_environment(),
+    ) as process:
+        assert process.stdin is not None
+        process.stdin.write(f"{HEADER}\n".encode() + f"{LINE}\n".encode() * 20_000)
+        process.stdin.flush()
+        deadline = time.monotonic() + 60
+        while unread_bytes(process.stdin) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # all read: the reading thread waits for more
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err.decode()
+    assert b"Fatal Python error" not in err
+    assert not output.exists()

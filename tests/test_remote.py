@@ -181,3 +181,21 @@ def test_batches_shrink_to_the_servers_row_limit(server_url: str) -> None:
     )
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)) == len(ROWS)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1", "localhost:8000", "http://localhost:99999", "http://local host:8000"],
+)
+def test_a_malformed_url_is_exit_2_naming_it(url: str) -> None:
+    result = CliRunner().invoke(app, ["predict", "--url", url], input=INPUTS["csv"])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"--url {url!r} is malformed" in result.stderr
+    assert result.stdout == ""
+
+
+def test_explain_with_a_url_is_refused_before_the_server_is_asked() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nobody there: asking it would be exit 6
+    result = CliRunner().invoke(app, ["predict", "--url", url, "--explain"], input=INPUTS["csv"])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "--explain works on a local bundle only" in result.stderr

@@ -127,6 +127,51 @@ def test_a_tree_deeper_than_the_limit_is_refused() -> None:
         chain(MAX_DEPTH + 1)
 
 
+def test_a_tree_with_more_leaves_than_the_limit_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(trees, "MAX_LEAVES", 4)
+    assert chain(3).probabilities({"age": [99]}).shape == (1,)  # 4 leaves
+    with pytest.raises(ValueError, match="a tree with 5 leaves, over the limit of 4"):
+        chain(4)
+
+
+def test_a_small_file_of_one_huge_tree_is_refused_before_its_masks_are_made() -> None:
+    depth = 14  # 16,384 leaves in a 50 kB file: its masks would take a gigabyte to make
+    n_leaves = 2**depth
+    node = np.arange(2 * n_leaves - 1)
+    data = _npz(
+        format=np.array(1),
+        categorical=np.array([], dtype=str),
+        numerical=np.array(["age"]),
+        feature=np.zeros(len(node), dtype=np.int32),
+        child=np.where(node < n_leaves - 1, 2 * node + 1, node).astype(np.int32),
+        go_right=np.zeros((len(node), 3), dtype=np.uint8),
+        value=np.zeros(len(node)),
+        roots=np.array([0], dtype=np.int32),
+        baseline=np.array(0.0),
+        cuts_0=np.array([0.5]),
+    )
+    with pytest.raises(ModelError, match=f"{n_leaves:,} leaves, over the limit of"):
+        TreeTables.from_bytes(data, "trees.npz")
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        ("MAX_MASK_BYTES", "bytes of leaf masks"),
+        ("MAX_MASK_WORK", "steps to make their leaf masks"),
+    ],
+)
+def test_a_forest_whose_leaf_masks_are_too_big_to_make_is_refused(
+    small_bundle: Bundle, monkeypatch: pytest.MonkeyPatch, limit: str, message: str
+) -> None:
+    data = tables_of(small_bundle).to_bytes()
+    monkeypatch.setattr(trees, limit, 1000)
+    with pytest.raises(ModelError, match=rf"{message}, over the limit of 1,000"):
+        TreeTables.from_bytes(data, "trees.npz")
+
+
 def test_an_export_unpacking_to_too_much_is_refused(
     small_bundle: Bundle, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -42,10 +42,14 @@ def held_out(settings: Settings, metadata: BundleMetadata) -> tuple[pd.DataFrame
 def labelled_rows(
     settings: Settings, bundle: Bundle, data_path: Path | None
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """The rows to audit: a labelled file if given, else the bundle's held-out split."""
+    """The rows to audit: a labelled file if given, else the bundle's held-out split.
+    A file without rows is an InputError (as for `census monitor`): no metric is defined
+    on none."""
     if data_path is None:
         return held_out(settings, bundle.metadata)
     data = read_census(data_path, target=settings.data.target)
+    if data.features.empty:
+        raise InputError(f"{data_path} holds no rows.")
     return data.features, data.target
 
 

@@ -10,6 +10,8 @@ import logging
 import sys
 from pathlib import Path
 
+from census_salary.errors import InputError
+
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -17,6 +19,7 @@ def configure_logging(level: int, log_file: Path | None = None, show_time: bool 
     """Send records at `level` and above to stderr (and INFO and above to `log_file`).
 
     Calling it again replaces the handlers an earlier call added and closes their files.
+    A log file that cannot be opened is an InputError, and leaves the logging as it was.
     """
     plain = logging.Formatter(PLAIN_FORMAT)
     console: logging.Handler
@@ -31,8 +34,17 @@ def configure_logging(level: int, log_file: Path | None = None, show_time: bool 
     console.setLevel(level)
     handlers = [console]
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file, encoding="utf-8")
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:  # a folder, a path under a file, /proc, no permission
+            reason = exc.strerror or str(exc)
+            if isinstance(exc, FileExistsError):  # (from mkdir: a file where a folder goes)
+                reason = f"{exc.filename} is not a folder"
+            raise InputError(
+                f"Cannot write the log to {log_file}: {reason}; "
+                "pass --log-file a file in a folder you can write to."
+            ) from None
         handler.setFormatter(plain)
         handler.setLevel(logging.INFO)
         handlers.append(handler)

@@ -9,11 +9,13 @@ pyarrow is imported for JSON.
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import queue
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -273,7 +275,7 @@ def predict_file(
     source = str(input_path) if input_path else "standard input"
     with contextlib.ExitStack() as stack:
         if input_path is None:
-            handle: IO[bytes] = sys.stdin.buffer
+            handle: IO[bytes] = stack.enter_context(_standard_input())
         else:
             try:
                 handle = stack.enter_context(input_path.open("rb"))
@@ -311,6 +313,25 @@ def predict_file(
     return stream.problems
 
 
+@contextlib.contextmanager
+def _standard_input() -> Iterator[IO[bytes]]:
+    """Standard input, unbuffered, over a copy of its descriptor (when it has one).
+
+    The read-ahead thread may be waiting on a pipe when Ctrl-C ends the process. Were it
+    reading `sys.stdin.buffer`, it would hold that buffer's lock, and the interpreter,
+    closing `sys.stdin` on its way out, would abort ("could not acquire lock for <stdin>
+    at interpreter shutdown"); a raw file of our own has no lock, and closing it does not
+    wait for the thread.
+    """
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by one without a descriptor
+        yield sys.stdin.buffer
+        return
+    with io.FileIO(os.dup(fd)) as raw:
+        yield raw
+
+
 def _write_to_stdout(chunks: Iterator[ScoredChunk], fmt: OutputFormat) -> None:
     """Rows go out as they are scored; a failure later on says how many already went."""
     written = 0
@@ -321,14 +342,44 @@ def _write_to_stdout(chunks: Iterator[ScoredChunk], fmt: OutputFormat) -> None:
             yield chunk
             written += len(chunk)  # resumed once the chunk has been written
 
-    sys.stdout.flush()  # bytes go to the buffer beneath: anything printed before goes first
+    out = _Stdout(sys.stdout.buffer)
     try:
-        write_predictions(counted(), fmt, sys.stdout.buffer)
+        _write_failed(sys.stdout.flush)  # bytes go to the buffer beneath: printed text first
+        write_predictions(counted(), fmt, out)
+        out.flush()
     except CensusError as exc:
         if written:
             exc.args = (f"{exc} ({written} row(s) were written to standard output before this.)",)
         raise
-    sys.stdout.buffer.flush()
+
+
+class _Stdout(io.RawIOBase):
+    """Standard output, whose failure to take the rows (a full disk, say) is an InputError;
+    a reader gone away (BrokenPipeError) is left to the CLI, which stops quietly."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return _write_failed(self._out.write, data)
+
+    def flush(self) -> None:
+        _write_failed(self._out.flush)
+
+
+def _write_failed(write: Callable[..., T], *args: Any) -> T:
+    try:
+        return write(*args)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise InputError(
+            f"Cannot write the output: {exc.strerror or exc}; standard output refused it "
+            "(write to a file with --output FILE instead)."
+        ) from None
 
 
 def _counted(chunks: Iterable[RowChunk], progress: Progress) -> Iterator[RowChunk]:

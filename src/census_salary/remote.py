@@ -6,6 +6,7 @@ import http.client
 import json
 import logging
 import urllib.error
+import urllib.parse
 import urllib.request
 from http import HTTPStatus
 from typing import Any
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from census_salary.bundle import Bundle
 from census_salary.contract import NUMERICAL, Columns
-from census_salary.errors import RemoteError
+from census_salary.errors import InputError, RemoteError
 from census_salary.metadata import BundleMetadata
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class RemoteScorer:
     def __init__(
         self, url: str, api_key: str | None = None, batch_size: int = 1000, timeout: float = 60
     ) -> None:
-        self.base = url.rstrip("/")
+        self.base = _checked_url(url).rstrip("/")
         self.api_key = api_key
         self.batch_size = batch_size
         self.timeout = timeout
@@ -105,6 +106,7 @@ class RemoteScorer:
             headers["Content-Type"] = "application/json"
         if self.api_key:
             headers["X-API-Key"] = self.api_key
+        # (the URL was checked when the scorer was made: `_checked_url`)
         request = urllib.request.Request(endpoint, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -124,6 +126,28 @@ class RemoteScorer:
             ) from None
         except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
             raise RemoteError(f"{endpoint} did not answer with JSON.") from None
+
+
+def _checked_url(url: str) -> str:
+    """`url`, or an InputError when it is not an http(s) URL that urllib can open."""
+    try:
+        urllib.request.Request(url)  # (urllib's own parse: "Invalid IPv6 URL", say)
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (read for its check: a port that is not a number, or too big)
+    except ValueError as exc:
+        reason = str(exc)
+    else:
+        reason = ""
+        if not (parts.scheme in ("http", "https") and parts.hostname):
+            reason = "it needs http:// or https:// and a host"
+        elif any(char.isspace() or not char.isprintable() for char in url):
+            reason = "it holds a space or a control character"
+    if reason:
+        raise InputError(
+            f"--url {url!r} is malformed ({reason}); give the server's address, such as "
+            "http://localhost:8000."
+        )
+    return url
 
 
 class _TooLarge(Exception):

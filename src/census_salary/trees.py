@@ -46,6 +46,13 @@ _FORMAT = 2  # 2: with node covers
 _FORMATS_READ = (1, 2)
 MAX_DEPTH = 256  # levels a tree may have; bounds the work of one request
 MAX_ARRAY_BYTES = 256 * 2**20  # what a trees.npz may unpack to (the default model's: 1 MB)
+# A tree's leaf masks grow with its leaves, and their making with its leaves squared: a
+# small file of one tree of 65,536 leaves would need gigabytes. scikit-learn grows 31
+# leaves a tree by default (max_leaf_nodes); the default model's masks take 2 MB.
+MAX_LEAVES = 2**13  # leaves a tree may have
+MAX_MASK_BYTES = 512 * 2**20  # what the leaf masks may take, with a block being scored
+MAX_MASK_WORK = 2**31  # words ANDed to make them, at most (about 6 s here; default model: 0.1M)
+_BATCH_BYTES = 16 * 2**20  # the masks of splits made at a time at load
 _BLOCK_ROWS = 2048  # rows scored at a time: the masks of a block stay in the CPU's cache
 _FEW_ROWS = 16  # up to this many rows, numbers are binned value by value
 _ACCUMULATED_ROWS = 64  # up to this many rows, leaves are summed by np.add.accumulate
@@ -319,7 +326,32 @@ class TreeTables:
             raise ValueError("inconsistent arrays: " + "; ".join(broken))
         levels = self._check_forest(leaf)
         self._check_cover(leaf)
+        self._check_size(levels, leaf)
         return levels
+
+    def _check_size(self, levels: list[np.ndarray], leaf: np.ndarray) -> None:
+        """The leaf masks (`_LeafMasks`) fit in MAX_MASK_BYTES, their trees in MAX_LEAVES."""
+        tree = _trees_of(self.child, self.roots, levels, leaf)
+        width = int(np.bincount(tree[leaf], minlength=len(self.roots)).max(initial=1))
+        if width > MAX_LEAVES:
+            raise ValueError(f"a tree with {width:,} leaves, over the limit of {MAX_LEAVES:,}")
+        word, words = _mask_words(width)
+        n_bins = np.array([b + 1 for b in self.missing_bins()], dtype=np.int64)
+        # Per tree, a mask per bin of every column, and two per row of a block scored.
+        bins = int(n_bins.sum())
+        size = len(self.roots) * words * (_bits(word) // 8) * (bins + 2 * _BLOCK_ROWS)
+        if size > MAX_MASK_BYTES:
+            raise ValueError(
+                f"{len(self.roots):,} trees of up to {width:,} leaves over {bins:,} bins need "
+                f"{size:,} bytes of leaf masks, over the limit of {MAX_MASK_BYTES:,}"
+            )
+        # Each split's mask is ANDed into its column's masks of the bins it sends right.
+        work = int(n_bins[self.feature[~leaf]].sum()) * words
+        if work > MAX_MASK_WORK:
+            raise ValueError(
+                f"{len(self.roots):,} trees of up to {width:,} leaves take {work:,} steps to "
+                f"make their leaf masks, over the limit of {MAX_MASK_WORK:,}"
+            )
 
     def _check_cover(self, leaf: np.ndarray) -> None:
         """Every row that reaches a split goes on to one of its two children."""
@@ -397,11 +429,9 @@ class _LeafMasks:
         child, n_bins = tables.child, [b + 1 for b in tables.missing_bins()]
         is_leaf = child == np.arange(len(child))
         # Each node's tree, and its leaves' positions: from `first` to `first + n_leaves`.
-        tree, n_leaves, first = (np.zeros(len(child), dtype=np.intp) for _ in range(3))
-        tree[tables.roots] = np.arange(len(tables.roots))
+        tree = _trees_of(child, tables.roots, levels, is_leaf)
+        n_leaves, first = (np.zeros(len(child), dtype=np.intp) for _ in range(2))
         splits_of = [level[~is_leaf[level]] for level in levels]
-        for splits in splits_of:
-            tree[child[splits]] = tree[child[splits] + 1] = tree[splits]
         n_leaves[is_leaf] = 1
         for splits in reversed(splits_of):
             n_leaves[splits] = n_leaves[child[splits]] + n_leaves[child[splits] + 1]
@@ -410,25 +440,24 @@ class _LeafMasks:
             first[left] = first[splits]
             first[left + 1] = first[splits] + n_leaves[left]
         n_trees, width = len(tables.roots), int(n_leaves[tables.roots].max(initial=1))
-        word = next((t for t in (np.uint8, np.uint16, np.uint32) if width <= _bits(t)), np.uint64)
-        words = -(-width // _bits(word))
+        word, words = _mask_words(width)
         leaf_values = np.zeros((n_trees, width))
         leaves = np.flatnonzero(is_leaf)
         leaf_values[tree[leaves], first[leaves]] = tables.value[leaves]
         # A split that sends a row right rules out the leaves under its left child.
         splits = np.flatnonzero(~is_leaf)
-        left = child[splits]
-        ruled_out = _spans(first[left], first[left] + n_leaves[left], words, word)
         survivors = [np.full((n, n_trees, words), word(~word(0)), word) for n in n_bins]
         feature = tables.feature[splits]
         for column, n in enumerate(n_bins):
-            on_column = np.flatnonzero(feature == column)
-            split, bin_ = np.nonzero(tables.go_right[splits[on_column], :n])
-            np.bitwise_and.at(
-                survivors[column],
-                (bin_, tree[splits[on_column[split]]]),
-                ~ruled_out[on_column[split]],
-            )
+            on_column = splits[feature == column]
+            # A batch of splits at a time: a mask per split, and per bin it sends right.
+            batch = max(1, _BATCH_BYTES // (8 * words * (n + 4)))
+            for start in range(0, len(on_column), batch):
+                part = on_column[start : start + batch]
+                left = child[part]
+                ruled_out = _spans(first[left], first[left] + n_leaves[left], words, word)
+                split, bin_ = np.nonzero(tables.go_right[part, :n])
+                np.bitwise_and.at(survivors[column], (bin_, tree[part[split]]), ~ruled_out[split])
         return cls(survivors, leaf_values)
 
     def values(self, bins: np.ndarray) -> np.ndarray:
@@ -501,6 +530,24 @@ def _joint_index(bins: np.ndarray, columns: tuple[int, ...], sizes: tuple[int, .
     for column, size in zip(columns[1:], sizes[1:], strict=True):
         index = index * size + bins[:, column]
     return index
+
+
+def _trees_of(
+    child: np.ndarray, roots: np.ndarray, levels: list[np.ndarray], leaf: np.ndarray
+) -> np.ndarray:
+    """node -> the index of its tree, from the forest's levels (`_check_forest`)."""
+    tree = np.zeros(len(child), dtype=np.intp)
+    tree[roots] = np.arange(len(roots))
+    for level in levels:
+        splits = level[~leaf[level]]
+        tree[child[splits]] = tree[child[splits] + 1] = tree[splits]
+    return tree
+
+
+def _mask_words(width: int) -> tuple[type[np.unsignedinteger], int]:
+    """The word type and count of a set of `width` leaves (see `_LeafMasks`)."""
+    word = next((t for t in (np.uint8, np.uint16, np.uint32) if width <= _bits(t)), np.uint64)
+    return word, -(-width // _bits(word))
 
 
 def _spans(

@@ -15,7 +15,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -116,12 +116,13 @@ def write_predictions(chunks: Iterable[ScoredChunk], fmt: OutputFormat, out: IO[
                 header = names
                 out.write(_csv_text([header]))
             _same_columns(header, names, rows, "CSV")
-            out.write(_csv_rows(chunk, header))
+            out.write(_csv_rows(chunk, header, rows + 1))
         elif len(chunk):
             if fmt == "jsonl":
-                out.write(_json_rows(chunk, b"", b"\n", b"\n"))
+                out.write(_json_rows(chunk, b"", b"\n", b"\n", rows + 1))
             else:
-                out.write(_json_rows(chunk, b"\n" if rows == 0 else b",\n", b",\n", b""))
+                first = b"\n" if rows == 0 else b",\n"
+                out.write(_json_rows(chunk, first, b",\n", b"", rows + 1))
         rows += len(chunk)
     if fmt == "json":
         out.write((b"\n]\n" if rows else b"]\n") if opened else b"[]\n")
@@ -218,9 +219,12 @@ def _arrow_table(
     return table if schema is None else table.cast(schema)
 
 
-def _json_rows(chunk: ScoredChunk, before: bytes, between: bytes, after: bytes) -> bytearray:
+def _json_rows(
+    chunk: ScoredChunk, before: bytes, between: bytes, after: bytes, first_row: int
+) -> bytearray:
     """The rows as JSON objects, one a line; floats (the probability) in the shortest text
     that reads back as the same number, so they equal the API's to the last bit.
+    `first_row` is the output's number of the chunk's first row, for messages.
 
     Each object is copied out at once: orjson gives each its own 8 kB buffer, and 50,000
     of them would hold 400 MB.
@@ -231,15 +235,42 @@ def _json_rows(chunk: ScoredChunk, before: bytes, between: bytes, after: bytes) 
             text += between
         try:
             text += orjson.dumps(record)
-        except orjson.JSONEncodeError:  # an integer beyond 64 bits, passed through
-            text += json.dumps(  # (default: Parquet's decimals, say, as text)
-                record, separators=(",", ":"), ensure_ascii=False, default=str
-            ).encode()
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits, or nested past 255
+            try:  # levels, passed through (default: Parquet's decimals, say, as text)
+                text += _json_text(record).encode()
+            except RecursionError:
+                raise _too_deep(record, first_row + n, _json_text) from None
     text += after
     return text
 
 
-def _csv_rows(chunk: ScoredChunk, header: list[str]) -> bytes | memoryview:
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _too_deep(record: dict[str, Any], row: int, write: Callable[[Any], Any]) -> InputError:
+    """The error for a row (numbered as in the output) with a field nested past the stack.
+
+    JSON rows are read up to 1,024 levels deep (orjson's limit; the JSON array reader, the
+    standard library's, stops a little short of 1,000), which is more than Python can write.
+    """
+    field = next((name for name, value in record.items() if _overflows(write, value)), None)
+    where = f"row {row}" if field is None else f"row {row}, field {field!r}"
+    return InputError(
+        f"The output cannot be written in {where}: it is nested too deeply to write; "
+        "flatten that field or drop it from the input."
+    )
+
+
+def _overflows(write: Callable[[Any], Any], value: Any) -> bool:
+    try:
+        write(value)
+    except RecursionError:
+        return True
+    return False
+
+
+def _csv_rows(chunk: ScoredChunk, header: list[str], first_row: int) -> bytes | memoryview:
     """The rows in the header's columns, quoted only where needed (as pandas writes)."""
     if not isinstance(chunk.table, list) and chunk.column_names == header:
         import pyarrow as pa
@@ -259,9 +290,14 @@ def _csv_rows(chunk: ScoredChunk, header: list[str]) -> bytes | memoryview:
             pass
         else:
             return memoryview(sink.getvalue())
-    return _csv_text(
-        [[_csv_cell(record.get(name)) for name in header] for record in chunk.records()]
-    )
+    records = list(chunk.records())
+    try:
+        return _csv_text([[_csv_cell(record.get(name)) for name in header] for record in records])
+    except RecursionError:  # a list or object nested past the stack (csv writes its repr)
+        for n, record in enumerate(records):
+            if _overflows(_csv_text, [list(record.values())]):
+                raise _too_deep(record, first_row + n, repr) from None
+        raise
 
 
 def _csv_text(rows: Iterable[Iterable[Any]]) -> bytes:

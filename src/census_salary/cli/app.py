@@ -142,7 +142,15 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
 
 
 def print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str))
+    """Print `value` as JSON. JSON has no NaN or infinity: one in `value` is a bug, said in
+    one line (exit 1), and nothing is printed that a program would misread."""
+    try:
+        text = json.dumps(value, indent=2, default=str, allow_nan=False)
+    except ValueError as exc:
+        raise CensusError(
+            f"The result cannot be printed as JSON ({exc}); please report this."
+        ) from None
+    typer.echo(text)
 
 
 def main() -> None:

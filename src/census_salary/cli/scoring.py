@@ -130,7 +130,14 @@ def predict(
         )
         return
     if url is not None:
+        from census_salary.errors import InputError
         from census_salary.remote import open_remote
+
+        if explain:  # (refused before the server is asked anything)
+            raise InputError(
+                "--explain works on a local bundle only (it needs the model's trees); "
+                "drop --url to explain rows with the local model, or drop --explain."
+            )
 
         bundle = open_remote(url, api_key=api_key, batch_size=batch_size)
     else:
