@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,3 +23,13 @@ def make_pre_profile(folder: Path) -> None:
     del meta["profile_sha256"]
     (folder / PROFILE_FILE).unlink()
     save_metadata(folder, meta)
+
+
+def copy_bundle(folder: Path, target: Path) -> Path:
+    """A copy of the bundle in `folder` as the version `target` is named after (its
+    metadata says so; the recorded hashes stay), so it loads as a bundle of its own."""
+    shutil.copytree(folder, target)
+    meta = json.loads((target / METADATA_FILE).read_text())
+    meta["version"] = target.name
+    save_metadata(target, meta)
+    return target

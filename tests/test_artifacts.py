@@ -17,10 +17,12 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from bundle_edits import save_metadata
+from bundle_edits import copy_bundle, save_metadata
 from census_salary import artifacts as artifacts_module
+from census_salary import files as files_module
 from census_salary.artifacts import (
     SavedBundle,
+    append_run,
     artifacts_lock,
     kept_versions,
     read_runs,
@@ -29,6 +31,7 @@ from census_salary.artifacts import (
     tracked_by_git,
 )
 from census_salary.bundle import (
+    IMPORTANCE_FILE,
     METADATA_FILE,
     MODEL_FILE,
     POINTER,
@@ -42,6 +45,7 @@ from census_salary.bundle import (
 from census_salary.config import Settings, load_settings
 from census_salary.drift import PROFILE_FILE
 from census_salary.errors import ModelError
+from census_salary.metadata import RunRecord
 from census_salary.model_card import CardInputs, render_model_card
 from census_salary.train import train, use_version
 from live_server import census_executable
@@ -106,7 +110,7 @@ def test_a_failed_switch_takes_back_the_new_bundle_and_its_run(
     def disk_full(path: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(artifacts_module, "atomic_write", disk_full)
+    monkeypatch.setattr(artifacts_module, "replace_file", disk_full)
     with pytest.raises(ModelError, match="No space left on device"):
         _save_another(project_copy, NEWER)
     assert _listing(artifacts) == before
@@ -158,6 +162,16 @@ def test_a_run_history_line_that_is_not_a_run_is_skipped(
     assert "line 3" in caplog.text
 
 
+def test_a_run_history_line_that_is_not_utf8_is_skipped_and_training_goes_on(
+    project_copy: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (project_copy.artifacts_dir / "runs.jsonl").open("ab") as handle:
+        handle.write(b'{"version": "\xff"}\n')
+    _save_another(project_copy, NEWER)
+    assert [run.version for run in read_runs(project_copy.artifacts_dir)][-1] == NEWER
+    assert "line 2" in caplog.text
+
+
 @pytest.mark.slow
 def test_sigkill_during_training_leaves_a_loadable_bundle(project_copy: Settings) -> None:
     """Kill `census train` at moments spread over its run: a bundle always loads, and it
@@ -186,10 +200,14 @@ def _with_keep(settings: Settings, keep: int) -> Settings:
 
 
 def _copy_bundle(settings: Settings, version: str) -> Path:
-    """A copy of the current bundle under another version name (its files load the same)."""
-    target = settings.artifacts_dir / version
-    shutil.copytree(current_bundle_dir(settings.artifacts_dir), target)
-    return target
+    """A copy of the current bundle as another version (its files load the same)."""
+    return copy_bundle(current_bundle_dir(settings.artifacts_dir), settings.artifacts_dir / version)
+
+
+def _record_run(settings: Settings, version: str) -> None:
+    """Add the run of the kept bundle `version` to runs.jsonl, as if it had become current."""
+    metadata = read_metadata(settings.artifacts_dir / version)
+    append_run(settings.artifacts_dir, RunRecord.of(metadata))
 
 
 def test_train_keeps_the_newest_bundles_and_removes_older_ones(quick_copy: Settings) -> None:
@@ -211,6 +229,7 @@ def test_the_keep_rule_never_removes_the_current_bundle(project_copy: Settings) 
     later = ["20990101T000000Z-aaaaaaaa", "20990102T000000Z-bbbbbbbb"]
     for version in later:
         _copy_bundle(project_copy, version)  # dated after the one saved next
+        _record_run(project_copy, version)
     _save_another(project_copy, NEWER, keep=1)
     assert kept_versions(project_copy.artifacts_dir) == [later[1], NEWER]
     assert load_bundle(project_copy.artifacts_dir).version == NEWER
@@ -400,6 +419,10 @@ def _outside_the_allow_list(folder: Path) -> None:
         (_break_self_test, "scores its stored example"),
         (_outside_the_allow_list, "types this version does not allow"),
         (lambda folder: (folder / "slices.json").write_text("{}"), "not a slice report"),
+        (
+            lambda folder: (folder / IMPORTANCE_FILE).write_text("{\n"),
+            r"importance\.json is not a permutation importance report",
+        ),
     ],
 )
 def test_use_refuses_a_broken_bundle(
@@ -427,7 +450,7 @@ def test_use_that_cannot_switch_changes_nothing(
     def read_only(path: Path, data: bytes) -> None:
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
 
-    monkeypatch.setattr(artifacts_module, "atomic_write", read_only)
+    monkeypatch.setattr(artifacts_module, "replace_file", read_only)
     with pytest.raises(ModelError, match=r"Read-only file system.*then run `census use` again"):
         use_version(project_copy, "20200101")
     assert (artifacts / POINTER).read_bytes() == pointer
@@ -440,3 +463,147 @@ def test_run_history_marks_the_current_and_the_kept_bundles(project_copy: Settin
     shutil.rmtree(old)
     history = [(s.run.version, s.kept, s.current) for s in run_history(artifacts)]
     assert history == [(old.name, False, False), (NEWER, True, True)]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda pointer: pointer.write_bytes(b"\xff\xfe not a version\n"),
+        lambda pointer: (pointer.unlink(), pointer.mkdir()),
+    ],
+    ids=["not-utf8", "empty-folder"],
+)
+def test_use_repairs_a_latest_that_cannot_be_read(
+    project_copy: Settings, damage: Callable[[Path], object]
+) -> None:
+    artifacts = project_copy.artifacts_dir
+    old = current_bundle_dir(artifacts).name
+    damage(artifacts / POINTER)
+    switch = use_version(project_copy, old)
+    assert (switch.version, switch.previous) == (old, None)
+    assert load_bundle(artifacts).version == old
+
+
+def test_run_history_with_a_latest_that_cannot_be_read_marks_none_current(
+    project_copy: Settings,
+) -> None:
+    artifacts = project_copy.artifacts_dir
+    (artifacts / POINTER).unlink()
+    (artifacts / POINTER).mkdir()
+    assert [(s.kept, s.current) for s in run_history(artifacts)] == [(True, False)]
+
+
+def _failing_after_the_switch(
+    artifacts: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    """The folder sync that follows the rename of LATEST fails with `error`."""
+    real = files_module.fsync_dir
+
+    def sync(folder: Path) -> None:
+        if folder == artifacts and (artifacts / POINTER).read_text().strip() == NEWER:
+            raise error
+        real(folder)
+
+    monkeypatch.setattr(files_module, "fsync_dir", sync)
+
+
+def test_a_failed_folder_sync_after_the_switch_keeps_the_new_bundle(
+    project_copy: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    artifacts = project_copy.artifacts_dir
+    _failing_after_the_switch(artifacts, monkeypatch, OSError(errno.EIO, os.strerror(errno.EIO)))
+    saved = _save_another(project_copy, NEWER)
+    assert saved.folder == artifacts / NEWER
+    assert load_bundle(artifacts).version == NEWER
+    assert read_runs(artifacts)[-1].version == NEWER
+    assert "could not be synced to disk (Input/output error)" in caplog.text
+
+
+def test_an_interrupt_right_after_the_switch_keeps_the_new_bundle(
+    project_copy: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    artifacts = project_copy.artifacts_dir
+    _failing_after_the_switch(artifacts, monkeypatch, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        _save_another(project_copy, NEWER)
+    assert load_bundle(artifacts).version == NEWER
+
+
+def test_a_run_is_recorded_once_its_bundle_is_current(
+    project_copy: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    current_when_recorded = []
+    real = artifacts_module.append_run
+
+    def append(folder: Path, record: RunRecord) -> None:
+        current_when_recorded.append(current_bundle_dir(folder).name)
+        real(folder, record)
+
+    monkeypatch.setattr(artifacts_module, "append_run", append)
+    _save_another(project_copy, NEWER)
+    assert current_when_recorded == [NEWER]
+
+
+def test_a_current_bundle_whose_run_was_not_recorded_is_listed_and_recorded_later(
+    project_copy: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    artifacts = project_copy.artifacts_dir
+
+    def disk_full(folder: Path, record: RunRecord) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(artifacts_module, "append_run", disk_full)
+        _save_another(project_copy, NEWER)  # as if killed between the switch and the record
+    assert [run.version for run in read_runs(artifacts)][-1] != NEWER
+    assert [(s.run.version, s.current) for s in run_history(artifacts)][-1] == (NEWER, True)
+    _save_another(project_copy, "20500102T000000Z-dddddddd")
+    assert [run.version for run in read_runs(artifacts)][-2:] == [
+        NEWER,
+        "20500102T000000Z-dddddddd",
+    ]
+
+
+def test_a_bundle_that_never_became_current_is_removed_before_older_current_ones(
+    project_copy: Settings,
+) -> None:
+    artifacts = project_copy.artifacts_dir
+    committed = current_bundle_dir(artifacts).name
+    left_by_a_killed_run = _copy_bundle(project_copy, "20400101T000000Z-dddddddd").name
+    saved = _save_another(project_copy, NEWER, keep=2)
+    assert saved.removed == (left_by_a_killed_run,)
+    assert kept_versions(artifacts) == [NEWER, committed]
+    assert [s.run.version for s in run_history(artifacts)] == [committed, NEWER]
+
+
+def _git_that_cannot_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = subprocess.CompletedProcess(
+        args=["git"],
+        returncode=128,
+        stdout=b"",
+        stderr=b"fatal: detected dubious ownership in repository at '/x'\n",
+    )
+    monkeypatch.setattr(artifacts_module.subprocess, "run", lambda *a, **k: refused)
+
+
+def test_git_that_cannot_answer_in_a_repository_says_nothing_is_known(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "artifacts").mkdir()
+    _git_that_cannot_answer(monkeypatch)
+    assert tracked_by_git(tmp_path / "artifacts") is None
+    assert "dubious ownership" in caplog.text
+    assert "safe.directory" in caplog.text
+
+
+def test_the_keep_rule_removes_nothing_when_git_cannot_answer(
+    project_copy: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    artifacts = project_copy.artifacts_dir
+    (project_copy.root / ".git").mkdir()
+    old = current_bundle_dir(artifacts).name
+    _git_that_cannot_answer(monkeypatch)
+    saved = _save_another(project_copy, NEWER, keep=1)
+    assert saved.removed == ()
+    assert kept_versions(artifacts) == [NEWER, old]

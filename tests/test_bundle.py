@@ -1,5 +1,7 @@
 import json
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +11,12 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from bundle_edits import make_pre_profile, save_metadata
+from bundle_edits import copy_bundle, make_pre_profile, save_metadata
 from census_salary.bundle import (
     ALLOWED_TYPES,
     METADATA_FILE,
     MODEL_FILE,
+    POINTER,
     TREES_FILE,
     Bundle,
     ScorerChoice,
@@ -235,3 +238,41 @@ def test_shipped_bytes_are_checked_as_a_folder_is(small_settings: Settings) -> N
         load_bundle_files({**files, TREES_FILE: bytes(trees)}, str(folder))
     with pytest.raises(ModelError, match=r"trees\.npz was not shipped"):
         load_bundle_files({METADATA_FILE: files[METADATA_FILE]}, str(folder))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda pointer: pointer.write_bytes(b"\xff\xfe2026\n"),  # not UTF-8
+        lambda pointer: (pointer.unlink(), pointer.mkdir()),  # a folder
+        lambda pointer: pointer.write_bytes(b"2026\x00x\n"),  # a NUL
+        lambda pointer: pointer.write_text("20261128T063655Z-d5691bba\nextra\n"),  # two lines
+    ],
+    ids=["not-utf8", "folder", "nul", "two-lines"],
+)
+def test_an_unreadable_latest_is_a_model_error_saying_census_use_repairs_it(
+    project_copy: Settings, damage: Callable[[Path], object]
+) -> None:
+    pointer = project_copy.artifacts_dir / POINTER
+    damage(pointer)
+    with pytest.raises(ModelError, match=rf"^.*{pointer}.*run `census use VERSION`") as e:
+        load_bundle(project_copy.artifacts_dir)
+    assert "\n" not in str(e.value)
+
+
+def test_a_bundle_in_a_folder_named_after_another_version_is_refused(
+    project_copy: Settings,
+) -> None:
+    folder = current_bundle_dir(project_copy.artifacts_dir)
+    copy = project_copy.artifacts_dir / "20990101T000000Z-00000000"
+    shutil.copytree(folder, copy)
+    with pytest.raises(
+        ModelError, match=rf"is the metadata of model {folder.name}, but its folder is named"
+    ):
+        load_bundle_dir(copy)
+
+
+def test_a_copied_bundle_renamed_in_its_metadata_loads(project_copy: Settings) -> None:
+    folder = current_bundle_dir(project_copy.artifacts_dir)
+    copy = copy_bundle(folder, project_copy.artifacts_dir / "20990101T000000Z-00000000")
+    assert load_bundle_dir(copy).version == copy.name

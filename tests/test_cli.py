@@ -934,13 +934,10 @@ def test_a_server_that_fails_to_start_is_exit_1_not_the_no_model_code(
 
 def _copy_current_bundle(settings: Settings, version: str) -> Path:
     """The current bundle copied under another version name: a kept bundle that loads."""
-    import shutil
-
+    from bundle_edits import copy_bundle
     from census_salary.bundle import current_bundle_dir
 
-    target = settings.artifacts_dir / version
-    shutil.copytree(current_bundle_dir(settings.artifacts_dir), target)
-    return target
+    return copy_bundle(current_bundle_dir(settings.artifacts_dir), settings.artifacts_dir / version)
 
 
 def test_use_is_a_command_with_help(runner: CliRunner) -> None:

@@ -284,3 +284,40 @@ def test_sensitive_features_come_from_the_environment_as_a_list(tmp_path: Path) 
 def test_bad_slice_and_fairness_settings_are_named(tmp_path: Path, section: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         load_settings(write(tmp_path, MINIMAL + section + "\n"), environ={})
+
+
+@pytest.mark.parametrize(
+    "variable", ["CENSUS_ARTIFACTS__DIR", "CENSUS_ARTIFACTS__MODEL_CARD", "CENSUS_DATA__PATH"]
+)
+def test_an_empty_path_is_refused_naming_the_variable(tmp_path: Path, variable: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{variable} \(overriding .*\): .*: is empty; give"):
+        load_settings(write(tmp_path, MINIMAL), environ={variable: ""})
+
+
+def test_an_empty_path_in_the_file_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '[artifacts]\ndir = ""\n')
+    with pytest.raises(ConfigError, match=r"census\.toml: artifacts\.dir: is empty"):
+        load_settings(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CENSUS_ARTIFACTS__KEEP", "true"),
+        ("CENSUS_SERVE__WORKERS", "true"),
+        ("CENSUS_SLICES__BOOTSTRAP", "false"),
+        ("CENSUS_SERVE__BODY_TIMEOUT", "true"),
+    ],
+)
+def test_a_boolean_where_a_number_belongs_is_refused(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"^{variable} .*: Input should be a valid"):
+        load_settings(write(tmp_path, MINIMAL), environ={variable: value})
+
+
+@pytest.mark.parametrize("key", ["clé-secrète", "tab\there", "bell\x07", " padded "])
+def test_an_api_key_a_header_cannot_carry_is_refused(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigError, match=r"^CENSUS_API_KEY .*: must be printable ASCII") as e:
+        load_settings(write(tmp_path, MINIMAL), environ={"CENSUS_API_KEY": key})
+    assert key not in str(e.value)

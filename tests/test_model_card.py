@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from census_salary.bundle import current_bundle_dir
-from census_salary.errors import GateError
+from census_salary.bundle import IMPORTANCE_FILE, current_bundle_dir
+from census_salary.config import Settings
+from census_salary.errors import GateError, ModelError
 from census_salary.figures import FIGURE_NAMES
 from census_salary.model_card import (
     CardInputs,
@@ -80,3 +83,37 @@ def test_a_stale_card_fails_the_check(trained_project: TrainResult, tmp_path: Pa
     card_path.write_text(card_path.read_text(encoding="utf-8") + "edited\n", encoding="utf-8")
     with pytest.raises(GateError, match="run `census model-card`"):
         check_model_card(trained_project.bundle_dir, card_path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (lambda path: path.write_text("{\n"), "is not a permutation importance report"),
+        (lambda path: (path.unlink(), path.mkdir()), "Cannot read .*: Is a directory"),
+    ],
+    ids=["truncated", "folder"],
+)
+def test_a_damaged_importance_file_is_a_model_error_naming_it(
+    project_copy: Settings, tmp_path: Path, damage: Callable[[Path], object], says: str
+) -> None:
+    folder = current_bundle_dir(project_copy.artifacts_dir)
+    damage(folder / IMPORTANCE_FILE)
+    with pytest.raises(ModelError, match=re.escape(str(folder / IMPORTANCE_FILE))) as e:
+        write_model_card(folder, tmp_path / "ModelCard.md")
+    assert re.search(says, str(e.value)), e.value
+    assert str(folder / IMPORTANCE_FILE) in str(e.value)
+    assert not (tmp_path / "ModelCard.md").exists()
+
+
+def test_a_card_that_cannot_be_written_says_the_model_is_current(
+    trained_project: TrainResult, tmp_path: Path
+) -> None:
+    card_path = tmp_path / "ModelCard.md"
+    card_path.mkdir()
+    version = trained_project.metadata.version
+    with pytest.raises(
+        ModelError,
+        match=rf"^Model {version} is current, but its model card was not written\. "
+        rf"Cannot write {card_path}: Is a directory\. .*`census model-card`",
+    ):
+        write_model_card(trained_project.bundle_dir, card_path)

@@ -2,15 +2,17 @@
 
     LATEST                    the version id of the current bundle (the commit point)
     <version>/                a bundle (see `bundle`, which loads and checks them)
-    runs.jsonl                one line per training run
+    runs.jsonl                one line per training run whose bundle became current
     .lock                     held (flock) by a `census train` or `census use` at work
 
-A new bundle is written into a temporary folder, renamed to its version, its run is
-recorded, and only then is it named in LATEST (replaced atomically). A crash at any point
-leaves the previous bundle whole and current; a failed write (a full disk, a read-only
-folder) also takes back what it wrote. Older bundles are removed only by the keep rule
-(`save_bundle`): the newest `keep` stay, and so do the current one and any that git
-tracks. `switch_bundle` makes a kept bundle current after every loading check.
+A new bundle is written into a temporary folder, renamed to its version, and only then
+named in LATEST (replaced atomically); its run is recorded after that. A crash or a failed
+write (a full disk, a read-only folder) before LATEST is replaced leaves the previous
+bundle whole and current, and takes back what was written; once LATEST names the new
+bundle, nothing takes it back. Older bundles are removed only by the keep rule
+(`save_bundle`): the newest `keep` stay (those that never became current count last),
+and so do the current one and any that git tracks. `switch_bundle` makes a kept bundle
+current after every loading check.
 """
 
 from __future__ import annotations
@@ -39,12 +41,13 @@ from census_salary.bundle import (
     current_version,
     load_bundle_dir,
     new_version,
-    read_slices,
+    read_metadata,
 )
 from census_salary.errors import ModelError
-from census_salary.files import atomic_write, default_mode, fsync_dir
+from census_salary.files import default_mode, fsync_dir, replace_file
 from census_salary.metadata import BundleMetadata, RunRecord
 from census_salary.metrics import SliceReport
+from census_salary.model_card import read_card_files
 
 logger = logging.getLogger(__name__)
 
@@ -152,16 +155,20 @@ def save_bundle(
     reports: Mapping[str, bytes],
     keep: int,
 ) -> SavedBundle:
-    """Write a new bundle, record its run, make it current, and apply the keep rule.
+    """Write a new bundle, make it current, record its run, and apply the keep rule.
 
-    The caller holds `artifacts_lock`. A failed write is a ModelError after taking back
-    what was written, so the previous bundle stays current and whole.
+    The caller holds `artifacts_lock`. A failed write before LATEST names the new bundle
+    is a ModelError after taking back what was written, so the previous bundle stays
+    current and whole. Once LATEST names it (even if an interrupt or an error comes right
+    after), the new bundle stays: LATEST must never name a folder that is gone. Its run is
+    recorded only then, so a run line means "this bundle became current"; a run killed
+    between the two is recorded by the next one (`_record_current_run`).
     """
     final = artifacts_dir / metadata.version
-    runs = artifacts_dir / RUNS_FILE
     with _writing(artifacts_dir, "run `census train` again"):
         artifacts_dir.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(artifacts_dir)
+        _record_current_run(artifacts_dir)
         staging = Path(tempfile.mkdtemp(dir=artifacts_dir, prefix=STAGING_PREFIX))
         try:
             staging.chmod(default_mode(0o777))  # mkdtemp's 0700 would hide it from a server
@@ -177,24 +184,44 @@ def save_bundle(
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        runs_size = runs.stat().st_size if runs.exists() else None
         try:
-            append_run(artifacts_dir, RunRecord.of(metadata))
-            atomic_write(artifacts_dir / POINTER, f"{metadata.version}\n".encode())
+            _write_pointer(artifacts_dir, metadata.version)
         except BaseException:
-            _take_back_run(runs, runs_size)
-            _discard(artifacts_dir, final)
+            if current_version(artifacts_dir) != metadata.version:  # not switched: take back
+                _discard(artifacts_dir, final)
             raise
+    try:
+        append_run(artifacts_dir, RunRecord.of(metadata))
+    except OSError as exc:
+        logger.warning(
+            "model %s is current, but its run could not be added to %s (%s); the next "
+            "`census train` adds it",
+            metadata.version,
+            artifacts_dir / RUNS_FILE,
+            exc.strerror or exc,
+        )
     removed = _apply_keep_rule(artifacts_dir, metadata.version, keep)
     return SavedBundle(final, removed)
 
 
-def _take_back_run(runs: Path, size: int | None) -> None:
-    with contextlib.suppress(OSError):
-        if size is None:
-            runs.unlink(missing_ok=True)
-        else:
-            os.truncate(runs, size)
+def _record_current_run(artifacts_dir: Path) -> None:
+    """Record the run of the current bundle if a run killed after switching LATEST (or
+    unable to write runs.jsonl) left it out."""
+    missing = _unrecorded_current_run(artifacts_dir, read_runs(artifacts_dir))
+    if missing is not None:
+        append_run(artifacts_dir, missing)
+        logger.info("recorded the run of model %s, which its own run did not", missing.version)
+
+
+def _unrecorded_current_run(artifacts_dir: Path, runs: list[RunRecord]) -> RunRecord | None:
+    """The run record of the current bundle, from its metadata, when `runs` lacks it."""
+    current = current_version(artifacts_dir)
+    if current is None or any(run.version == current for run in runs):
+        return None
+    try:
+        return RunRecord.of(read_metadata(artifacts_dir / current))
+    except ModelError:
+        return None  # not a loadable bundle: loading it says why
 
 
 def _discard(artifacts_dir: Path, folder: Path) -> bool:
@@ -220,9 +247,28 @@ def _remove_leftovers(artifacts_dir: Path) -> None:
 
 
 def _apply_keep_rule(artifacts_dir: Path, current: str, keep: int) -> tuple[str, ...]:
-    """Remove bundles older than the newest `keep`, except the current one and any git tracks."""
-    older = kept_versions(artifacts_dir)[keep:]
-    tracked = tracked_by_git(artifacts_dir) if older else frozenset()
+    """Remove bundles beyond the newest `keep`, except the current one and any git tracks.
+
+    Bundles that never became current (no line in runs.jsonl: a killed `census train`
+    left them, or they were copied in) rank after those that did, whatever their date, so
+    they go first and never push out a bundle `census use` could go back to.
+    """
+    try:
+        recorded = {run.version for run in read_runs(artifacts_dir)} | {current}
+    except ModelError as exc:
+        logger.warning("no bundle was removed ([artifacts] keep): %s", exc)
+        return ()
+    ranked = sorted(
+        kept_versions(artifacts_dir),
+        key=lambda version: (version in recorded, version),
+        reverse=True,
+    )
+    older = ranked[keep:]
+    if not older:
+        return ()
+    tracked = tracked_by_git(artifacts_dir)
+    if tracked is None:
+        return ()  # git could not say which are committed (logged): remove none
     removed = []
     for version in older:
         if version == current or version in tracked:
@@ -247,9 +293,12 @@ def kept_versions(artifacts_dir: Path) -> list[str]:
     return sorted(names, reverse=True)
 
 
-def tracked_by_git(folder: Path) -> frozenset[str]:
+def tracked_by_git(folder: Path) -> frozenset[str] | None:
     """Names of the entries in `folder` that git tracks (from `git ls-files`, which changes
-    nothing). Without git, or outside a repository, nothing is tracked."""
+    nothing). Without git, or outside a repository, nothing is tracked. Inside one (a
+    `.git` here or above) where git cannot answer (it refuses a folder another user owns,
+    "dubious ownership", as in a container), None, with a warning: not knowing which
+    bundles are committed, the keep rule removes none."""
     try:
         listed = subprocess.run(
             ["git", "-c", "core.fsmonitor=false", "ls-files", "-z", "--", "."],
@@ -258,13 +307,31 @@ def tracked_by_git(folder: Path) -> frozenset[str]:
             check=False,
             timeout=60,
         )
+    except FileNotFoundError:
+        return frozenset()  # no git installed
     except (OSError, subprocess.SubprocessError) as exc:
-        logger.debug("git ls-files in %s failed (%s): nothing counts as tracked", folder, exc)
+        reason = str(exc)
+    else:
+        if listed.returncode == 0:
+            paths = listed.stdout.decode("utf-8", errors="replace").split("\0")
+            return frozenset(path.split("/", 1)[0] for path in paths if path)
+        said = listed.stderr.decode("utf-8", errors="replace").strip().splitlines()
+        reason = said[0] if said else f"exit code {listed.returncode}"
+    if not _in_a_work_tree(folder):
         return frozenset()
-    if listed.returncode != 0:
-        return frozenset()
-    paths = listed.stdout.decode("utf-8", errors="replace").split("\0")
-    return frozenset(path.split("/", 1)[0] for path in paths if path)
+    logger.warning(
+        "no bundle was removed from %s: git cannot say which bundles are committed (%s). "
+        "Fix that (for 'dubious ownership': git config --global --add safe.directory "
+        "FOLDER) and the next `census train` applies [artifacts] keep",
+        folder,
+        reason,
+    )
+    return None
+
+
+def _in_a_work_tree(folder: Path) -> bool:
+    """Whether a `.git` (a folder, or a file for a worktree) is in `folder` or above."""
+    return any((parent / ".git").exists() for parent in (folder, *folder.resolve().parents))
 
 
 def append_run(artifacts_dir: Path, record: RunRecord) -> None:
@@ -277,12 +344,20 @@ def append_run(artifacts_dir: Path, record: RunRecord) -> None:
 
 
 def read_runs(artifacts_dir: Path) -> list[RunRecord]:
-    """The run history, oldest first; a line that is not a run record is skipped and logged."""
+    """The run history, oldest first; a line that is not a run record (or not UTF-8) is
+    skipped and logged. A runs.jsonl that cannot be read is a ModelError naming it."""
     path = artifacts_dir / RUNS_FILE
-    if not path.exists():
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise ModelError(
+            f"Cannot read {path}: {exc.strerror or exc}. Move it away (a new run history "
+            "then starts), and run it again."
+        ) from None
     runs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -302,12 +377,16 @@ class RunStatus:
 
 
 def run_history(artifacts_dir: Path) -> list[RunStatus]:
-    """The run history, oldest first, each run marked kept and current as the folder is now."""
+    """The run history, oldest first, each run marked kept and current as the folder is now.
+    Only bundles that became current have a run; the current one whose run a killed
+    `census train` never recorded is listed last, from its metadata."""
+    runs = read_runs(artifacts_dir)
+    if (missing := _unrecorded_current_run(artifacts_dir, runs)) is not None:
+        runs.append(missing)
     kept = set(kept_versions(artifacts_dir))
     current = current_version(artifacts_dir)
     return [
-        RunStatus(run, kept=run.version in kept, current=run.version == current)
-        for run in read_runs(artifacts_dir)
+        RunStatus(run, kept=run.version in kept, current=run.version == current) for run in runs
     ]
 
 
@@ -325,21 +404,37 @@ def switch_bundle(artifacts_dir: Path, given: str, scorer: ScorerChoice = "trees
     """Make the kept bundle `given` names (a version or a unique prefix of one) current.
 
     It must pass every check loading does, with both scorers (hashes, the allow-list, the
-    self-test) before LATEST is switched, atomically as training does. The caller holds
-    `artifacts_lock`.
+    self-test), and every file its model card reads must be whole (`read_card_files`),
+    before LATEST is switched, atomically as training does. A LATEST that cannot be read
+    is no current version: this is what repairs it. The caller holds `artifacts_lock`.
     """
     folder = find_version(artifacts_dir, given)
     try:
         pipeline = load_bundle_dir(folder, "pipeline")  # model.skops: hash, allow-list
         trees = load_bundle_dir(folder, "trees") if pipeline.metadata.trees_sha256 else pipeline
         bundle = trees if scorer == "trees" else pipeline
-        slices = read_slices(folder)
+        card = read_card_files(folder)
     except ModelError as exc:
         raise ModelError(f"{folder.name} was not made current: {exc}") from None
     previous = current_version(artifacts_dir)
     with _writing(artifacts_dir, "run `census use` again"):
-        atomic_write(artifacts_dir / POINTER, f"{folder.name}\n".encode())
-    return Switch(folder.name, bundle, slices, previous)
+        _write_pointer(artifacts_dir, folder.name)
+    return Switch(folder.name, bundle, card.slices, previous)
+
+
+def _write_pointer(artifacts_dir: Path, version: str) -> None:
+    """Name `version` in LATEST, replacing it atomically. An empty folder where LATEST
+    belongs (it holds nothing) is removed first; any other folder there is a ModelError."""
+    pointer = artifacts_dir / POINTER
+    if pointer.is_dir() and not pointer.is_symlink():
+        with contextlib.suppress(OSError):
+            pointer.rmdir()
+        if pointer.is_dir():
+            raise ModelError(
+                f"{pointer} is a folder, where the file naming the current model belongs. "
+                "Move it away, then run it again."
+            )
+    replace_file(pointer, f"{version}\n".encode())
 
 
 def find_version(artifacts_dir: Path, given: str) -> Path:

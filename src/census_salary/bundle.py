@@ -163,7 +163,8 @@ def dump_model(pipeline: Pipeline) -> bytes:
 
 
 def current_version(artifacts_dir: Path) -> str | None:
-    """The version LATEST names, or None when there is none."""
+    """The version LATEST names, or None when there is none or it cannot be read (which
+    `census use VERSION` repairs, so it must not stop that)."""
     try:
         return current_bundle_dir(artifacts_dir).name
     except ModelError:
@@ -171,7 +172,14 @@ def current_version(artifacts_dir: Path) -> str | None:
 
 
 def current_bundle_dir(artifacts_dir: Path) -> Path:
+    """The folder of the bundle LATEST names. A LATEST that cannot be read, or does not
+    hold one version id (a folder, bytes that are not UTF-8, a NUL, two lines, a path),
+    is a ModelError naming it."""
     pointer = artifacts_dir / POINTER
+    repair = (
+        "run `census use VERSION` with a kept version from `census runs` to write it again "
+        "(or `census train`)"
+    )
     try:
         version = pointer.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -179,8 +187,12 @@ def current_bundle_dir(artifacts_dir: Path) -> Path:
             f"No model in {artifacts_dir} (no {POINTER} file). Run `census train`, "
             "or point [artifacts] dir in census.toml at a folder with a model."
         ) from None
-    if not version or "/" in version or version.startswith("."):
-        raise ModelError(f"{pointer} does not name a model version; run `census train`.")
+    except OSError as exc:
+        raise ModelError(f"Cannot read {pointer}: {exc.strerror or exc}; {repair}.") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"{pointer} is not UTF-8 text; {repair}.") from None
+    if not version or not version.isprintable() or "/" in version or version.startswith("."):
+        raise ModelError(f"{pointer} does not name a model version; {repair}.")
     return artifacts_dir / version
 
 
@@ -189,13 +201,23 @@ def read_metadata(bundle_dir: Path) -> BundleMetadata:
 
 
 def _parse_metadata(data: bytes, path: Path) -> BundleMetadata:
+    """The metadata at `path`, which must name the version its folder is named after: a
+    folder copied under another name would be current under one version and describe
+    another (and sort by a date it does not have)."""
     try:
-        return BundleMetadata.model_validate_json(data)
+        metadata = BundleMetadata.model_validate_json(data)
     except ValidationError as exc:
         raise ModelError(
             f"{path} is not valid model metadata ({exc.error_count()} problem(s), first: "
             f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}); run `census train`."
         ) from None
+    if path.parent.name != metadata.version:
+        raise ModelError(
+            f"{path} is the metadata of model {metadata.version}, but its folder is named "
+            f"{path.parent.name}; a bundle's folder is named after its version. Rename the "
+            f"folder to {metadata.version}, or run `census train`."
+        )
+    return metadata
 
 
 def load_bundle(artifacts_dir: Path, scorer: ScorerChoice = "trees") -> Bundle:

@@ -15,11 +15,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
     PrivateAttr,
     SecretStr,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -58,13 +61,25 @@ ParamValue = Annotated[
 ]
 
 
+def _not_empty(value: object) -> object:
+    # An empty path would be the folder census.toml is in (Path("") is "."), never meant.
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("is empty; give a path (relative ones are to census.toml's folder)")
+    return value
+
+
+# A path setting: never empty. Numbers (StrictInt, StrictFloat) take no booleans either:
+# CENSUS_ARTIFACTS__KEEP=true is a mistake, not 1.
+SettingPath = Annotated[Path, BeforeValidator(_not_empty)]
+
+
 class _Section(BaseModel):
     # Infinity stays Infinity in JSON (not null), so a snapshot reads back as it was.
     model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
 
 
 class DataSettings(_Section):
-    path: Path = Path("data/census.csv")
+    path: SettingPath = Path("data/census.csv")
     url: str = "https://archive.ics.uci.edu/static/public/2/adult.zip"
     target: str = "salary"
 
@@ -93,8 +108,8 @@ class FeatureSettings(_Section):
 
 
 class SplitSettings(_Section):
-    test_size: float = Field(0.2, gt=0, lt=1)
-    seed: int = 42
+    test_size: StrictFloat = Field(0.2, gt=0, lt=1)
+    seed: StrictInt = 42
 
 
 class ModelSettings(_Section):
@@ -113,9 +128,9 @@ class ModelSettings(_Section):
 class SearchSettings(_Section):
     enabled: bool = False
     method: Literal["grid", "halving"] = "halving"
-    cv: int = Field(3, ge=2)
+    cv: StrictInt = Field(3, ge=2)
     # Processes fitting candidates at once (-1: one per core); the result is the same.
-    n_jobs: int = -1
+    n_jobs: StrictInt = -1
     grid: dict[str, list[ParamValue]] = {}
 
     @field_validator("n_jobs")
@@ -130,8 +145,8 @@ class SearchSettings(_Section):
 
 class ThresholdSettings(_Section):
     objective: Literal["f1", "accuracy", "fixed"] = "f1"
-    value: float = Field(0.5, ge=0, le=1)
-    cv: int = Field(5, ge=2)
+    value: StrictFloat = Field(0.5, ge=0, le=1)
+    cv: StrictInt = Field(5, ge=2)
 
 
 def _known_features(names: list[str]) -> list[str]:
@@ -144,15 +159,15 @@ def _known_features(names: list[str]) -> list[str]:
 
 
 class SliceSettings(_Section):
-    min_rows: int = Field(30, ge=1)
+    min_rows: StrictInt = Field(30, ge=1)
     features: list[str] = []
     # Quantile bins per numerical feature (fewer where values repeat; 0 apart where most are 0).
-    bins: int = Field(4, ge=2)
+    bins: StrictInt = Field(4, ge=2)
     # Bootstrap resamples behind the 95% intervals (0: no intervals).
-    bootstrap: int = Field(1000, ge=0)
+    bootstrap: StrictInt = Field(1000, ge=0)
     # A slice whose F1 interval is wider than this is too uncertain to rank.
-    max_f1_width: float = Field(0.2, gt=0)
-    seed: int = 42  # of the bootstrap resamples
+    max_f1_width: StrictFloat = Field(0.2, gt=0)
+    seed: StrictInt = 42  # of the bootstrap resamples
 
     _known = field_validator("features")(_known_features)
 
@@ -166,34 +181,34 @@ class FairnessSettings(_Section):
     """
 
     sensitive: list[str] = ["sex", "race"]
-    max_demographic_parity_difference: float = Field(0.1, ge=0, le=1)
-    min_demographic_parity_ratio: float = Field(0.8, ge=0, le=1)
-    max_equalized_odds_difference: float = Field(0.1, ge=0, le=1)
-    max_false_positive_rate_gap: float = Field(0.1, ge=0, le=1)
-    max_false_negative_rate_gap: float = Field(0.1, ge=0, le=1)
+    max_demographic_parity_difference: StrictFloat = Field(0.1, ge=0, le=1)
+    min_demographic_parity_ratio: StrictFloat = Field(0.8, ge=0, le=1)
+    max_equalized_odds_difference: StrictFloat = Field(0.1, ge=0, le=1)
+    max_false_positive_rate_gap: StrictFloat = Field(0.1, ge=0, le=1)
+    max_false_negative_rate_gap: StrictFloat = Field(0.1, ge=0, le=1)
 
     _known = field_validator("sensitive")(_known_features)
 
 
 class ArtifactSettings(_Section):
-    dir: Path = Path("artifacts")
+    dir: SettingPath = Path("artifacts")
     # None: ModelCard.md beside the artifacts folder, so a model trained into another
     # folder (CENSUS_ARTIFACTS__DIR) is described there, not in the project's card.
-    model_card: Path | None = None
+    model_card: SettingPath | None = None
     # `census train` keeps the newest `keep` bundles, and never removes the current one
     # or one that git tracks; `census use VERSION` makes a kept one current again.
-    keep: int = Field(5, ge=1)
+    keep: StrictInt = Field(5, ge=1)
 
 
 class ServeSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    workers: int = Field(1, ge=1)
-    max_rows: int = Field(10_000, ge=1)
-    max_body_bytes: int = Field(5_000_000, ge=1024)
+    port: StrictInt = Field(8000, ge=0, le=65535)
+    workers: StrictInt = Field(1, ge=1)
+    max_rows: StrictInt = Field(10_000, ge=1)
+    max_body_bytes: StrictInt = Field(5_000_000, ge=1024)
     # Seconds a request body may take to arrive in full; slower ones get a 408 and the
     # connection is closed, so a slow or stalled client cannot hold a worker's slot.
-    body_timeout: float = Field(30, gt=0)
+    body_timeout: StrictFloat = Field(30, gt=0)
     # GET /metrics (Prometheus): "open" like /health, "key" behind the API key, or "off".
     metrics: Literal["open", "key", "off"] = "open"
     # Set it with CENSUS_API_KEY, never in census.toml; unset (or empty), /predict is open.
@@ -202,7 +217,17 @@ class ServeSettings(_Section):
     @field_validator("api_key")
     @classmethod
     def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
-        return value if value is not None and value.get_secret_value() else None
+        if value is None or not (key := value.get_secret_value()):
+            return None
+        # Clients send it in an HTTP header, which carries printable ASCII only (servers
+        # read other bytes as Latin-1) and loses spaces at either end: such a key could
+        # never be matched, so every request would be refused.
+        if not (key.isascii() and key.isprintable()) or key != key.strip():
+            raise ValueError(
+                "must be printable ASCII (letters, digits, punctuation) with no spaces at "
+                "either end, as an HTTP header can carry it; choose another key"
+            )
+        return value
 
 
 class TrainingConfig(_Section):

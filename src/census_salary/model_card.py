@@ -12,11 +12,13 @@ committed card against the committed bundle.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from census_salary.bundle import IMPORTANCE_FILE, read_metadata, read_slices
-from census_salary.errors import GateError, ModelError
+from census_salary.errors import GateError, InputError, ModelError
 from census_salary.figures import FIGURE_NAMES
 from census_salary.files import atomic_write
 from census_salary.importance import ImportanceReport
@@ -43,27 +45,53 @@ CURVES = ("roc.png", "precision_recall.png", "calibration.png", "confusion.png")
 
 
 @dataclass(frozen=True)
-class CardInputs:
-    """What the card is made of: a bundle's files, and where the card sits beside it."""
+class CardFiles:
+    """The files of a bundle a card is made of, read and checked (`read_card_files`)."""
 
     metadata: BundleMetadata
     slices: SliceReport
     importance: ImportanceReport | None
     figures: tuple[str, ...]  # the bundle's figure files, in FIGURE_NAMES order
+
+
+def read_card_files(bundle_dir: Path) -> CardFiles:
+    """Every file of the bundle in `bundle_dir` its card reads; one that cannot be read or
+    is damaged is a ModelError naming it. `census use` calls this before switching, so a
+    bundle that became current always has a card."""
+    return CardFiles(
+        metadata=read_metadata(bundle_dir),
+        slices=read_slices(bundle_dir),
+        importance=_read_importance(bundle_dir / IMPORTANCE_FILE),
+        figures=tuple(name for name in FIGURE_NAMES if (bundle_dir / name).is_file()),
+    )
+
+
+def _read_importance(path: Path) -> ImportanceReport | None:
+    """The permutation importance at `path`; None where the bundle has none (older ones)."""
+    try:
+        return ImportanceReport.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ModelError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    except ValidationError:
+        raise ModelError(
+            f"{path} is not a permutation importance report; the bundle is damaged. "
+            "Run `census train`."
+        ) from None
+
+
+@dataclass(frozen=True)
+class CardInputs(CardFiles):
+    """What the card is made of: a bundle's files, and where the card sits beside it."""
+
     bundle_link: str  # the bundle folder, relative to the card's folder, with "/"
 
     @classmethod
     def of(cls, bundle_dir: Path, card_path: Path) -> CardInputs:
-        importance_file = bundle_dir / IMPORTANCE_FILE
+        files = read_card_files(bundle_dir)
         return cls(
-            metadata=read_metadata(bundle_dir),
-            slices=read_slices(bundle_dir),
-            importance=(
-                ImportanceReport.model_validate_json(importance_file.read_bytes())
-                if importance_file.is_file()
-                else None
-            ),
-            figures=tuple(name for name in FIGURE_NAMES if (bundle_dir / name).is_file()),
+            **{field.name: getattr(files, field.name) for field in fields(CardFiles)},
             bundle_link=Path(os.path.relpath(bundle_dir, card_path.parent)).as_posix(),
         )
 
@@ -73,11 +101,10 @@ def write_model_card(bundle_dir: Path, card_path: Path) -> None:
     inputs = CardInputs.of(bundle_dir, card_path)
     try:
         atomic_write(card_path, render_model_card(inputs).encode())
-    except OSError as exc:
-        version = inputs.metadata.version
+    except InputError as exc:
         raise ModelError(
-            f"Model {version} is current, but {card_path} could not be written: "
-            f"{exc.strerror or exc}. Fix that, then run `census model-card` to write it again."
+            f"Model {inputs.metadata.version} is current, but its model card was not "
+            f"written. {exc} Then run `census model-card` to write it again."
         ) from None
 
 
