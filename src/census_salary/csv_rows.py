@@ -43,12 +43,12 @@ def csv_chunks(stream: ByteStream, chunk_size: int) -> Iterator[RowChunk]:
 
 def _csv_tables(stream: ByteStream, chunker: TableChunker) -> Iterator[pa.Table]:
     """The input's rows as tables of text, a block at a time."""
-    from census_salary.data import refuse_repeated_names
-
     blocks = _line_blocks(stream)
     header = next(blocks, b"")
     names = _plain_header(header)
-    if names is None:
+    if names is None:  # (pandas reads it: data.py's import of it costs nothing more)
+        from census_salary.data import refuse_repeated_names
+
         refuse_repeated_names(header.decode("utf-8", errors="replace"))
         yield from _pandas_tables([header], blocks, chunker, line_offset=0)
         return

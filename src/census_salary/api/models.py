@@ -6,8 +6,7 @@ from typing import NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from census_salary.contract import EXAMPLE_ROW
-from census_salary.row_schema import CensusRow
+from census_salary.row_schema import SCHEMA_EXAMPLE_ROW, CensusRow
 
 
 class PredictRequest(BaseModel):
@@ -17,7 +16,10 @@ class PredictRequest(BaseModel):
         min_length=1, description="Census rows; field names with hyphens or underscores."
     )
 
-    model_config = {"json_schema_extra": {"examples": [{"inputs": [EXAMPLE_ROW]}]}}
+    model_config = {
+        "extra": "forbid",  # {"inputs": [...]} and no other key, as census predict reads it
+        "json_schema_extra": {"examples": [{"inputs": [SCHEMA_EXAMPLE_ROW]}]},
+    }
 
 
 class PredictionResponse(BaseModel):
