@@ -7,6 +7,7 @@ import csv
 import errno
 import fcntl
 import io
+import itertools
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ import pytest
 import census_salary.predict
 from census_salary.bundle import Bundle
 from census_salary.config import Settings
-from census_salary.contract import COLUMNS, EXAMPLE_ROW, check_columns, check_records
+from census_salary.contract import COLUMNS, EXAMPLE_ROW, Columns, check_columns, check_records
 from census_salary.errors import InputError
 from census_salary.explain import explain
 from census_salary.predict import _KnownValues, _read_ahead, score_rows
@@ -168,6 +170,29 @@ def test_scoring_in_threads_gives_what_scoring_in_turn_gives(
     in_threads = probabilities()
     monkeypatch.setattr(census_salary.predict, "SCORING_THREADS", 0)
     np.testing.assert_array_equal(in_threads, probabilities())
+
+
+def test_a_stream_dropped_unfinished_does_not_wait_for_its_scoring_threads(
+    small_bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever drops it closes it (the garbage collector too, even while a thread starts,
+    where joining threads deadlocked in CI): a piece still scoring is not waited for."""
+    release, calls = threading.Event(), itertools.count()
+    score = Bundle.probabilities
+
+    def slow_after_the_first(bundle: Bundle, columns: Columns, threads: int = 1) -> np.ndarray:
+        if next(calls):
+            release.wait(30)
+        return score(bundle, columns, threads)
+
+    monkeypatch.setattr(Bundle, "probabilities", slow_after_the_first)
+    chunks = score_rows(small_bundle, json_chunks([EXAMPLE_ROW] * 6, chunk_size=2)).chunks
+    assert len(next(chunks)) == 2  # the second chunk is scoring, and holds on
+    closing = threading.Thread(target=chunks.close)
+    closing.start()
+    closing.join(5)
+    release.set()
+    assert not closing.is_alive()
 
 
 def test_rows_before_a_bad_chunk_come_out_before_its_error(small_bundle: Bundle) -> None:

@@ -135,7 +135,9 @@ def score_rows(
     def overlapped() -> Iterator[ScoredChunk]:
         pending: deque[tuple[Kept, list[Future[np.ndarray]]]] = deque()
         failure: Exception | None = None
-        with ThreadPoolExecutor(threads, thread_name_prefix="census-score") as pool:
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="census-score")
+        finished = False
+        try:
             try:
                 for kept, checked in checked_chunks():
                     # In pieces: both threads work on one chunk, and each holds little.
@@ -150,6 +152,12 @@ def score_rows(
                 failure = exc
             while pending:
                 yield scored(*_joined(pending.popleft()))
+            finished = True
+        finally:
+            # A stream left unfinished is closed by whoever drops it, even the garbage
+            # collector in the middle of starting a thread: joining threads there can
+            # deadlock (it did, in CI), so its threads are told to stop and not waited for.
+            pool.shutdown(wait=finished, cancel_futures=not finished)
         if failure is not None:
             raise failure
 
