@@ -143,3 +143,16 @@ def test_a_failed_folder_sync_after_the_rename_keeps_the_new_file(
     files.replace_file(path, b"new")
     assert path.read_bytes() == b"new"
     assert "could not be synced to disk (Input/output error)" in caplog.text
+
+
+def test_a_path_naming_an_open_descriptor_writes_through_it(tmp_path: Path) -> None:
+    """`-o /dev/stdout >> all.csv`: the file the shell opened is appended to, not replaced
+    (resolved, /dev/fd/N names that file, and renaming over it lost what it held)."""
+    kept = tmp_path / "all.csv"
+    kept.write_text("kept\n")
+    with (
+        kept.open("a") as shell_opened,
+        atomic_open(Path(f"/dev/fd/{shell_opened.fileno()}")) as out,
+    ):
+        out.write("new\n")
+    assert kept.read_text() == "kept\nnew\n"

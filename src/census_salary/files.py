@@ -13,6 +13,7 @@ import errno
 import io
 import logging
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -60,9 +61,13 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """
     in_body = False
     try:
-        target = Path(os.path.realpath(path))
-        opened = _directly if _not_a_file(target) else _replacing
-        with opened(target, mode, path) as handle:
+        descriptor = _open_descriptor(path)
+        if descriptor is not None:  # /dev/stdout and the like: the file the shell opened
+            opened = _handle(os.dup(descriptor), mode, path)
+        else:
+            target = Path(os.path.realpath(path))
+            opened = (_directly if _not_a_file(target) else _replacing)(target, mode, path)
+        with opened as handle:
             in_body = True
             yield handle
             in_body = False
@@ -96,6 +101,21 @@ def _not_a_file(target: Path) -> bool:
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
     return not stat.S_ISREG(mode)
+
+
+_DESCRIPTOR_PATHS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+_DESCRIPTOR_PATH = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")
+
+
+def _open_descriptor(path: Path) -> int | None:
+    """The descriptor `path` names (`/dev/stdout`, `/dev/fd/3`, `/proc/self/fd/3`), to be
+    written through as a shell does: resolved, it would name the file or pipe behind it,
+    and replacing that file would lose what it held (`-o /dev/stdout >> all.csv`)."""
+    text = os.path.normpath(path)
+    if text in _DESCRIPTOR_PATHS:
+        return _DESCRIPTOR_PATHS[text]
+    found = _DESCRIPTOR_PATH.fullmatch(text)
+    return int(found[1]) if found else None
 
 
 @contextlib.contextmanager
