@@ -254,14 +254,21 @@ def test_outside_a_repository_nothing_is_tracked(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_without_git_nothing_is_tracked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "20200101T000000Z-00000000").mkdir()
-    (tmp_path / "20200101T000000Z-00000000" / METADATA_FILE).write_text("{}")
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    subprocess.run(["git", "add", "."], cwd=tmp_path, check=True)
-    assert tracked_by_git(tmp_path) == {"20200101T000000Z-00000000"}
+def test_a_repository_without_git_to_ask_is_not_known_and_elsewhere_nothing_is_tracked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repository copied into an image without git: its committed bundles are not known,
+    so none may be removed; outside a repository nothing is tracked, git or not."""
+    repository, plain = tmp_path / "repository", tmp_path / "plain"
+    for folder in (repository, plain):
+        (folder / "20200101T000000Z-00000000").mkdir(parents=True)
+        (folder / "20200101T000000Z-00000000" / METADATA_FILE).write_text("{}")
+    subprocess.run(["git", "init", "-q", str(repository)], check=True)
+    subprocess.run(["git", "add", "."], cwd=repository, check=True)
+    assert tracked_by_git(repository) == {"20200101T000000Z-00000000"}
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no git to be found
-    assert tracked_by_git(tmp_path) == frozenset()
+    assert tracked_by_git(repository) is None
+    assert tracked_by_git(plain) == frozenset()
 
 
 def test_saving_cleans_leftovers_and_leaves_other_folders(project_copy: Settings) -> None:

@@ -295,9 +295,9 @@ def kept_versions(artifacts_dir: Path) -> list[str]:
 
 def tracked_by_git(folder: Path) -> frozenset[str] | None:
     """Names of the entries in `folder` that git tracks (from `git ls-files`, which changes
-    nothing). Without git, or outside a repository, nothing is tracked. Inside one (a
-    `.git` here or above) where git cannot answer (it refuses a folder another user owns,
-    "dubious ownership", as in a container), None, with a warning: not knowing which
+    nothing). Outside a repository nothing is tracked. Inside one (a `.git` here or
+    above) where git cannot answer (it is not installed; it refuses a folder another user
+    owns, "dubious ownership", as in a container), None, with a warning: not knowing which
     bundles are committed, the keep rule removes none."""
     try:
         listed = subprocess.run(
@@ -307,8 +307,8 @@ def tracked_by_git(folder: Path) -> frozenset[str] | None:
             check=False,
             timeout=60,
         )
-    except FileNotFoundError:
-        return frozenset()  # no git installed
+    except FileNotFoundError:  # no git installed: a repository copied without it still counts
+        reason = "git is not installed"
     except (OSError, subprocess.SubprocessError) as exc:
         reason = str(exc)
     else:
