@@ -76,6 +76,27 @@ def test_version(runner: CliRunner) -> None:
     assert result.output.startswith("census ")
 
 
+def test_the_console_script_freezes_the_collector_as_it_ends(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """So the interpreter's last collection has nothing to walk (see collector)."""
+    import gc
+    import sys
+
+    from census_salary.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["census", "--version"])
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("census ")
+
+
 def test_outside_a_project_says_how_to_fix_it(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -589,6 +610,26 @@ def test_serve_takes_host_and_port_options(
     ((app_, options),) = uvicorn_calls
     assert (options["host"], options["port"]) == ("0.0.0.0", 9999)
     assert hasattr(app_, "openapi")
+
+
+def test_serve_pauses_the_collector_until_the_server_settles(
+    runner: CliRunner, small_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paused while the server starts (settle turns it on once the model is loaded), and on
+    again when the server stops without settling (here: uvicorn serves nothing)."""
+    import gc
+
+    import census_salary.server
+
+    while_starting: list[bool] = []
+    monkeypatch.setattr(
+        census_salary.server.uvicorn, "run", lambda app, **kw: while_starting.append(gc.isenabled())
+    )
+    monkeypatch.setattr(census_salary.server.signal, "signal", lambda *args: None)
+    result = run(runner, small_settings, "serve", "--port", "9999")
+    assert result.exit_code == 0, result.output
+    assert while_starting == [False]
+    assert gc.isenabled()
 
 
 def test_serve_port_and_workers_come_from_the_environment(

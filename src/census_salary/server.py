@@ -104,6 +104,7 @@ def _run_workers(settings: Settings, workers: int, options: dict[str, Any]) -> N
     files = [h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)]
     if files:  # --log-file: the workers keep the log too
         os.environ["CENSUS_LOG_FILE"] = files[0]
+    settle()  # for `census serve`'s pause: this process watches the workers, loads no model
     given = os.environ.get(MULTIPROCESS_DIR)
     with tempfile.TemporaryDirectory(prefix="census-metrics-") as metrics_dir:
         # Each worker keeps its metrics in files here, so /metrics adds them all up.

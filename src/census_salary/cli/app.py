@@ -155,4 +155,9 @@ def print_json(value: Any) -> None:
 
 def main() -> None:
     """Entry point of the `census` console script."""
-    app()
+    from census_salary.collector import freeze_at_exit
+
+    try:
+        app()
+    finally:
+        freeze_at_exit()

@@ -48,13 +48,17 @@ def evaluate(
     ] = None,
 ) -> None:
     """Metrics of the current model on its held-out split or on a labelled file."""
-    from census_salary.audit import evaluate_bundle
-    from census_salary.render import metrics_table
+    from census_salary.collector import paused, settled
 
-    settings = settings_of(ctx)
-    with progress_bar() as progress:
+    with paused():  # then settled: see census_salary.collector
+        from census_salary.audit import evaluate_bundle
+        from census_salary.render import metrics_table
+
+        settings = settings_of(ctx)
+        bundle = current_bundle(settings)
+    with progress_bar() as progress, settled():
         progress.start("Evaluating" + (" and drawing" if figures else ""))
-        metrics = evaluate_bundle(settings, current_bundle(settings), data, figures)
+        metrics = evaluate_bundle(settings, bundle, data, figures)
     if as_json:
         print_json(metrics.model_dump(mode="json"))
     else:
@@ -116,12 +120,17 @@ def slice_report(
 ) -> None:
     """Metrics on every slice of the data, with intervals, and a fairness summary: where
     the model does worse, and for whom."""
-    from census_salary.audit import slice_bundle
+    from census_salary.collector import paused, settled
 
-    settings = settings_of(ctx)
+    with paused():  # then settled: see census_salary.collector
+        from census_salary.audit import slice_bundle
+
+        settings = settings_of(ctx)
+        bundle = current_bundle(settings)
     crosses = [tuple(name.strip() for name in names.split(",")) for names in by or []]
     slicings = [*(feature or []), *crosses]
-    report = slice_bundle(settings, current_bundle(settings), data, slicings, bootstrap)
+    with settled():
+        report = slice_bundle(settings, bundle, data, slicings, bootstrap)
     _emit_slices(report, output_format, output)
     if max_f1_gap is not None:
         report.check_f1_gap(max_f1_gap)

@@ -71,11 +71,14 @@ def monitor(
 ) -> None:
     """Drift of a batch of rows against the training data (PSI per feature), and with
     labels and --time-column the model's performance per period."""
-    from census_salary.monitoring import append_history, monitor_rows, write_plot
+    from census_salary.collector import paused, settled
 
-    settings = settings_of(ctx)
-    bundle = current_bundle(settings)
-    with progress_bar() as progress, data.open("rb") as source:
+    with paused():  # then settled: see census_salary.collector
+        from census_salary.monitoring import append_history, monitor_rows, write_plot
+
+        settings = settings_of(ctx)
+        bundle = current_bundle(settings)
+    with progress_bar() as progress, settled(), data.open("rb") as source:
         report = monitor_rows(
             bundle,
             source,

@@ -109,9 +109,6 @@ def predict(
 ) -> None:
     """Score rows (CSV, JSON array, {"inputs": [...]}, JSON Lines or Parquet) from a file or
     stdin."""
-    from census_salary.collector import settled
-    from census_salary.predict import predict_file
-
     if engine is not None:
         _print_skipped(
             _predict_on_engine(
@@ -129,19 +126,24 @@ def predict(
             )
         )
         return
-    if url is not None:
+    if url is not None and explain:  # (refused before the server is asked anything)
         from census_salary.errors import InputError
-        from census_salary.remote import open_remote
 
-        if explain:  # (refused before the server is asked anything)
-            raise InputError(
-                "--explain works on a local bundle only (it needs the model's trees); "
-                "drop --url to explain rows with the local model, or drop --explain."
-            )
+        raise InputError(
+            "--explain works on a local bundle only (it needs the model's trees); "
+            "drop --url to explain rows with the local model, or drop --explain."
+        )
+    from census_salary.collector import paused, settled
 
-        bundle = open_remote(url, api_key=api_key, batch_size=batch_size)
-    else:
-        bundle = current_bundle(settings_of(ctx))
+    with paused():  # then settled: see census_salary.collector
+        from census_salary.predict import predict_file
+
+        if url is not None:
+            from census_salary.remote import open_remote
+
+            bundle = open_remote(url, api_key=api_key, batch_size=batch_size)
+        else:
+            bundle = current_bundle(settings_of(ctx))
     # A bar on stderr would tangle with rows printed to the same terminal.
     with (
         progress_bar(enabled=output is not None or not sys.stdout.isatty()) as progress,
@@ -221,6 +223,9 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the model over HTTP: a form at /, /health, /ready, /predict and /docs."""
-    from census_salary.server import run_server
+    from census_salary.collector import paused
 
-    run_server(settings_of(ctx), host=host, port=port, workers=workers)
+    with paused():  # until the server settles, its model loaded: see census_salary.collector
+        from census_salary.server import run_server
+
+        run_server(settings_of(ctx), host=host, port=port, workers=workers)

@@ -15,11 +15,14 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Clean the data, fit the model, choose the threshold, evaluate and write the bundle."""
-    from census_salary.render import train_table
-    from census_salary.train import train as run_training
+    from census_salary.collector import paused, settled
 
-    settings = settings_of(ctx)
-    with progress_bar() as progress:
+    with paused():  # then settled: see census_salary.collector
+        from census_salary.render import train_table
+        from census_salary.train import train as run_training
+
+        settings = settings_of(ctx)
+    with progress_bar() as progress, settled():
         result = run_training(settings, progress)
     if as_json:
         print_json(result.metadata.model_dump(mode="json"))
