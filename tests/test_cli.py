@@ -712,17 +712,6 @@ def test_json_beyond_pythons_limits_is_exit_2(
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
-def test_a_field_too_deep_to_write_is_exit_2_naming_row_and_field(
-    runner: CliRunner, small_settings: Settings, fmt: str
-) -> None:
-    # JSON Lines are read up to 1,024 levels deep: more than can be written back
-    row = json.dumps({**EXAMPLE_ROW, "note": 0}).replace("0}", "[" * 1000 + "]" * 1000 + "}")
-    result = run(runner, small_settings, "predict", "--output-format", fmt, stdin=row + "\n")
-    assert result.exit_code == ExitCode.USAGE, result.output
-    assert "row 1, field 'note': it is nested too deeply to write" in result.stderr
-
-
 @pytest.mark.parametrize(
     ("variable", "value"), [("PORT", "abc"), ("PORT", "70000"), ("WEB_CONCURRENCY", "two")]
 )

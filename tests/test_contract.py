@@ -1,3 +1,5 @@
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,15 +12,18 @@ from census_salary.contract import (
     COLUMNS,
     EXAMPLE_ROW,
     INVALID,
+    MAX_NESTING,
     NUMERIC_RANGES,
     NUMERICAL,
     ColumnTable,
     DistinctColumn,
+    TooDeepError,
     canonical_name,
     canonical_records,
     check_columns,
     check_records,
     columns_of_frame,
+    decode_json,
     parse_value,
 )
 from census_salary.errors import InputError, RowProblem
@@ -325,3 +330,47 @@ def test_one_column_of_a_table_takes_its_rows_from_elsewhere() -> None:
     swapped = check_records(rows).columns.with_rows_of("race", np.array([1, 0]))
     assert swapped["race"].tolist() == ["Black", "White"]
     assert swapped["age"].tolist() == [20.0, 30.0]
+
+
+# --- decoding: nesting ----------------------------------------------------------------------
+
+
+def brackets(depth: int, inside: str = "") -> str:
+    return "[" * depth + inside + "]" * depth
+
+
+@pytest.mark.parametrize(
+    "deeper",
+    [
+        lambda depth: brackets(depth),  # orjson reads it (up to its own 1,024)
+        lambda depth: brackets(depth).encode(),  # as a request body comes
+        lambda depth: brackets(depth, "NaN"),  # the standard library reads it
+    ],
+    ids=["text", "bytes", "nan"],
+)
+def test_decode_json_reads_max_nesting_levels_and_refuses_one_more(deeper: Any) -> None:
+    assert decode_json(deeper(MAX_NESTING)) is not None
+    with pytest.raises(TooDeepError, match=f"more than {MAX_NESTING} levels deep"):
+        decode_json(deeper(MAX_NESTING + 1))
+
+
+@pytest.mark.parametrize("depth", [1_025, 100_000], ids=["past-orjson", "past-the-stack"])
+def test_decode_json_refuses_json_deeper_than_its_decoders_reach_with_the_same_error(
+    depth: int,
+) -> None:
+    with pytest.raises(TooDeepError):
+        decode_json(brackets(depth))
+
+
+def test_nesting_is_measured_by_levels_not_by_brackets() -> None:
+    shallow = [{**EXAMPLE_ROW, "note": "[{" * MAX_NESTING, "id": [[1], [2], [3]]}] * 200
+    assert decode_json(json.dumps({"inputs": shallow}).encode())["inputs"] == shallow
+    deep = brackets(MAX_NESTING - 2, "1")  # 3 levels more in a row in {"inputs": [...]}
+    body = json.dumps({"inputs": [EXAMPLE_ROW] * 200 + [{"note": "NOTE"}]})
+    with pytest.raises(TooDeepError):
+        decode_json(body.replace('"NOTE"', deep).encode())
+
+
+def test_the_readme_states_the_nesting_limit() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"more than {MAX_NESTING} levels deep (`MAX_NESTING`" in " ".join(readme.split())

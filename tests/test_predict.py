@@ -37,6 +37,7 @@ from live_server import census_executable, server_environment
 
 HEADER = ",".join(EXAMPLE_ROW)
 LINE = ",".join(str(v) for v in EXAMPLE_ROW.values())
+LINE_JSON, OLD_JSON = json.dumps(EXAMPLE_ROW), json.dumps({**EXAMPLE_ROW, "age": "old"})
 
 
 def csv_chunks(text: str, chunk_size: int = 1000) -> Iterator[RowChunk]:
@@ -211,6 +212,22 @@ def test_skipped_rows_keep_the_columns_of_the_chunk(small_bundle: Bundle) -> Non
     write_predictions(stream.chunks, "csv", out)
     assert out.getvalue().decode().startswith(",".join(["age", "workclass"]))
     assert [p.row for p in stream.problems] == [1]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "named"),
+    [
+        ("json", f"[5, {LINE_JSON}, {OLD_JSON}]", ["row 1", "row 3"]),
+        ("jsonl", f"5\n\n{LINE_JSON}\n{OLD_JSON}\n", ["line 1", "line 4"]),
+    ],
+)
+def test_a_bad_value_after_a_row_refused_while_reading_keeps_its_number(
+    small_bundle: Bundle, fmt: str, text: str, named: list[str]
+) -> None:
+    _, chunks = read_rows(io.StringIO(text), fmt, 1000, skip_bad=True)  # type: ignore[arg-type]
+    stream = score_rows(small_bundle, chunks, skip_bad=True)
+    assert sum(len(chunk) for chunk in stream.chunks) == 1
+    assert [str(problem).split(":")[0].split(",")[0] for problem in stream.problems] == named
 
 
 def test_read_ahead_gives_the_items_in_order() -> None:

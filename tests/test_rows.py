@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import census_salary.rows
-from census_salary.contract import EXAMPLE_ROW
+from census_salary.contract import EXAMPLE_ROW, MAX_NESTING
 from census_salary.data import read_csv_text
 from census_salary.errors import InputError
 from census_salary.rows import RowChunk, detect_format, read_rows
@@ -121,8 +121,8 @@ def test_a_row_longer_than_the_limit_is_refused() -> None:
         rows_of(text)
 
 
-def test_deeply_nested_rows_are_refused_quickly() -> None:
-    with pytest.raises(InputError, match="cannot be read as rows"):
+def test_deeply_nested_rows_are_refused_quickly_naming_the_limit() -> None:
+    with pytest.raises(InputError, match=f"cannot be read as rows.* {MAX_NESTING} levels"):
         rows_of("[" * 100_000)
 
 
@@ -291,8 +291,31 @@ def test_json_lines_read_nan_as_the_standard_library_does() -> None:
 
 def test_a_json_line_that_is_not_an_object_is_named_by_its_line() -> None:
     text = json.dumps(EXAMPLE_ROW) + "\n\n[1, 2]\n"
-    with pytest.raises(InputError, match=r"^Row 3 is list; expected an object"):
+    with pytest.raises(InputError, match=r"^Line 3 is list; expected an object"):
         rows_of(text, chunk_size=10)
+
+
+GOOD, AGE_TWICE = json.dumps(EXAMPLE_ROW), json.dumps({**EXAMPLE_ROW, "AGE": 40})
+
+
+@pytest.mark.parametrize(
+    ("text", "kept", "refused"),
+    [
+        (f"[{GOOD}, 5, {AGE_TWICE}, {GOOD}]", (1, 4), ("row 2", "row 3")),
+        (f"{GOOD}\n\n5\n{AGE_TWICE}\n\n{GOOD}\n", (1, 6), ("line 3", "line 4")),
+    ],
+    ids=["json", "jsonl"],
+)
+def test_skip_bad_leaves_rows_that_are_not_objects_of_fields_out_and_names_them(
+    text: str, kept: tuple[int, ...], refused: tuple[str, str]
+) -> None:
+    _, chunks = read_rows(io.StringIO(text), None, 10, skip_bad=True)
+    (chunk,) = list(chunks)
+    assert (len(chunk), chunk.numbers) == (2, kept)
+    assert [str(problem) for problem in chunk.refused] == [
+        f"{refused[0]}: expected an object of census fields",
+        f"{refused[1]}, field 'age': the field is given twice (as 'AGE' too)",
+    ]
 
 
 @pytest.mark.parametrize(

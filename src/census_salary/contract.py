@@ -52,6 +52,14 @@ POSITIVE, NEGATIVE = ">50K", "<=50K"
 TARGET = "salary"
 MAX_CATEGORY_LENGTH = 100
 MAX_MONEY = 1_000_000_000  # US$; far above the data's top-coded 99,999, and finite
+# Levels of lists and objects one within another that a JSON document (a request body, a
+# file, a line of JSON Lines) may nest; a census row in `{"inputs": [...]}` takes 3. The
+# deepest orjson writes back (it refuses 255), so every row read can be written out; far
+# below what orjson reads (1,024) and what the standard library's decoder (the JSON array
+# reader, and the fallback for `NaN`) reads on any caller's stack (about 1,000 less it).
+MAX_NESTING = 254
+# Text shorter than this cannot nest past MAX_NESTING: each level takes two brackets.
+SHORTEST_TOO_DEEP = 2 * (MAX_NESTING + 1)
 MISSING_MARKERS = frozenset({"", "?"})
 
 
@@ -498,19 +506,23 @@ def _plan_of(row: dict[Any, Any]) -> tuple[tuple[tuple[Any, Any], ...], Any]:
     return _cached_key_plan(keys)
 
 
-def as_record(value: Any, row: int) -> dict[str, Any]:
-    """A JSON row with census fields under their canonical names; other keys untouched."""
+def as_record(value: Any, row: int, unit: str = "row") -> dict[str, Any]:
+    """A JSON row with census fields under their canonical names; other keys untouched.
+    `row` is its number, a `unit` of the input (a row, or a line of JSON Lines)."""
     if not isinstance(value, dict):
         kind = "null" if value is None else type(value).__name__
         raise InputError(
-            f"Row {row} is {kind}; expected an object of census fields.",
+            f"{unit.capitalize()} {row} is {kind}; expected an object of census fields.",
             [RowProblem(row, "", "expected an object of census fields")],
         )
     pairs, twice = _plan_of(value)
     if twice is not None:
         name = canonical_name(twice)
         message = f"the field is given twice (as {twice!r} too)"
-        raise InputError(f"Row {row} gives field {name!r} twice.", [RowProblem(row, name, message)])
+        raise InputError(
+            f"{unit.capitalize()} {row} gives field {name!r} twice.",
+            [RowProblem(row, name, message)],
+        )
     record = {name: value[key] for name, key in pairs}
     for name in COLUMNS:
         record.setdefault(name, ABSENT)
@@ -521,14 +533,79 @@ def decode_json(text: bytes | str) -> Any:
     """A JSON document: orjson (2x faster on a batch), the standard library where orjson
     refuses (`NaN`, integers beyond 64 bits), so what is accepted and the message of a
     syntax error are the standard library's; text that is not Unicode is refused
-    (`refuse_half_surrogates`) as orjson refuses it."""
+    (`refuse_half_surrogates`) as orjson refuses it, and so is a document nested deeper
+    than MAX_NESTING (`TooDeepError`)."""
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        if exc.msg.startswith("depth limit"):  # past orjson's 1,024: past ours too
+            raise TooDeepError() from None
         # Bytes as UTF-8 only, as orjson and the files' doors read them (json.loads would
         # guess UTF-16 or UTF-32, and let encoded halves of surrogate pairs through).
         decoded = text.decode("utf-8-sig") if isinstance(text, bytes) else text
-        return refuse_half_surrogates(json.loads(decoded), decoded)
+        try:
+            value = json.loads(decoded)
+        except RecursionError:
+            raise TooDeepError() from None
+        refuse_too_deep(value, decoded)
+        return refuse_half_surrogates(value, decoded)
+    if len(text) >= SHORTEST_TOO_DEEP:  # (not even a call for a short row: once a line)
+        refuse_too_deep(value, text)
+    return value
+
+
+class TooDeepError(ValueError):
+    """JSON nested deeper than MAX_NESTING: every JSON door refuses it with this message."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"it nests lists and objects more than {MAX_NESTING} levels deep, the limit; "
+            "flatten the deeply nested field or leave it out"
+        )
+
+
+def refuse_too_deep(value: Any, text: bytes | str, above: int = 0) -> None:
+    """Raise TooDeepError when `value`, decoded from `text` and found `above` levels deep in
+    its document, takes the document past MAX_NESTING levels.
+
+    Each level takes two characters, and one opening bracket: short text, or text with
+    few brackets, is let through at once (a request of 1,000 rows holds 1,002, one for each
+    row and two around them, and nests 3 deep); only the rest is walked.
+    """
+    if len(text) + 2 * above < SHORTEST_TOO_DEEP:
+        return
+    brackets = _opening_brackets(text)  # as many lists and objects at most (some in strings)
+    if above + brackets <= MAX_NESTING:
+        return
+    rows = value["inputs"] if type(value) is dict and value.keys() == {"inputs"} else value
+    if type(rows) is list and rows and set(map(type, rows)) == {dict}:
+        brackets -= len(rows) - 1  # objects side by side in one list: one level for them all
+    if above + brackets > MAX_NESTING and above + nesting(value) > MAX_NESTING:
+        raise TooDeepError()
+
+
+def _opening_brackets(text: bytes | str) -> int:
+    if isinstance(text, str):
+        return text.count("[") + text.count("{")
+    codes = np.frombuffer(text, dtype=np.uint8)  # (4x faster than bytes.count on a batch)
+    return int(np.count_nonzero((codes | 0x20) == ord("{")))  # `[` | 0x20 is `{`
+
+
+def nesting(value: Any) -> int:
+    """How many levels of lists and objects `value` nests (0 for neither), counted level
+    by level without recursion, up to one past MAX_NESTING."""
+    depth, level = 0, [value]
+    while depth <= MAX_NESTING:
+        level = [item for item in level if isinstance(item, (list, dict))]
+        if not level:
+            break
+        depth += 1
+        level = list(
+            itertools.chain.from_iterable(
+                item.values() if isinstance(item, dict) else item for item in level
+            )
+        )
+    return depth
 
 
 # JSON may escape one half of a UTF-16 surrogate pair alone (`"\ud800"`): Python reads it
@@ -584,14 +661,15 @@ def check_records(records: Sequence[Any], first_row: int = 1) -> CheckedColumns:
 
 
 def canonical_records(
-    records: Sequence[Any], numbers: Sequence[int]
+    records: Sequence[Any], numbers: Sequence[int], unit: str = "row"
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """JSON rows with census fields under their canonical names (other keys kept) and
     their census columns: what a file's rows are written back as, and checked as.
-    `numbers` are the rows' numbers in the input, for messages."""
+    `numbers` are the rows' numbers in the input, each a `unit` (a row, or a line of
+    JSON Lines), for messages."""
     alike = _alike_columns(records)
     if alike is None:
-        return _records_one_by_one(records, numbers)
+        return _records_one_by_one(records, numbers, unit)
     pairs, columns = alike
     if all(name == key for name, key in pairs):
         return list(records), columns
@@ -601,10 +679,10 @@ def canonical_records(
 
 
 def _records_one_by_one(
-    records: Sequence[Any], numbers: Sequence[int]
+    records: Sequence[Any], numbers: Sequence[int], unit: str = "row"
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """`canonical_records` of rows spelled differently, or not objects (refused)."""
-    rows = [as_record(value, number) for value, number in zip(records, numbers, strict=True)]
+    rows = [as_record(value, n, unit) for value, n in zip(records, numbers, strict=True)]
     columns = {name: [row[name] for row in rows] for name in COLUMNS}
     return [{k: v for k, v in row.items() if v is not ABSENT} for row in rows], columns
 

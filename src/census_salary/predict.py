@@ -79,7 +79,8 @@ def score_rows(
     first_row: int = 1,
 ) -> ScoredStream[ScoredChunk]:
     """Score chunks as they come, in order. A bad row raises InputError unless `skip_bad`.
-    `first_row` is the number problems give the first row (a partition's place in its input).
+    `first_row` is the number problems give the first row (a partition's place in its input);
+    JSON chunks number their rows themselves (`RowChunk.numbers`: a row, or a line).
 
     The tree tables score with numpy, which lets go of the interpreter's lock, so while
     this thread checks the next chunk, `SCORING_THREADS` threads score this one.
@@ -107,12 +108,15 @@ def score_rows(
             checked = known.check(chunk.distinct) if chunk.distinct is not None else None
             if checked is None:
                 checked = check_columns(chunk.columns, first_row=row)
-            if checked.problems:
+            if checked.problems or chunk.refused:
+                # (rows read as `chunk.refused` were left out before the check)
+                problems = [*chunk.refused, *chunk.numbered(checked.problems, row)]
+                problems.sort(key=lambda problem: problem.row)
                 if not skip_bad:
                     from census_salary.data import summarise  # (pandas: only on failure)
 
-                    raise InputError(summarise(checked.problems, source), checked.problems)
-                stream.problems.extend(checked.problems)
+                    raise InputError(summarise(problems, source), problems)
+                stream.problems.extend(problems)
             row += len(checked.good)
             yield (_kept(chunk.table, checked.good), names), checked
 
@@ -290,7 +294,7 @@ def predict_file(
             except OSError as exc:
                 raise InputError(f"Cannot read {input_path}: {exc.strerror}.") from None
         try:
-            fmt, chunks = read_rows(handle, input_format, chunk_size)
+            fmt, chunks = read_rows(handle, input_format, chunk_size, skip_bad=skip_bad)
             out_fmt = output_format or fmt
             if output_path is None and out_fmt == "parquet" and sys.stdout.isatty():
                 raise InputError(

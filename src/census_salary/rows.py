@@ -10,6 +10,10 @@ CSV is read by `csv_rows` (pyarrow for plain blocks, the one cleaning rule of
 distinct values and, per row, the index of its value (`DistinctColumn`): the check
 decides each value on its own, so checking the few distinct values decides every row.
 Parquet is read by `parquet_rows`, by record batches, into the same chunks.
+
+JSON rows are numbered as a person finds them: the Nth row of an array is row N, and a
+row of JSON Lines is named by its line in the file, blank lines counted, as an editor
+numbers it (`JsonRowProblem`).
 """
 
 from __future__ import annotations
@@ -18,29 +22,50 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from census_salary.contract import (
+    SHORTEST_TOO_DEEP,
     Columns,
     DistinctColumn,
+    TooDeepError,
+    as_record,
     canonical_records,
     decode_json,
     refuse_half_surrogates,
+    refuse_too_deep,
 )
-from census_salary.errors import InputError
+from census_salary.errors import InputError, RowProblem
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 InputFormat = Literal["csv", "json", "jsonl", "parquet"]
+Unit = Literal["row", "line"]  # what a JSON row's number counts: rows, or lines of the file
 PARQUET_MAGIC = b"PAR1"  # the first (and last) bytes of a Parquet file
 MAX_ROW_CHARS = 1 << 20  # one JSON row may take this much text; a census row takes ~300
 BLOCK_BYTES = 1 << 20  # CSV is parsed in blocks of about this many bytes (~8,000 rows)
 _PEEK_BYTES = 64 * 1024
 _PIECE_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class JsonRowProblem(RowProblem):
+    """A bad JSON row, named by its `unit`: `row N` of an array, `line N` of JSON Lines;
+    a row refused whole (not an object) names no field."""
+
+    unit: Unit = "row"
+
+    def __str__(self) -> str:
+        where = f"{self.unit} {self.row}"
+        return (
+            f"{where}, field {self.field!r}: {self.message}"
+            if self.field
+            else f"{where}: {self.message}"
+        )
 
 
 @dataclass(frozen=True)
@@ -51,11 +76,18 @@ class RowChunk:
     fields under their canonical names). `columns` holds the census columns row by row,
     for `contract.check_columns`; for CSV, `distinct` holds the same columns as
     distinct values, and `columns` is decoded from them only if it is read.
+
+    JSON rows carry their `numbers` in the input (each a `unit`: a row, or a line of JSON
+    Lines), and, read with `skip_bad`, the problems of the rows left out as they were read
+    (`refused`: not objects, or a field given twice).
     """
 
     table: pa.Table | list[dict[str, Any]]
     columns: Columns
     distinct: Mapping[str, DistinctColumn] | None = None
+    numbers: Sequence[int] | None = None
+    unit: Unit = "row"
+    refused: tuple[RowProblem, ...] = ()
 
     def __len__(self) -> int:
         return len(self.table)
@@ -63,6 +95,16 @@ class RowChunk:
     @property
     def column_names(self) -> list[str]:
         return column_names(self.table)
+
+    def numbered(self, problems: list[RowProblem], first_row: int) -> list[RowProblem]:
+        """The problems `check_columns(self.columns, first_row)` found, under the numbers
+        the input gives their rows (the same, unless the chunk has `numbers`)."""
+        if self.numbers is None:
+            return problems
+        return [
+            JsonRowProblem(self.numbers[p.row - first_row], p.field, p.message, self.unit)
+            for p in problems
+        ]
 
 
 def column_names(table: pa.Table | list[dict[str, Any]]) -> list[str]:
@@ -90,7 +132,7 @@ def detect_format(head: str) -> InputFormat:
 
 
 def read_rows(
-    source: IO[bytes] | IO[str], fmt: InputFormat | None, chunk_size: int
+    source: IO[bytes] | IO[str], fmt: InputFormat | None, chunk_size: int, *, skip_bad: bool = False
 ) -> tuple[InputFormat, Iterator[RowChunk]]:
     """The input's format (given or detected) and its raw rows in chunks of `chunk_size`.
 
@@ -100,6 +142,8 @@ def read_rows(
     Parquet is read by record batches. Parquet is read from its end, so a source that
     cannot seek back to its start (a pipe) is first copied to a temporary file. Rows keep
     the caller's columns and values; census fields in JSON rows take their canonical names.
+    A JSON row that is not an object, or gives a field twice, raises InputError; with
+    `skip_bad`, it is left out of its chunk and named in the chunk's `refused`.
     """
     start = _seekable_start(source)
     pieces = _byte_pieces(source)
@@ -128,7 +172,7 @@ def read_rows(
 
         return fmt, csv_chunks(stream, chunk_size)
     return fmt, _json_chunks(
-        io.TextIOWrapper(stream, encoding="utf-8", newline=""), fmt, chunk_size
+        io.TextIOWrapper(stream, encoding="utf-8", newline=""), fmt, chunk_size, skip_bad
     )
 
 
@@ -183,17 +227,42 @@ class ByteStream(io.RawIOBase):
 # --- JSON --------------------------------------------------------------------------------
 
 
-def _json_chunks(stream: IO[str], fmt: InputFormat, chunk_size: int) -> Iterator[RowChunk]:
+def _json_chunks(
+    stream: IO[str], fmt: InputFormat, chunk_size: int, skip_bad: bool
+) -> Iterator[RowChunk]:
     """JSON rows: checked as the Python values they are, written back as given (census
     fields under their canonical names)."""
+    unit: Unit = "line" if fmt == "jsonl" else "row"
     numbered = _iter_jsonl(stream) if fmt == "jsonl" else _iter_json_array(stream)
     while batch := list(itertools.islice(numbered, chunk_size)):
         numbers, values = zip(*batch, strict=True)
-        yield RowChunk(*canonical_records(values, numbers))
+        try:
+            chunk = RowChunk(*canonical_records(values, numbers, unit), numbers=numbers, unit=unit)
+        except InputError:
+            if not skip_bad:
+                raise
+            chunk = _without_refused(values, numbers, unit)
+        yield chunk
+
+
+def _without_refused(values: Sequence[Any], numbers: Sequence[int], unit: Unit) -> RowChunk:
+    """The rows that are objects of fields, and the problems of the rest."""
+    kept: list[tuple[int, Any]] = []
+    refused: list[RowProblem] = []
+    for number, value in zip(numbers, values, strict=True):
+        try:
+            as_record(value, number, unit)
+        except InputError as exc:
+            refused += [JsonRowProblem(p.row, p.field, p.message, unit) for p in exc.problems]
+        else:
+            kept.append((number, value))
+    numbers, values = zip(*kept, strict=True) if kept else ((), ())
+    table, columns = canonical_records(values, numbers, unit)
+    return RowChunk(table, columns, numbers=numbers, unit=unit, refused=tuple(refused))
 
 
 def _iter_jsonl(stream: IO[str]) -> Iterator[tuple[int, Any]]:
-    """Each line's number (for messages) and value; blank lines skipped."""
+    """Each line's number in the file (for messages) and value; blank lines skipped."""
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
@@ -201,7 +270,7 @@ def _iter_jsonl(stream: IO[str]) -> Iterator[tuple[int, Any]]:
             value = decode_json(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"Line {number} is not valid JSON: {exc.msg}.") from None
-        except (ValueError, RecursionError) as exc:  # nesting or number beyond Python's limits
+        except ValueError as exc:  # nested past MAX_NESTING, or a number beyond Python's limits
             raise InputError(f"Line {number} cannot be read as JSON rows: {exc}.") from None
         yield number, value
 
@@ -246,13 +315,18 @@ class _JsonArrayReader:
             raise InputError(f"Invalid JSON input: expected {what}, found {shown}.")
         self._pos += 1
 
-    def value(self, row: int | None = None) -> Any:
-        """The next JSON value; `row` is its number among the rows, for messages."""
+    def value(self, above: int, row: int | None = None) -> Any:
+        """The next JSON value, `above` levels deep in the document; `row` is its number
+        among the rows, for messages."""
         self.next_char()
         where = f" in row {row}" if row is not None else ""
         while True:
             try:
                 value, end = self._decoder.raw_decode(self._buffer, self._pos)
+            except RecursionError:  # far past MAX_NESTING: the stack gave out first
+                raise InputError(
+                    f"The JSON input cannot be read as rows{where}: {TooDeepError()}."
+                ) from None
             except json.JSONDecodeError as exc:
                 # Only an error at the buffer's end (or in an open string) can be a row cut
                 # off by the block boundary; anything else is final, so a bad file fails at
@@ -266,25 +340,29 @@ class _JsonArrayReader:
                 if cut and self._fill():
                     continue
                 raise InputError(f"Invalid JSON input{where}: {exc.msg}.") from None
-            except (ValueError, RecursionError) as exc:  # beyond Python's limits
+            except ValueError as exc:  # a number beyond Python's limits
                 raise InputError(f"The JSON input cannot be read as rows{where}: {exc}.") from None
             # A value that ends the buffer (a number, say) may go on in the next block.
             if end == len(self._buffer) and self._fill():
                 continue
+            text = self._buffer[self._pos : end]
             try:
-                refuse_half_surrogates(value, self._buffer[self._pos : end])
-            except (ValueError, RecursionError) as exc:
+                if len(text) + 2 * above >= SHORTEST_TOO_DEEP:  # (no call for a short row)
+                    refuse_too_deep(value, text, above)
+                refuse_half_surrogates(value, text)
+            except ValueError as exc:
                 raise InputError(f"The JSON input cannot be read as rows{where}: {exc}.") from None
             self._pos = end
             return value
 
-    def elements(self) -> Iterator[Any]:
+    def elements(self, above: int) -> Iterator[Any]:
+        """The elements of the array next in the input, itself `above` levels deep."""
         self.expect("[", "'[' to open the list of rows")
         if self.next_char() == "]":
             self._pos += 1
             return
         for row in itertools.count(1):
-            yield self.value(row)
+            yield self.value(above + 1, row)
             if self.next_char() == ",":
                 self._pos += 1
                 continue
@@ -298,13 +376,13 @@ def _iter_json_array(stream: IO[str]) -> Iterator[tuple[int, Any]]:
     wrapped = reader.next_char() == "{"
     if wrapped:
         reader.expect("{", "'{'")
-        key = reader.value()
+        key = reader.value(1)
         if key != "inputs":
             raise InputError(
                 f'Invalid JSON input: expected {{"inputs": [...]}}, found key {key!r}.'
             )
         reader.expect(":", "':' after \"inputs\"")
-    yield from enumerate(reader.elements(), start=1)
+    yield from enumerate(reader.elements(1 if wrapped else 0), start=1)
     if wrapped:
         reader.expect("}", 'the end of {"inputs": [...]} (no other keys are accepted)')
     if reader.next_char():

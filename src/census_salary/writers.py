@@ -251,8 +251,8 @@ def _json_text(value: Any) -> str:
 def _too_deep(record: dict[str, Any], row: int, write: Callable[[Any], Any]) -> InputError:
     """The error for a row (numbered as in the output) with a field nested past the stack.
 
-    JSON rows are read up to 1,024 levels deep (orjson's limit; the JSON array reader, the
-    standard library's, stops a little short of 1,000), which is more than Python can write.
+    JSON rows are read up to `contract.MAX_NESTING` levels deep, which orjson writes; rows
+    from elsewhere (a caller's own chunks) may nest deeper than Python can write.
     """
     field = next((name for name, value in record.items() if _overflows(write, value)), None)
     where = f"row {row}" if field is None else f"row {row}, field {field!r}"

@@ -16,7 +16,7 @@ from census_salary.api import create_app
 from census_salary.api.routes.model import INLINE_ROWS
 from census_salary.bundle import Bundle
 from census_salary.config import Settings
-from census_salary.contract import EXAMPLE_ROW, check_records
+from census_salary.contract import EXAMPLE_ROW, MAX_NESTING, TooDeepError, check_records
 from census_salary.row_schema import SCHEMA_EXAMPLE_ROW, contract_document
 
 AGE_EXPECTED = "expected a whole number from 0 to 120"
@@ -154,9 +154,9 @@ def test_server_keeps_serving_after_errors(client: TestClient) -> None:
         (b'{"inputs": "rows"}', 400),
         (b"\xff\xfe", 400),
         (b"[" * 10_000, 400),
-        (b"[" * 1_000 + b"]" * 1_000, 422),  # JSON, but the row is not an object
-        (b'{"inputs": ' + b"[" * 999 + b"]" * 999 + b"}", 422),
-        (b'[{"age": ' + b"[" * 1_020 + b"]" * 1_020 + b"}]", 422),
+        (b"[" * MAX_NESTING + b"]" * MAX_NESTING, 422),  # JSON, but the row is not an object
+        (b'{"inputs": ' + b"[" * (MAX_NESTING - 1) + b"]" * (MAX_NESTING - 1) + b"}", 422),
+        (b'[{"age": ' + b"[" * (MAX_NESTING - 2) + b"]" * (MAX_NESTING - 2) + b"}]", 422),
         (b"[]", 422),
         (b'{"inputs": []}', 422),
         (b"[1]", 422),
@@ -185,6 +185,20 @@ def test_server_keeps_serving_after_errors(client: TestClient) -> None:
 def test_malformed_bodies_are_4xx_problems(client: TestClient, body: bytes, status: int) -> None:
     response = client.post("/predict", content=body, headers={"content-type": "application/json"})
     assert_problem(response, status)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * (MAX_NESTING + 1) + b"]" * (MAX_NESTING + 1),
+        b'{"inputs": [{"note": ' + b"[" * (MAX_NESTING - 2) + b"]" * (MAX_NESTING - 2) + b"}]}",
+        b'[{"age": NaN, "note": ' + b"[" * (MAX_NESTING - 1) + b"]" * (MAX_NESTING - 1) + b"}]",
+    ],
+    ids=["array", "inputs", "read-by-the-standard-library"],
+)
+def test_a_body_nested_past_the_limit_is_a_400_naming_it(client: TestClient, body: bytes) -> None:
+    detail = assert_problem(client.post("/predict", content=body), 400)["detail"]
+    assert detail == f"The body cannot be read as rows: {TooDeepError()}."
 
 
 def test_half_a_surrogate_pair_is_a_400_naming_where(client: TestClient) -> None:
