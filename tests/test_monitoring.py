@@ -83,6 +83,13 @@ def test_a_missing_time_column_is_named(small_bundle: Bundle, sample_frame: pd.D
         monitor_rows(small_bundle, _csv(sample_frame.head(5)), time_column="when")
 
 
+def test_a_file_of_a_header_alone_holds_no_rows(
+    small_bundle: Bundle, sample_frame: pd.DataFrame
+) -> None:
+    with pytest.raises(InputError, match=r"^header\.csv holds no rows\.$"):
+        monitor_rows(small_bundle, _csv(sample_frame.head(0)), name="header.csv")
+
+
 def test_a_bad_row_stops_the_monitor(small_bundle: Bundle) -> None:
     lines = json.dumps({**EXAMPLE_ROW, "age": "old"}).encode()
     with pytest.raises(InputError, match=r"row 1.*age"):

@@ -17,7 +17,7 @@ from census_salary.bundle import Bundle
 from census_salary.config import Settings
 from census_salary.contract import COLUMNS, Columns, check_columns, columns_of_frame
 from census_salary.data import read_census, split_data
-from census_salary.errors import InputError, ModelError
+from census_salary.errors import InputError, ModelError, no_rows
 from census_salary.metadata import BundleMetadata
 from census_salary.metrics import Metrics, SliceReport, evaluate, slice_metrics
 
@@ -49,7 +49,7 @@ def labelled_rows(
         return held_out(settings, bundle.metadata)
     data = read_census(data_path, target=settings.data.target)
     if data.features.empty:
-        raise InputError(f"{data_path} holds no rows.")
+        raise no_rows(data_path)
     return data.features, data.target
 
 

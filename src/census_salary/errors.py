@@ -41,6 +41,12 @@ class InputError(CensusError):
         self.problems = problems or []
 
 
+def no_rows(source: object) -> InputError:
+    """Labelled input without a single row (`census evaluate`, `slice-report`, `monitor`):
+    no metric is defined on none."""
+    return InputError(f"{source} holds no rows.")
+
+
 class ModelError(CensusError):
     """The model bundle is missing, tampered with, or does not fit this code."""
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from census_salary.bundle import Bundle
 from census_salary.contract import TARGET, canonical_name, check_columns, show_value
 from census_salary.drift import DriftCounts, DriftReport
-from census_salary.errors import InputError, ModelError, RowProblem
+from census_salary.errors import InputError, ModelError, RowProblem, no_rows
 from census_salary.files import atomic_write
 from census_salary.metrics import Metrics
 from census_salary.progress import NoProgress, Progress
@@ -111,7 +111,7 @@ def monitor_rows(
         progress.advance(len(chunk))
     drift = counts.report(bundle.version)
     if first_row == 1:
-        raise InputError(f"{name} holds no rows.")
+        raise no_rows(name)
     if time_column is None:
         return MonitorReport(source=name, rows=drift.rows, drift=drift)
     periods = performance_by_period(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
-from api.helpers import KEY, assert_problem
+from api.helpers import KEY, assert_problem, settings_without_a_model
+from census_salary.api import create_app
+from census_salary.config import Settings
 from census_salary.contract import EXAMPLE_ROW
 
 
@@ -20,6 +25,19 @@ def call(client: TestClient, path: str, **kwargs: object):
 def test_routes_that_need_the_model_are_503_without_one(unloaded: TestClient, path: str) -> None:
     body = assert_problem(call(unloaded, path), 503)
     assert "not loaded" in body["detail"], body
+
+
+@pytest.mark.parametrize("path", ["/ready", "/predict"])
+def test_a_503_does_not_tell_clients_where_the_artifacts_are(
+    small_settings: Settings, tmp_path: Path, path: str
+) -> None:
+    """The log has the whole reason; clients learn nothing of the server's files."""
+    folder = tmp_path / "secret-folder-name"
+    folder.mkdir()
+    with TestClient(create_app(settings_without_a_model(small_settings, folder))) as client:
+        body = assert_problem(call(client, path), 503)
+    assert "secret-folder-name" not in json.dumps(body), body
+    assert "the server's log says why" in body["detail"], body
 
 
 @pytest.mark.parametrize("path", ["/predict", "/metadata"])

@@ -52,7 +52,11 @@ def create_app(
                 app.state.bundle = load_bundle(settings.artifacts_dir, settings.model.scorer)
             except CensusError as exc:
                 logger.error("model not loaded: %s", exc)
-                app.state.not_ready = str(exc)
+                # Clients get no paths or file names: the log has the whole reason.
+                app.state.not_ready = (
+                    "none was found or it failed its checks; the server's log says why "
+                    "(`census train` or `census use VERSION` there makes one current)"
+                )
         if app.state.bundle is not None and telemetry is not None:
             loaded = app.state.bundle
             telemetry.model_loaded(loaded.version, loaded.threshold, loaded.profile)
