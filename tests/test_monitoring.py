@@ -92,7 +92,14 @@ def test_a_file_of_a_header_alone_holds_no_rows(
 
 def test_a_bad_row_stops_the_monitor(small_bundle: Bundle) -> None:
     lines = json.dumps({**EXAMPLE_ROW, "age": "old"}).encode()
-    with pytest.raises(InputError, match=r"row 1.*age"):
+    with pytest.raises(InputError, match=r"line 1.*age"):
+        monitor_rows(small_bundle, io.BytesIO(lines))
+
+
+def test_a_bad_json_line_is_named_by_its_line_in_the_file(small_bundle: Bundle) -> None:
+    good, bad = json.dumps(EXAMPLE_ROW), json.dumps({**EXAMPLE_ROW, "age": "old"})
+    lines = f"\n{good}\n\n{bad}\n".encode()
+    with pytest.raises(InputError, match=r"line 4, field 'age'"):
         monitor_rows(small_bundle, io.BytesIO(lines))
 
 

@@ -100,7 +100,8 @@ def monitor_rows(
         if checked.problems:
             from census_salary.data import summarise  # (pandas: only on failure)
 
-            raise InputError(summarise(checked.problems, name), checked.problems)
+            problems = chunk.numbered(checked.problems, first_row)  # JSON Lines: file lines
+            raise InputError(summarise(problems, name), problems)
         scored = bundle.probabilities(checked.columns)
         counts.add(checked.columns, scored >= bundle.threshold)
         if time_column is not None:
