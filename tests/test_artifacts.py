@@ -571,6 +571,23 @@ def test_a_current_bundle_whose_run_was_not_recorded_is_listed_and_recorded_late
     ]
 
 
+def test_a_run_history_that_cannot_be_written_stops_the_next_save_naming_it(
+    project_copy: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    artifacts = project_copy.artifacts_dir
+    runs = artifacts / "runs.jsonl"
+
+    def refused(folder: Path, record: RunRecord) -> None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(runs))
+
+    monkeypatch.setattr(artifacts_module, "append_run", refused)
+    _save_another(project_copy, NEWER)  # current, its run not recorded: a warning
+    with pytest.raises(ModelError, match=rf"Cannot write to {re.escape(str(runs))}: "):
+        _save_another(project_copy, "20500102T000000Z-dddddddd")
+    assert current_bundle_dir(artifacts).name == NEWER
+    assert not (artifacts / "20500102T000000Z-dddddddd").exists()
+
+
 def test_a_bundle_that_never_became_current_is_removed_before_older_current_ones(
     project_copy: Settings,
 ) -> None:

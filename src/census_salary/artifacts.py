@@ -194,8 +194,9 @@ def save_bundle(
         append_run(artifacts_dir, RunRecord.of(metadata))
     except OSError as exc:
         logger.warning(
-            "model %s is current, but its run could not be added to %s (%s); the next "
-            "`census train` adds it",
+            "model %s is current, but its run could not be added to %s (%s); make that "
+            "file writable: the next `census train` adds the run first, and stops (changing "
+            "nothing) while it cannot",
             metadata.version,
             artifacts_dir / RUNS_FILE,
             exc.strerror or exc,
@@ -209,7 +210,14 @@ def _record_current_run(artifacts_dir: Path) -> None:
     unable to write runs.jsonl) left it out."""
     missing = _unrecorded_current_run(artifacts_dir, read_runs(artifacts_dir))
     if missing is not None:
-        append_run(artifacts_dir, missing)
+        try:
+            append_run(artifacts_dir, missing)
+        except OSError as exc:
+            raise ModelError(
+                f"Cannot write to {artifacts_dir / RUNS_FILE}: {exc.strerror or exc}, so the "
+                f"run of the current model {missing.version} is still unrecorded. Nothing "
+                "was changed: make that file writable, then run `census train` again."
+            ) from None
         logger.info("recorded the run of model %s, which its own run did not", missing.version)
 
 
