@@ -40,6 +40,9 @@ max_iter = 30
 [threshold]
 cv = 3
 
+[train]
+processes = 1  # the fast suite starts no helper process (tests/test_helpers.py does)
+
 [slices]
 min_rows = 20
 """
@@ -133,7 +136,10 @@ def project_copy(tmp_path: Path, small_settings: Settings) -> Settings:
 
 def hand_back_figures(monkeypatch: pytest.MonkeyPatch, drawn: Mapping[str, bytes]) -> None:
     """`render_figures` hands back `drawn` instead of drawing (six figures cost ~1 s)."""
-    monkeypatch.setattr("census_salary.figures.render_figures", lambda data: dict(drawn))
+    monkeypatch.setattr(
+        "census_salary.figures.render_figures",
+        lambda data, names=FIGURE_NAMES: {name: drawn[name] for name in names},
+    )
 
 
 @pytest.fixture

@@ -60,6 +60,12 @@ def test_a_search_with_no_processes_is_refused(tmp_path: Path, n_jobs: int) -> N
         load_settings(path, environ={})
 
 
+def test_training_needs_a_process(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "[train]\nprocesses = 0\n")
+    with pytest.raises(ConfigError, match=r"train\.processes: .*greater than or equal to 1"):
+        load_settings(path, environ={})
+
+
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml", environ={})
@@ -179,7 +185,7 @@ def test_origin_of_names_the_variable_behind_a_value(tmp_path: Path) -> None:
     assert settings.origin_of("split.test_size") == str(path)
 
 
-def test_settings_are_the_training_config_plus_where_and_how_to_serve() -> None:
+def test_settings_are_the_training_config_plus_where_and_how_to_train_and_serve() -> None:
     training_only = set(TrainingConfig.model_fields)
     assert training_only == {
         "data",
@@ -191,7 +197,7 @@ def test_settings_are_the_training_config_plus_where_and_how_to_serve() -> None:
         "slices",
         "fairness",
     }
-    assert set(Settings.model_fields) - training_only == {"source", "artifacts", "serve"}
+    assert set(Settings.model_fields) - training_only == {"source", "artifacts", "train", "serve"}
 
 
 def test_training_config_round_trips_unchanged() -> None:

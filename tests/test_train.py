@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -12,14 +13,16 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from census_salary.bundle import IMPORTANCE_FILE
+from census_salary.bundle import IMPORTANCE_FILE, load_bundle
 from census_salary.cli import app
 from census_salary.config import Settings, load_settings
 from census_salary.contract import COLUMNS, EXAMPLE_ROW
 from census_salary.figures import FIGURE_NAMES
 from census_salary.importance import ImportanceReport
+from census_salary.metadata import BundleMetadata
 from census_salary.train import TrainResult, _counted, train
 from conftest import SMALL_CONFIG, make_project
+from live_server import census_executable
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = """
@@ -118,25 +121,65 @@ def test_grid_search_reports_progress_from_its_processes(
     tmp_path: Path, sample_frame: pd.DataFrame
 ) -> None:
     config = SMALL_CONFIG + SEARCH.format(method="grid", n_jobs=2)
-
-    class Recorder:
-        def __init__(self) -> None:
-            self.totals: dict[str, float | None] = {}
-            self.current = ""
-            self.steps: dict[str, float] = {}
-
-        def start(self, description: str, total: float | None = None) -> None:
-            self.current = description
-            self.totals[description] = total
-
-        def advance(self, amount: float = 1) -> None:
-            self.steps[self.current] = self.steps.get(self.current, 0) + amount
-
     progress = Recorder()
     train(make_project(tmp_path, sample_frame, config), progress)
     assert progress.totals["Searching hyperparameters"] == 4
     assert progress.steps["Searching hyperparameters"] == 4
-    assert progress.steps["Choosing the threshold"] == 3
+    assert progress.steps[FITTING] == 4
+
+
+FITTING = "Fitting the model and 3 folds for the threshold"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.totals: dict[str, float | None] = {}
+        self.current = ""
+        self.steps: dict[str, float] = {}
+
+    def start(self, description: str, total: float | None = None) -> None:
+        self.current = description
+        self.totals[description] = total
+
+    def advance(self, amount: float = 1) -> None:
+        self.steps[self.current] = self.steps.get(self.current, 0) + amount
+
+
+def test_each_fit_and_fold_advances_the_progress_bar(
+    tmp_path: Path, sample_frame: pd.DataFrame
+) -> None:
+    progress = Recorder()
+    train(make_project(tmp_path, sample_frame), progress)
+    assert progress.totals[FITTING] == progress.steps[FITTING] == 4
+
+
+@pytest.mark.slow
+def test_census_train_in_two_processes_makes_the_bundle_one_makes(
+    tmp_path: Path, sample_frame: pd.DataFrame
+) -> None:
+    one = train(make_project(tmp_path / "one", sample_frame))
+    config = SMALL_CONFIG.replace("processes = 1", "processes = 2")
+    assert config != SMALL_CONFIG
+    two = make_project(tmp_path / "two", sample_frame, config)
+    done = subprocess.run(
+        [str(census_executable()), "--config", str(two.source), "train", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    metadata = BundleMetadata.model_validate_json(done.stdout)
+    assert metadata.threshold == one.metadata.threshold
+    assert metadata.metrics == one.metadata.metrics
+    assert metadata.trees_sha256 == one.metadata.trees_sha256
+    assert metadata.profile_sha256 == one.metadata.profile_sha256
+    folder = two.artifacts_dir / metadata.version
+    for name in ["slices.json", IMPORTANCE_FILE, "evaluation.json"]:
+        assert (folder / name).read_bytes() == (one.bundle_dir / name).read_bytes(), name
+    for name in FIGURE_NAMES:  # (each names its model's version)
+        assert (folder / name).read_bytes().startswith(b"\x89PNG\r\n"), name
+    assert load_bundle(two.artifacts_dir).metadata.version == metadata.version
 
 
 class Counted:

@@ -230,6 +230,13 @@ class ServeSettings(_Section):
         return value
 
 
+class TrainSettings(_Section):
+    # Processes `census train` works in: with 2, a helper process fits most of the
+    # threshold's folds, saves the model and draws the figures while this one fits the
+    # final model (the same bundle, sooner on two cores); 1: this process alone.
+    processes: StrictInt = Field(2, ge=1)
+
+
 class TrainingConfig(_Section):
     """The sections that define a trained model; the bundle keeps a copy in its metadata.
 
@@ -251,6 +258,7 @@ class Settings(TrainingConfig):
 
     source: Path
     artifacts: ArtifactSettings = ArtifactSettings()
+    train: TrainSettings = TrainSettings()
     serve: ServeSettings = ServeSettings()
     # {dotted key: the CENSUS_* variable that set it}, so later checks name the variable too.
     _overrides: dict[str, str] = PrivateAttr(default_factory=dict)

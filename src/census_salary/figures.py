@@ -117,8 +117,9 @@ def _cannot_write(path: Path, exc: OSError) -> InputError:
     )
 
 
-def render_figures(data: FigureData) -> dict[str, bytes]:
-    """Every figure as PNG bytes, by file name, in the order of `FIGURE_NAMES`."""
+def render_figures(data: FigureData, names: Sequence[str] = FIGURE_NAMES) -> dict[str, bytes]:
+    """The figures `names` lists (every one by default) as PNG bytes, by file name, in
+    the order of `FIGURE_NAMES`."""
     import matplotlib as mpl
     from matplotlib import style
 
@@ -145,7 +146,7 @@ def render_figures(data: FigureData) -> dict[str, bytes]:
     }
     drawn: dict[str, bytes] = {}
     with style.context("default"), mpl.rc_context(_RC):
-        for name in FIGURE_NAMES:
+        for name in [name for name in FIGURE_NAMES if name in names]:
             figure = drawings[name]()
             if data.subtitle:
                 figure.supxlabel(data.subtitle, x=0.99, ha="right", fontsize=8, color="0.35")

@@ -43,6 +43,7 @@ from census_salary.data import CensusData, Split, read_census, split_data
 from census_salary.download import ensure_census
 from census_salary.drift import PROFILE_FILE, build_profile
 from census_salary.errors import InputError
+from census_salary.helpers import Helpers, training_helpers
 from census_salary.metadata import BundleMetadata, DataInfo, FeatureSchema, SelfTest
 from census_salary.metrics import SliceReport, evaluate, roc_auc, slice_metrics
 from census_salary.model import (
@@ -74,19 +75,26 @@ def load_training_data(settings: Settings, progress: Progress) -> CensusData:
     return read_census(path, target=settings.data.target)
 
 
-def train(settings: Settings, progress: Progress | None = None) -> TrainResult:
+def train(
+    settings: Settings, progress: Progress | None = None, helpers: Helpers | None = None
+) -> TrainResult:
     """Fit the configured model and make it the current bundle in the artifacts folder.
 
-    One run at a time per artifacts folder: another waits for this one to finish.
+    `helpers` share the work (see `census_salary.helpers`); without them, training
+    starts the helper processes [train] processes asks for. One run at a time per
+    artifacts folder: another waits for this one to finish.
     """
     progress = progress or NoProgress()
     check_model_settings(settings)
     waiting = "Waiting for another census run in the artifacts folder to finish"
     with artifacts_lock(settings.artifacts_dir, on_wait=lambda: progress.start(waiting)):
-        return _train(settings, progress)
+        if helpers is not None:
+            return _train(settings, progress, helpers)
+        with training_helpers(settings) as started:
+            return _train(settings, progress, started)
 
 
-def _train(settings: Settings, progress: Progress) -> TrainResult:
+def _train(settings: Settings, progress: Progress, helpers: Helpers) -> TrainResult:
     began = time.perf_counter()
     progress.start("Reading data")
     data = load_training_data(settings, progress)
@@ -102,13 +110,8 @@ def _train(settings: Settings, progress: Progress) -> TrainResult:
     best_params: dict[str, Any] = {}
     if settings.search.enabled:
         pipeline, best_params = _search(pipeline, split, settings, progress)
-    if settings.threshold.objective == "fixed":
-        threshold = settings.threshold.value
-    else:
-        oof = _out_of_fold(pipeline, split, settings.threshold.cv, settings.split.seed, progress)
-        threshold = choose_threshold(split.train_y.to_numpy(), oof, settings.threshold.objective)
-    progress.start("Fitting the model")
-    pipeline = clone(pipeline).fit(split.train_x[features.all], split.train_y)
+    pipeline, threshold = _fit(pipeline, split, settings, progress, helpers)
+    saved_model = helpers.run(dump_model, pipeline)  # beside the evaluation
     scorer = PipelineScorer(pipeline)
     progress.start("Evaluating")
     test_p = scorer.probabilities(split.test_x)
@@ -124,11 +127,11 @@ def _train(settings: Settings, progress: Progress) -> TrainResult:
         settings.fairness,
     )
     progress.start("Writing the bundle")
-    model_bytes = dump_model(pipeline)
     trees = export_trees(scorer, data.features)
     trees_bytes = trees.to_bytes() if trees is not None else None
     fast = trees or scorer  # the same numbers; the tables ~10x sooner
     profile_bytes = _profile(split, features.all, scorer.vocabularies, fast, threshold)
+    model_bytes = saved_model.result()
     metadata = BundleMetadata(
         version=unused_version(settings.artifacts_dir, model_bytes),
         created_at=datetime.now(UTC).replace(microsecond=0),
@@ -164,7 +167,7 @@ def _train(settings: Settings, progress: Progress) -> TrainResult:
         ),
     )
     progress.start("Drawing the figures")
-    from census_salary.figures import render_figures  # matplotlib: only when drawing
+    from census_salary.figures import FIGURE_NAMES, render_figures
 
     figures = figure_data(
         settings,
@@ -175,13 +178,16 @@ def _train(settings: Settings, progress: Progress) -> TrainResult:
         slices,
         f"model {metadata.version}, held-out split",
     )
+    # Half the figures in a helper and half here: drawing is most of what is left.
+    theirs = helpers.run(render_figures, figures, FIGURE_NAMES[::2])
+    drawn = {**render_figures(figures, FIGURE_NAMES[1::2]), **theirs.result()}
     reports = {
         "evaluation.json": metrics.model_dump_json(indent=2).encode() + b"\n",
         "slices.json": slices.model_dump_json(indent=2).encode() + b"\n",
         "slice_output.txt": render_slice_text(slices).encode(),
         IMPORTANCE_FILE: figures.importance.model_dump_json(indent=2).encode() + b"\n",
         PROFILE_FILE: profile_bytes,
-        **render_figures(figures),
+        **{name: drawn[name] for name in FIGURE_NAMES},
     }
     saved = save_bundle(
         settings.artifacts_dir,
@@ -226,18 +232,45 @@ def use_version(settings: Settings, version: str) -> Switch:
     return switch
 
 
-def _out_of_fold(
-    pipeline: Pipeline, split: Split, folds: int, seed: int, progress: Progress
-) -> np.ndarray:
-    """P(>50K) for each training row from a model that did not see it."""
-    progress.start("Choosing the threshold", total=folds)
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    oof = np.empty(len(split.train_y))
-    for fit_idx, val_idx in cv.split(split.train_x, split.train_y):
-        fold = clone(pipeline).fit(split.train_x.iloc[fit_idx], split.train_y.iloc[fit_idx])
-        oof[val_idx] = fold.predict_proba(split.train_x.iloc[val_idx])[:, 1]
+def _fit(
+    pipeline: Pipeline, split: Split, settings: Settings, progress: Progress, helpers: Helpers
+) -> tuple[Pipeline, float]:
+    """The model fitted on the whole training split, and its threshold: chosen on P(>50K)
+    of each training row from a model fitted on the other folds, or fixed. The helpers
+    fit folds while this process fits the final model, and then the folds they have not
+    started."""
+    objective = settings.threshold.objective
+    x, y = split.train_x[settings.features.all], split.train_y
+    folds = settings.threshold.cv if objective != "fixed" else 0
+    progress.start(
+        f"Fitting the model and {folds} folds for the threshold" if folds else "Fitting the model",
+        total=folds + 1,
+    )
+    seed = settings.split.seed
+    parts = (
+        list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y)) if folds else []
+    )
+    with helpers.sharing_cores():
+        pending = [helpers.run(_fold_probabilities, pipeline, x, y, *part) for part in parts]
+        fitted = clone(pipeline).fit(x, y)
         progress.advance()
-    return oof
+        oof = np.empty(len(y))
+        # Last fold first: helpers take folds from the front, and this process fits those
+        # no helper has started.
+        for (_, validation), fold in reversed(list(zip(parts, pending, strict=True))):
+            oof[validation] = fold.result()
+            progress.advance()
+    if objective == "fixed":
+        return fitted, settings.threshold.value
+    return fitted, choose_threshold(y.to_numpy(), oof, objective)
+
+
+def _fold_probabilities(
+    pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, fit: np.ndarray, validation: np.ndarray
+) -> np.ndarray:
+    """P(>50K) of the `validation` rows from a model fitted on the `fit` rows."""
+    model = clone(pipeline).fit(x.iloc[fit], y.iloc[fit])
+    return model.predict_proba(x.iloc[validation])[:, 1]
 
 
 class _FoldCounter:

@@ -18,12 +18,16 @@ def train(
     from census_salary.collector import paused, settled
 
     with paused():  # then settled: see census_salary.collector
-        from census_salary.render import train_table
-        from census_salary.train import train as run_training
+        from census_salary.helpers import training_helpers
 
         settings = settings_of(ctx)
-    with progress_bar() as progress, settled():
-        result = run_training(settings, progress)
+    # The helpers import scikit-learn on the other core while this process does.
+    with training_helpers(settings) as helpers:
+        with paused():
+            from census_salary.render import train_table
+            from census_salary.train import train as run_training
+        with progress_bar() as progress, settled():
+            result = run_training(settings, progress, helpers)
     if as_json:
         print_json(result.metadata.model_dump(mode="json"))
     else:
