@@ -698,7 +698,45 @@ def test_csv_row_with_too_many_fields_is_exit_2(
     text = rows_csv([EXAMPLE_ROW] * 3) + ",".join(["1"] * 20) + "\n"
     result = run(runner, small_settings, "predict", "--chunk-size", "2", stdin=text)
     assert result.exit_code == ExitCode.USAGE, result.output
-    assert "malformed" in result.stderr
+    assert "Line 5 has 20 fields; the header names 14." in result.stderr
+
+
+def short_csv_file(tmp_path: Path) -> Path:
+    """Rows whose fourth lacks its last field, a category: read padded, it would be scored
+    with the country missing."""
+    short = ",".join(str(value) for value in list(EXAMPLE_ROW.values())[:-1])
+    path = tmp_path / "rows.csv"
+    good = rows_csv([EXAMPLE_ROW]).splitlines()[1]
+    path.write_text(rows_csv([EXAMPLE_ROW] * 3) + f"{short}\n{good}\n")
+    return path
+
+
+SHORT_ROW_MESSAGE = (
+    "Line 5 has 13 fields; the header names 14. Give every row a value for each column "
+    "(empty is allowed; quote a value that holds a comma)."
+)
+
+
+def test_predict_refuses_a_short_csv_row_naming_its_line(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.csv"
+    args = ["predict", "--input", str(short_csv_file(tmp_path)), "--output", str(out)]
+    result = run(runner, small_settings, *args)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert SHORT_ROW_MESSAGE in " ".join(result.stderr.split()), result.stderr
+    assert not out.exists()
+
+
+def test_predict_skip_still_stops_at_a_short_csv_row(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    """A CSV row of the wrong width is an error of the file's structure, as a row too long
+    is: skipping it would guess where its fields belong."""
+    args = ["predict", "--on-error", "skip", "--input", str(short_csv_file(tmp_path))]
+    result = run(runner, small_settings, *args)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert SHORT_ROW_MESSAGE in " ".join(result.stderr.split()), result.stderr
 
 
 @pytest.mark.parametrize(

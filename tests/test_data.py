@@ -1,9 +1,11 @@
+import io
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from census_salary.data import read_census
+from census_salary.data import read_census, read_csv_text
 from census_salary.errors import InputError
 
 HEADER = (
@@ -93,3 +95,66 @@ def test_note_lines_before_the_data_are_skipped_and_a_bar_inside_a_value_is_kept
     path = write(tmp_path, "|1x3 Cross validator", HEADER, ROW_A.replace("Adm-clerical", "a|b"))
     data = read_census(path)
     assert data.features.loc[0, "occupation"] == "a|b"
+
+
+SHORT_ROW = ROW_A.rsplit(",", 3)[0]  # the row without its last three fields
+REFUSED = "Give every row a value for each column (empty is allowed; quote a value that holds"
+
+
+def test_a_short_row_is_refused_naming_its_line_not_padded(tmp_path: Path) -> None:
+    """pandas would read the missing fields as empty values, as if they had been given."""
+    path = write(tmp_path, HEADER, ROW_A, SHORT_ROW, ROW_B)
+    message = f"Line 3 has 12 fields; the header names 15. {REFUSED}"
+    with pytest.raises(InputError, match=f"^{re.escape(message)}"):
+        read_census(path)
+
+
+def test_a_short_row_after_note_lines_is_named_by_its_line_in_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "|1x3 Cross validator", HEADER, ROW_A, "", SHORT_ROW)
+    with pytest.raises(InputError, match=r"^Line 5 has 12 fields; the header names 15\."):
+        read_census(path)
+
+
+def test_a_short_row_in_a_file_without_a_header_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, ROW_A, ROW_B, SHORT_ROW)
+    message = (
+        "Line 3 has 12 fields; a file without a header row has 15 columns (the census "
+        f"columns and the label). {REFUSED}"
+    )
+    with pytest.raises(InputError, match=f"^{re.escape(message)}"):
+        read_census(path)
+
+
+def test_a_row_too_long_is_refused_in_the_same_words(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, ROW_A, f"{ROW_B}, x")
+    message = f"Line 3 has 16 fields; the header names 15. {REFUSED}"
+    with pytest.raises(InputError, match=f"^{re.escape(message)}"):
+        read_census(path)
+
+
+def test_the_real_file_still_reads_every_row_as_pandas_does(census_csv: Path) -> None:
+    plain = pd.read_csv(census_csv, dtype=str, keep_default_na=False, skipinitialspace=True)
+    assert read_census(census_csv).rows_read == len(plain) == 32561
+
+
+def test_a_short_row_that_ends_what_pandas_reads_at_once_fails_its_own_chunk() -> None:
+    """pandas reads 262,144 characters at a time and may give the rows of that text before
+    reading on: a row ending exactly there is counted before its chunk is given."""
+    piece = 262_144
+    header, row, short = "a,b\n", "1,2\n", "x\n"
+    rows, pad = divmod(piece - len(header) - len(short) - len("1,2\n"), len(row))
+    first = "1" * (pad + 1) + ",2\n"
+    text = header + first + row * rows + short + row * 10
+    assert len(header + first + row * rows + short) == piece
+    reader = read_csv_text(io.StringIO(text), chunksize=rows + 2)
+    with pytest.raises(InputError, match=f"^Line {rows + 3} has 1 field; the header names 2"):
+        reader.get_chunk(rows + 2)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_short_row_far_into_a_file_is_named_as_one_near_its_start(newline: str) -> None:
+    """Beyond what pandas reads first, rows without quotes are counted by their commas."""
+    rows = 200_000  # (pandas reads 262,144 characters at a time: this takes three)
+    lines = ["a,b", *["1,2"] * rows, "", "  ", "1,2", "x", "1,2"]
+    with pytest.raises(InputError, match=f"^Line {rows + 5} has 1 field; the header names 2"):
+        read_csv_text(io.StringIO(newline.join(lines) + newline))

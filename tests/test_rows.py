@@ -1,5 +1,7 @@
+import csv
 import io
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -165,7 +167,6 @@ CSV_TEXTS = {
     "byte order mark": f"\ufeff{HEADER}\n{LINE}\n",
     "blank lines": f"{HEADER}\n\n{LINE}\n\n\n{LINE}\n\n",
     "a line of spaces": f"{HEADER}\n{LINE}\n   \n{LINE}\n",
-    "a short row": f"{HEADER}\n{LINE}\n39, State-gov\n{LINE}\n",
     "a quoted comma": f'id,{HEADER}\n"a,b",{LINE}\n7,{LINE}\n',
     "spaces before a quote": f'id,{HEADER}\n  "a,b",{LINE}\n7,{LINE}\n',
     "spaces inside quotes": f'id,{HEADER}\n"  a",{LINE}\n7,{LINE}\n',
@@ -173,8 +174,6 @@ CSV_TEXTS = {
     "tabs are kept": f"id,{HEADER}\n\tx ,{LINE}\n",
     "an unnamed column": f"{HEADER},\n{LINE},x\n",
     "a blank line first": f"\n{HEADER}\n{LINE}\n",
-    "a short row after plain blocks": f"{HEADER}\n" + f"{LINE}\n" * 9 + "39, x\n",
-    "a short row after blank blocks": f"{HEADER}\n{LINE}\n" + "\n" * 200 + "39, x\n",
     "a quote after plain blocks": f"id,{HEADER}\n" + f"1,{LINE}\n" * 9 + f'"a,b",{LINE}\n',
 }
 
@@ -208,8 +207,99 @@ def test_any_csv_text_reads_as_the_cleaning_rule_reads_it(lines: list[str], newl
 
 def test_a_malformed_row_after_plain_blocks_names_its_line(small_blocks: None) -> None:
     text = f"{HEADER}\n" + f"{LINE}\n" * 20 + f"{LINE}, 1, 2\n"
-    with pytest.raises(InputError, match="Expected 14 fields in line 22, saw 16"):
+    with pytest.raises(InputError, match=r"^Line 22 has 16 fields; the header names 14\."):
         table_of(text)
+
+
+SHORT = LINE.rsplit(",", 2)[0]  # the row without its last two fields (categories)
+QUOTED_BREAK = f'"a\nb\nc",{LINE}\n'  # a row of three lines, under `id,{HEADER}`
+
+# Each: the text, and the line of its first row of the wrong width and that row's fields.
+WRONG_WIDTHS = {
+    "a short row, first block": (f"{HEADER}\n{LINE}\n{SHORT}\n{LINE}\n", 3, 12),
+    "a short row without a line end": (f"{HEADER}\n{LINE}\n{SHORT}", 3, 12),
+    "a short row of windows lines": (f"{HEADER}\r\n{LINE}\r\n{SHORT}\r\n", 3, 12),
+    "a short row after plain blocks": (f"{HEADER}\n" + f"{LINE}\n" * 20 + f"{SHORT}\n", 22, 12),
+    "a short row after blank blocks": (f"{HEADER}\n{LINE}\n" + "\n" * 200 + "39, x\n", 203, 2),
+    "a short row after the switch to pandas": (
+        f"id,{HEADER}\n" + f"1,{LINE}\n" * 9 + QUOTED_BREAK + f"1,{LINE}\n" * 9 + f"1,{SHORT}\n",
+        23,
+        13,
+    ),
+    "a short row after quoted line breaks": (
+        f"id,{HEADER}\n" + QUOTED_BREAK * 3 + f"1,{SHORT}\n" + f"1,{LINE}\n",
+        11,
+        13,
+    ),
+    "a row too long after quoted line breaks": (
+        f"id,{HEADER}\n" + QUOTED_BREAK * 3 + f"1,{LINE},x\n",
+        11,
+        16,
+    ),
+    "a quoted empty row": (f'{HEADER}\n{LINE}\n""\n', 3, 1),
+    "a first row too long (not an index)": (f"{HEADER}\n7, {LINE}\n7, {LINE}\n", 2, 15),
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fields"), list(WRONG_WIDTHS.values()), ids=list(WRONG_WIDTHS)
+)
+def test_a_csv_row_of_the_wrong_width_is_refused_naming_its_line(
+    text: str, line: int, fields: int, small_blocks: None
+) -> None:
+    """pandas pads a short row with empty values, as if they had been written empty."""
+    columns = len(text.partition("\n")[0].split(","))
+    message = (
+        f"Line {line} has {fields} field{'s' * (fields > 1)}; the header names {columns}. Give "
+        "every row a value for each column (empty is allowed; quote a value that holds a comma)."
+    )
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+        table_of(text)
+
+
+def csv_record(fields: list[str], newline: str) -> str:
+    """One row as the csv module writes it (a lone empty or blank field quoted, or the row
+    would read as a blank line)."""
+    blank = len(fields) == 1 and not fields[0].strip(" \t")
+    out = io.StringIO()
+    quoting = csv.QUOTE_ALL if blank else csv.QUOTE_MINIMAL
+    # (ended by \r\n, the writer quotes a field that holds either character)
+    csv.writer(out, lineterminator="\r\n", quoting=quoting).writerow(fields)
+    return out.getvalue().removesuffix("\r\n") + newline
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    width=st.integers(2, 4),
+    rows=st.lists(
+        st.tuples(
+            st.lists(st.text(alphabet='ab ,"\r\n\t', max_size=3), min_size=1, max_size=5),
+            st.integers(0, 2),  # blank lines before the row
+        ),
+        max_size=10,
+    ),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    chunk_size=st.integers(1, 4),
+)
+def test_the_first_row_of_the_wrong_width_is_named_by_its_physical_line(
+    width: int, rows: list[tuple[list[str], int]], newline: str, chunk_size: int
+) -> None:
+    text = ",".join("abcd"[:width]) + newline
+    line, wrong = 2, None
+    for fields, blanks in rows:
+        record = csv_record(fields, newline)
+        text += newline * blanks + record
+        line += blanks
+        if wrong is None and len(fields) != width:
+            wrong = (line, len(fields))
+        line += len(io.StringIO(record, newline="").readlines())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(census_salary.rows, "BLOCK_BYTES", 16)
+        if wrong is None:
+            assert len(table_of(text, chunk_size)[1]) == len(rows)
+        else:
+            with pytest.raises(InputError, match=f"^Line {wrong[0]} has {wrong[1]} field"):
+                table_of(text, chunk_size)
 
 
 def test_csv_that_is_not_utf8_after_plain_blocks_says_so(small_blocks: None) -> None:
@@ -254,12 +344,13 @@ def test_a_csv_column_named_twice_alike_is_refused_not_renamed() -> None:
         table_of(text)
 
 
-def test_a_malformed_row_fails_the_chunk_pandas_would_fail(small_blocks: None) -> None:
+@pytest.mark.parametrize("bad", [f"{LINE}, 1", SHORT], ids=["too long", "too short"])
+def test_a_malformed_row_fails_the_chunk_pandas_would_fail(bad: str, small_blocks: None) -> None:
     """pandas takes over mid-chunk, and reads to the chunk's end before failing."""
-    text = f"{HEADER}\n" + f"{LINE}\n" * 10 + f"{LINE}, 1\n" + f"{LINE}\n"
+    text = f"{HEADER}\n" + f"{LINE}\n" * 10 + f"{bad}\n" + f"{LINE}\n"
     _, chunks = read_rows(io.StringIO(text), "csv", 4)
     sizes = []
-    with pytest.raises(InputError, match="malformed"):
+    with pytest.raises(InputError, match=r"^Line 12 has"):
         sizes.extend(len(chunk) for chunk in chunks)
     assert sizes == [4, 4]
 

@@ -1,7 +1,8 @@
 """CSV rows for `census predict`, read fast and cleaned by the one rule.
 
 CSV follows one cleaning rule, `data.read_csv_text` (pandas: text as written, spaces
-after a comma dropped, `""` kept as empty text, blank lines skipped). Most files are
+after a comma dropped, `""` kept as empty text, blank lines skipped, a row with fewer or
+more fields than the header refused by its line). Most files are
 plain (no quote character, one line per row, every row complete), and for those
 pyarrow's multi-threaded reader gives exactly what that rule gives once the spaces
 that open a field are dropped, several times faster. So blocks of plain lines go
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -267,30 +267,25 @@ def _pandas_tables(
     """CSV through `data.read_csv_text`, the rule itself, as tables of text.
 
     pandas reads up to the end of the chunk under way, then a chunk at a time, so that a
-    malformed line fails the chunk it would have failed all along. `line_offset` lines
-    come before `head` in the input (for messages); the first `skip_rows` rows are
-    dropped.
+    malformed line (a row of the wrong width too) fails the chunk it would have failed all
+    along. `line_offset` lines come after the header's and before the rest of `head` in
+    the input (for messages); the first `skip_rows` rows are dropped.
     """
-    import pandas as pd
     import pyarrow as pa
 
     from census_salary.data import read_csv_text
 
     text = io.TextIOWrapper(ByteStream(itertools.chain(head, rest)), encoding="utf-8", newline="")
-    reader = read_csv_text(text, chunksize=chunker.size)
+    reader = read_csv_text(text, chunksize=chunker.size, line_offset=line_offset)
     size = chunker.size - chunker.pending_rows + skip_rows
-    try:
-        while True:
-            try:
-                frame = reader.get_chunk(size)
-            except StopIteration:
-                return
-            table = pa.Table.from_pandas(frame.iloc[skip_rows:], preserve_index=False)
-            yield table.cast(_text_schema(table.column_names)).replace_schema_metadata(None)
-            size, skip_rows = chunker.size, 0
-    except pd.errors.ParserError as exc:  # the reader parses lazily, chunk by chunk
-        message = re.sub(r"(?<=line )\d+", lambda found: str(int(found[0]) + line_offset), str(exc))
-        raise InputError(f"The CSV input is malformed: {message}") from None
+    while True:
+        try:
+            frame = reader.get_chunk(size)
+        except StopIteration:
+            return
+        table = pa.Table.from_pandas(frame.iloc[skip_rows:], preserve_index=False)
+        yield table.cast(_text_schema(table.column_names)).replace_schema_metadata(None)
+        size, skip_rows = chunker.size, 0
 
 
 def _text_schema(names: list[str]) -> pa.Schema:

@@ -10,7 +10,9 @@ import csv
 import hashlib
 import io
 import logging
+import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -147,11 +149,21 @@ def read_csv_text(
     header: bool = True,
     skip: int = 0,
     chunksize: int | None = None,
+    line_offset: int = 0,
 ) -> Any:
-    """CSV as text columns, exactly as written (ids keep their leading zeros)."""
+    """CSV as text columns, exactly as written (ids keep their leading zeros): a DataFrame,
+    or with `chunksize` a `CsvChunks` reader.
+
+    Every row must give one value for each column (the header's, or without a header the
+    census columns and the label): a row with fewer fields is refused, not padded with
+    empty values, and one with more is refused too (`wrong_field_count` words both).
+    `line_offset` lines after the header's come before `source` in the input, for messages.
+    """
+    expected = None if header else len(COLUMNS) + 1
+    counted = _CountedFields(source, expected=expected, skip=skip, line_offset=line_offset)
     try:
-        return pd.read_csv(
-            source,
+        frame_or_reader = pd.read_csv(
+            counted,
             header=0 if header else None,
             names=None if header else [*COLUMNS, TARGET],
             dtype=str,
@@ -164,7 +176,220 @@ def read_csv_text(
     except pd.errors.EmptyDataError:
         raise InputError("The CSV input is empty: expected a header row and data rows.") from None
     except pd.errors.ParserError as exc:
-        raise InputError(f"The CSV input is malformed: {exc}") from None
+        raise counted.malformed(exc) from None
+    if chunksize is not None:
+        return CsvChunks(frame_or_reader, counted)
+    counted.finish()
+    counted.check()
+    return frame_or_reader
+
+
+def wrong_field_count(line: int, fields: int, expected: int, *, header: bool = True) -> str:
+    """The one message for a CSV row with more or fewer fields than there are columns."""
+    columns = (
+        f"the header names {expected}"
+        if header
+        else f"a file without a header row has {expected} columns (the census columns and the "
+        "label)"
+    )
+    return (
+        f"Line {line} has {fields} field{'' if fields == 1 else 's'}; {columns}. Give every row "
+        "a value for each column (empty is allowed; quote a value that holds a comma)."
+    )
+
+
+class CsvChunks:
+    """`read_csv_text`'s rows a chunk at a time; a chunk that holds a row of the wrong width
+    fails (pandas fails the chunk of a row too long; the count fails that of one too short)."""
+
+    def __init__(self, reader: Any, counted: _CountedFields) -> None:
+        self._reader = reader
+        self._counted = counted
+        self._rows = 0
+
+    def get_chunk(self, size: int) -> pd.DataFrame:
+        """The next `size` rows or fewer; StopIteration after the last."""
+        try:
+            frame = self._reader.get_chunk(size)
+        except StopIteration:
+            self._counted.finish()
+            self._counted.check()
+            raise
+        except pd.errors.ParserError as exc:
+            raise self._counted.malformed(exc) from None
+        self._rows += len(frame)
+        self._counted.check(self._rows)
+        return frame
+
+
+class _OutOfText(Exception):
+    """The text read so far ends (inside a row, or where one would start)."""
+
+
+def _then_out_of_text(lines: list[str]) -> Iterator[str]:
+    yield from lines
+    raise _OutOfText
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    row: int  # the refused row's place among the data rows (0-based, as pandas gives them)
+    message: str
+
+
+class _CountedFields(io.TextIOBase):
+    """The text pandas reads, each row's fields counted by the csv module on the way.
+
+    pandas' C parser pads a row with fewer fields than the header with empty values, as if
+    they had been written empty, and its line numbers skip line breaks inside quotes. The
+    csv module splits the same fields (spaces that open one dropped, quotes doubled), so a
+    second reading tells the two apart and names the physical line. It reads each piece
+    pandas reads as a whole (lines without a quote by their commas, with numpy; others by
+    the csv module in one call) and goes row by row only when a width is off, or a row
+    goes on past the piece. On 1M rows, pandas takes a tenth longer with the count (rows
+    without quotes), or 60% longer when every row holds a quote.
+    """
+
+    def __init__(
+        self, source: IO[str], *, expected: int | None, skip: int, line_offset: int
+    ) -> None:
+        self._source = source
+        self._line_offset = line_offset  # (`read_csv_text`)
+        self._header = expected is None
+        self.expected = expected  # the number of columns, once known
+        self._skip = skip  # lines before the header (notes), which pandas skips
+        self._pieces: list[str] = []  # text not yet counted (from the start of a record)
+        self._size = 0
+        self._count_at = 0  # a long unfinished record is counted again only when doubled
+        self._after_cr = False  # the text counted ends in \r (and its \n may come next)
+        self._line = 1  # the line the text not yet counted starts on (as `source` numbers it)
+        self._shift = 0  # what to add to line numbers once the header is read
+        self._rows = 0  # the data rows counted
+        self._refusal: _Refusal | None = None
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> str:
+        text = self._source.read(size)
+        if self._refusal is None and not self._done:
+            self._pieces.append(text)
+            self._size += len(text)
+            if not text or size is None or size < 0:
+                self.finish()
+            elif self._size >= self._count_at:
+                self._count(final=False)
+        return text
+
+    def finish(self) -> None:
+        """Count what is left: the text pandas has read ends there."""
+        if self._refusal is None and not self._done:
+            self._count(final=True)
+            self._done = True
+
+    def check(self, rows: int | None = None) -> None:
+        """Refuse the first row of the wrong width, if it is among the first `rows` rows
+        (None: anywhere in the text counted)."""
+        if self._refusal is not None and (rows is None or self._refusal.row < rows):
+            raise InputError(self._refusal.message)
+
+    def malformed(self, exc: pd.errors.ParserError) -> InputError:
+        """The error for what pandas could not parse: the row of the wrong width where the
+        count found one (it numbers lines as the file does), else pandas' words."""
+        self.finish()
+        if self._refusal is not None:
+            return InputError(self._refusal.message)
+        offset = self._line_offset
+        message = re.sub(r"(?<=line )\d+", lambda found: str(int(found[0]) + offset), str(exc))
+        return InputError(f"The CSV input is malformed: {message}")
+
+    def _count(self, *, final: bool) -> None:
+        text = "".join(self._pieces)
+        if self._after_cr and text.startswith("\n"):
+            text = text[1:]  # (the end of a \r\n that the pieces split: no line of its own)
+        if final and text and not text.endswith(("\n", "\r")):
+            text += "\n"  # (so that the csv module ends the last row as pandas does)
+        # A last line without its end may go on in the next piece. (One that has it is
+        # counted now: pandas may give its row before reading on.)
+        cut = max(text.rfind("\n"), text.rfind("\r")) + 1
+        text, rest = text[:cut], text[cut:]
+        self._after_cr = unfinished = False
+        if self._skip or self.expected in (None, 1) or not self._plain_widths(text):
+            lines = io.StringIO(text, newline="").readlines()
+            skipped = min(self._skip, len(lines))
+            self._skip -= skipped
+            self._line += skipped
+            lines = lines[skipped:]
+            done = self._widths(lines)
+            if done > len(lines):  # (a width is off, a row goes on, or the header is to come)
+                done = self._row_by_row(lines)
+            self._line += done
+            unfinished = done < len(lines)
+            self._after_cr = not rest and not unfinished and text.endswith("\r")
+            rest = "".join([*lines[done:], rest])
+        self._pieces, self._size = [rest], len(rest)
+        self._count_at = 2 * len(rest) if unfinished else 0
+
+    def _plain_widths(self, text: str) -> bool:
+        """Count whole lines without a quote (or a lone \\r) by their commas, all at once;
+        False when a row needs a closer look."""
+        if '"' in text or text.count("\r") != text.count("\r\n"):
+            return False
+        data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        ends = np.flatnonzero(data == ord("\n"))
+        widths = np.diff(np.searchsorted(np.flatnonzero(data == ord(",")), ends), prepend=0) + 1
+        lengths = np.diff(ends, prepend=-1) - 1
+        blank = (lengths == 0) | ((lengths == 1) & (data[ends - 1] == ord("\r")))
+        if not np.all(blank | (widths == self.expected)):
+            return False
+        self._rows += len(ends) - int(np.count_nonzero(blank))
+        self._line += len(ends)
+        return True
+
+    def _widths(self, lines: list[str]) -> int:
+        """Count whole lines by the csv module, all at once: the lines they take, or more
+        than all when a row needs a closer look (or the header is to come)."""
+        if self.expected in (None, 1):
+            return len(lines) + 1
+        try:  # (a blank line ends them: inside quotes, it joins a row of at least one field)
+            widths = list(map(len, csv.reader([*lines, "\n"], skipinitialspace=True)))
+        except csv.Error:
+            return len(lines) + 1
+        if widths.pop() != 0 or not set(widths) <= {0, self.expected}:  # (blank: no field)
+            return len(lines) + 1
+        self._rows += len(widths) - widths.count(0)
+        return len(lines)
+
+    def _row_by_row(self, lines: list[str]) -> int:
+        """Count row by row, naming the first of the wrong width; the lines counted."""
+        reader = csv.reader(_then_out_of_text(lines), skipinitialspace=True)
+        done = 0
+        while self._refusal is None:
+            line = self._line + done + self._shift
+            try:
+                fields = len(next(reader))
+            except (StopIteration, _OutOfText):
+                break
+            except csv.Error as exc:  # a field longer than the csv module takes
+                self._refuse(
+                    f"Line {line} cannot be read as CSV: {exc}. A census value takes a few "
+                    "dozen characters: is a quote left open?"
+                )
+                break
+            first, done = lines[done], reader.line_num
+            if fields == 0 or (fields == 1 and not first.strip(" \t\r\n")):
+                continue  # a blank line (or one of spaces and tabs): pandas skips it too
+            if self.expected is None:
+                self.expected, self._shift = fields, self._line_offset
+            elif fields != self.expected:
+                self._refuse(wrong_field_count(line, fields, self.expected, header=self._header))
+            else:
+                self._rows += 1
+        return done
+
+    def _refuse(self, message: str) -> None:
+        self._refusal = _Refusal(self._rows, message)
 
 
 def parse_labels(column: pd.Series) -> tuple[pd.Series, list[RowProblem]]:
