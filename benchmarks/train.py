@@ -12,12 +12,16 @@ set through `CENSUS_SEARCH__*`.
 Floor, measured in the same run: `python -c "import census_salary.train"` (interpreter
 start and the imports training needs), so the ratio shows how much is the work itself.
 
+With `--one-process`, each run is followed by one with `[train] processes = 1` (no helper
+process), so what the helper gains is measured in the same run, on the same machine load.
+
 The committed model is never touched: CENSUS_ARTIFACTS__DIR and
 CENSUS_ARTIFACTS__MODEL_CARD point into a temporary folder, and the script checks that
 artifacts/LATEST and ModelCard.md are byte for byte as before.
 
     .venv/bin/python benchmarks/train.py             # about a minute and a half
     .venv/bin/python benchmarks/train.py --runs 1
+    .venv/bin/python benchmarks/train.py --one-process   # and in one process, alternating
     .venv/bin/python benchmarks/train.py --runs 1 --search-runs 3   # about 3 minutes more
 """
 
@@ -89,6 +93,11 @@ def main() -> None:
     parser.add_argument(
         "--search-runs", type=int, default=0, help="trainings with the 24-candidate search timed"
     )
+    parser.add_argument(
+        "--one-process",
+        action="store_true",
+        help="also time census train with [train] processes = 1, alternating with the default",
+    )
     args = parser.parse_args()
 
     before = fingerprint()
@@ -97,7 +106,11 @@ def main() -> None:
         timed([sys.executable, "-c", "import census_salary.train"], {})
         for _ in range(args.floor_runs)
     ]
-    runs = [train_once(n, "", {}) for n in range(args.runs)]
+    runs, alone = [], []
+    for n in range(args.runs):
+        runs.append(train_once(n, "", {}))
+        if args.one_process:
+            alone.append(train_once(n, "one process, ", {"CENSUS_TRAIN__PROCESSES": "1"}))
     search = {
         "CENSUS_SEARCH__ENABLED": "true",
         "CENSUS_SEARCH__GRID": json.dumps(SEARCH_GRID),
@@ -123,6 +136,19 @@ def main() -> None:
         ),
         ("census train minus import floor", f"{wall - base:.2f}", "", "s", "", "", "", ""),
     ]
+    if alone:
+        rows.append(
+            (
+                "the same in one process ([train] processes = 1)",
+                f"{median(alone):.2f}",
+                spread(alone, ".2f"),
+                "s",
+                "",
+                "",
+                f"{base:.2f}",
+                f"{median(alone) / base:.1f}x",
+            )
+        )
     if searches:
         searched = median(searches)
         rows.append(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -128,3 +130,23 @@ def test_helpers_and_this_process_share_the_cores_one_thread_each(tmp_path: Path
         with helpers.sharing_cores():
             assert set(_openmp_threads()) == {1}
         assert _openmp_threads() == before
+
+
+@pytest.mark.slow
+def test_a_script_using_helpers_needs_no_main_guard(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import os, time\n"
+        "from census_salary.helpers import Helpers\n"
+        "print('the script ran', flush=True)\n"
+        "with Helpers(1) as helpers:\n"
+        "    pending = helpers.run(os.getpid)\n"
+        "    time.sleep(5)\n"
+        "    print('helper' if pending.result() != os.getpid() else 'here', flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("the script ran") == 1, done.stdout  # not again in the helper
+    assert done.stdout.splitlines()[-1] == "helper", done.stdout

@@ -206,6 +206,7 @@ def _split_to_root(t: TreeTables) -> dict[str, object]:
     ("change", "problem"),
     [
         (_split_to_root, "reached twice"),
+        (lambda t: {"roots": np.concatenate([t.roots[:1], t.roots[:-1]])}, "reached twice"),
         (lambda t: {"roots": t.roots[:-1]}, "nodes no root reaches"),
         (lambda t: {"child": t.child + len(t.child)}, "children are nodes"),
         (lambda t: {"feature": t.feature + 100}, "features name columns"),

@@ -369,11 +369,14 @@ class TreeTables:
         Returns the nodes level by level from the roots: each level's splits, left children
         first, then their right children, give the next."""
         reached = np.zeros(len(self.child), dtype=bool)
-        level, levels = self.roots, []
+        level, levels, marked = self.roots, [], 0
         for _ in range(MAX_DEPTH + 1):
-            if reached[level].any() or len(np.unique(level)) < len(level):
-                raise ValueError("inconsistent arrays: a node is reached twice (not a forest)")
+            again = reached[level].any()
             reached[level] = True
+            marked += len(level)
+            # (counted rather than np.unique, which imports numpy.ma: 15 ms of a launch)
+            if again or np.count_nonzero(reached) < marked:
+                raise ValueError("inconsistent arrays: a node is reached twice (not a forest)")
             levels.append(level)
             splits = level[~leaf[level]]
             if not splits.size:
