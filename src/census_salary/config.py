@@ -232,8 +232,8 @@ class ServeSettings(_Section):
 
 class TrainSettings(_Section):
     # Processes `census train` works in: with 2, a helper process fits most of the
-    # threshold's folds, saves the model and draws the figures while this one fits the
-    # final model (the same bundle, sooner on two cores); 1: this process alone.
+    # threshold's folds, saves the model and draws half the figures while this one fits
+    # the final model (the same bundle, sooner on two cores); 1: this process alone.
     processes: StrictInt = Field(2, ge=1)
 
 
