@@ -486,6 +486,46 @@ def test_predict_from_file_to_file(
     assert len(out.read_text().splitlines()) == 5
 
 
+@pytest.mark.parametrize("suffix", ["parquet", "jsonl", "json", "csv"])
+def test_predict_writes_the_format_the_output_file_names(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path, suffix: str
+) -> None:
+    source, out = tmp_path / "rows.json", tmp_path / f"out.{suffix}"
+    source.write_text(json.dumps([{**EXAMPLE_ROW, "id": i} for i in range(3)]))
+    result = run(runner, small_settings, "predict", "-i", str(source), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    readers = {
+        "parquet": lambda: pd.read_parquet(out),
+        "jsonl": lambda: pd.read_json(out, lines=True),
+        "json": lambda: pd.read_json(out),
+        "csv": lambda: pd.read_csv(out),
+    }
+    frame = readers[suffix]()
+    assert frame["id"].tolist() == [0, 1, 2]
+    assert "probability" in frame.columns
+
+
+def test_predict_output_format_wins_over_the_output_suffix(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    source, out = tmp_path / "rows.csv", tmp_path / "out.parquet"
+    source.write_text(rows_csv([EXAMPLE_ROW] * 2))
+    args = ["-i", str(source), "-o", str(out), "--output-format", "csv"]
+    result = run(runner, small_settings, "predict", *args)
+    assert result.exit_code == 0, result.output
+    assert out.read_text().splitlines()[0].endswith("prediction,probability")
+
+
+def test_predict_reads_a_jsonl_file_line_by_line_whatever_its_first_line(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    source = tmp_path / "rows.jsonl"
+    source.write_text(f"[1, 2]\n{json.dumps(EXAMPLE_ROW)}\n")
+    result = run(runner, small_settings, "predict", "-i", str(source))
+    assert result.exit_code == 2
+    assert "Line 1 is an array; expected an object of census fields." in result.stderr
+
+
 def test_predict_missing_input_file_is_exit_2(
     runner: CliRunner, small_settings: Settings, tmp_path: Path
 ) -> None:
@@ -1129,7 +1169,7 @@ def test_a_port_taken_while_the_model_loads_is_still_the_listen_exit_code(
     [
         ["--engine", "dask", "--input", "rows.csv"],
         ["--engine", "spark", "--input", "rows.csv", "--output", "out", "--explain"],
-        ["--engine", "dask", "--input", "rows.csv", "--output", "out", "--format", "json"],
+        ["--engine", "dask", "--input", "rows.csv", "--output", "out", "--output-format", "json"],
     ],
 )
 def test_predict_engine_refuses_what_it_cannot_do(

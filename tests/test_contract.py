@@ -186,8 +186,10 @@ def test_absent_field_is_a_problem_but_null_category_is_not() -> None:
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        ([[1, 2]], "Row 1 is list"),
+        ([[1, 2]], "Row 1 is an array"),
         ([None], "Row 1 is null"),
+        (["x"], "Row 1 is a string"),
+        ([True], "Row 1 is true or false"),
         ([{**EXAMPLE_ROW, "education_num": 13}], "twice"),
     ],
 )

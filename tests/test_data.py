@@ -70,8 +70,10 @@ def test_bad_value_names_row_field_and_expectation(tmp_path: Path) -> None:
 
 
 def test_a_column_named_twice_alike_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="names column\\(s\\) 'age' more than once"):
-        read_census(write(tmp_path, f"age, {HEADER}", f"50, {ROW_A}"))
+    path = write(tmp_path, f"age, {HEADER}", f"50, {ROW_A}")
+    message = f"In {path}: The CSV header names column(s) 'age' more than once"
+    with pytest.raises(InputError, match=f"^{re.escape(message)}"):
+        read_census(path)
 
 
 def test_missing_column_is_named(tmp_path: Path) -> None:
@@ -105,13 +107,13 @@ def test_a_short_row_is_refused_naming_its_line_not_padded(tmp_path: Path) -> No
     """pandas would read the missing fields as empty values, as if they had been given."""
     path = write(tmp_path, HEADER, ROW_A, SHORT_ROW, ROW_B)
     message = f"Line 3 has 12 fields; the header names 15. {REFUSED}"
-    with pytest.raises(InputError, match=f"^{re.escape(message)}"):
+    with pytest.raises(InputError, match=f"^{re.escape(f'In {path}: {message}')}"):
         read_census(path)
 
 
 def test_a_short_row_after_note_lines_is_named_by_its_line_in_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "|1x3 Cross validator", HEADER, ROW_A, "", SHORT_ROW)
-    with pytest.raises(InputError, match=r"^Line 5 has 12 fields; the header names 15\."):
+    with pytest.raises(InputError, match=r": Line 5 has 12 fields; the header names 15\."):
         read_census(path)
 
 
@@ -121,14 +123,14 @@ def test_a_short_row_in_a_file_without_a_header_is_refused(tmp_path: Path) -> No
         "Line 3 has 12 fields; a file without a header row has 15 columns (the census "
         f"columns and the label). {REFUSED}"
     )
-    with pytest.raises(InputError, match=f"^{re.escape(message)}"):
+    with pytest.raises(InputError, match=f"^{re.escape(f'In {path}: {message}')}"):
         read_census(path)
 
 
 def test_a_row_too_long_is_refused_in_the_same_words(tmp_path: Path) -> None:
     path = write(tmp_path, HEADER, ROW_A, f"{ROW_B}, x")
     message = f"Line 3 has 16 fields; the header names 15. {REFUSED}"
-    with pytest.raises(InputError, match=f"^{re.escape(message)}"):
+    with pytest.raises(InputError, match=f"^{re.escape(f'In {path}: {message}')}"):
         read_census(path)
 
 

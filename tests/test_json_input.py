@@ -82,7 +82,7 @@ def test_a_json_line_that_is_not_an_object_stops_the_run_naming_its_line(
 ) -> None:
     result = predict(runner, small_settings, f"{GOOD}\n\n[1, 2]\n")
     assert result.exit_code == ExitCode.USAGE, result.output
-    assert "Line 3 is list; expected an object of census fields." in result.stderr
+    assert "Line 3 is an array; expected an object of census fields." in result.stderr
 
 
 def test_a_json_lines_value_error_names_its_line_in_the_file(

@@ -109,6 +109,21 @@ def test_files_score_as_census_predict_scores_them(
         assert (out / f"part-{i:05d}.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
 
 
+def test_a_json_lines_file_scores_as_census_predict_scores_it(
+    tmp_path: Path, small_settings: Settings, small_bundle: Bundle, sample_frame: pd.DataFrame
+) -> None:
+    path = tmp_path / "rows.jsonl"  # a suffix it is read by, CSV being the fallback before
+    _rows(sample_frame, 0, 50).to_json(path, orient="records", lines=True)
+    out = tmp_path / "out"
+    problems = predict_files(
+        run_tasks, _bundle_dir(small_settings), str(path), out, output_format="csv"
+    )
+    assert problems == []
+    predict_file(small_bundle, path, tmp_path / "one.csv")
+    assert (out / "part-00000.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+    assert len((tmp_path / "one.csv").read_text().splitlines()) == 51
+
+
 def test_parquet_parts_hold_the_same_rows_and_floats(
     tmp_path: Path, small_settings: Settings, small_bundle: Bundle, sample_frame: pd.DataFrame
 ) -> None:

@@ -13,7 +13,7 @@ import census_salary.rows
 from census_salary.contract import EXAMPLE_ROW, MAX_NESTING
 from census_salary.data import read_csv_text
 from census_salary.errors import InputError
-from census_salary.rows import RowChunk, detect_format, read_rows
+from census_salary.rows import MAX_ROW_CHARS, RowChunk, detect_format, named_format, read_rows
 
 
 @pytest.mark.parametrize(
@@ -28,6 +28,58 @@ from census_salary.rows import RowChunk, detect_format, read_rows
 )
 def test_detect_format(head: str, fmt: str) -> None:
     assert detect_format(head) == fmt
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("rows.csv", "csv"),
+        ("rows.JSON", "json"),
+        ("rows.jsonl", "jsonl"),
+        ("rows.ndjson", "jsonl"),
+        ("rows.parquet", "parquet"),
+        ("rows.pq", "parquet"),
+        ("adult.data", None),
+        ("rows", None),
+        (None, None),
+    ],
+)
+def test_named_format_reads_the_suffix(name: str | None, fmt: str | None) -> None:
+    assert named_format(name) == fmt
+
+
+def test_a_jsonl_name_reads_lines_even_when_the_first_is_an_array() -> None:
+    text = '[1, 2]\n{"age": 39}\n'
+    fmt, chunks = read_rows(io.StringIO(text), None, 10, name="rows.jsonl")
+    assert fmt == "jsonl"
+    with pytest.raises(InputError, match=r"^Line 1 is an array; expected an object"):
+        list(chunks)
+
+
+def test_a_given_format_wins_over_the_name() -> None:
+    fmt, chunks = read_rows(io.StringIO("age\n39\n"), "csv", 10, name="rows.parquet")
+    assert fmt == "csv"
+    assert [r["age"] for r in records(next(chunks))] == ["39"]
+
+
+@pytest.mark.parametrize("fmt", [None, "json"])
+def test_json_lines_named_or_given_as_json_are_read_as_lines(fmt: str | None) -> None:
+    text = "\n".join(json.dumps({**EXAMPLE_ROW, "id": i}) for i in range(3)) + "\n"
+    got, chunks = read_rows(io.StringIO(text), fmt, 10, name="rows.json")  # type: ignore[arg-type]
+    assert got == "jsonl"
+    assert [r["id"] for r in records(next(chunks))] == [0, 1, 2]
+
+
+def test_csv_named_json_is_refused_as_json() -> None:
+    _, chunks = read_rows(io.StringIO("age\n39\n"), None, 10, name="rows.json")
+    with pytest.raises(InputError, match=r"expected '\[' to open the list of rows, found 'a'"):
+        list(chunks)
+
+
+def test_csv_named_parquet_is_refused_as_parquet() -> None:
+    _, chunks = read_rows(io.BytesIO(b"age\n39\n"), None, 10, name="rows.parquet")
+    with pytest.raises(InputError, match="Parquet input cannot be read"):
+        list(chunks)
 
 
 def records(chunk: RowChunk) -> list[dict]:
@@ -68,7 +120,7 @@ def test_mixed_spellings_across_json_rows_are_fine() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[1, 2]", "Row 1 is int"),
+        ("[1, 2]", "Row 1 is a number"),
         ('[{"a": 1}', "expected ',' or ']'"),
         ('{"inputs": [], "x": 1}', "no other keys"),
         ('{\n "rows": []}', "expected .*inputs"),
@@ -121,6 +173,24 @@ def test_a_row_longer_than_the_limit_is_refused() -> None:
     text = '[{"age": "' + "9" * (2 << 20) + '"}]'
     with pytest.raises(InputError, match="Row 1 is longer than"):
         rows_of(text)
+
+
+def test_a_json_line_longer_than_the_limit_is_refused_before_it_is_read_whole() -> None:
+    good = json.dumps(EXAMPLE_ROW)
+    stream = io.StringIO(good + '\n{"age": "' + "9" * (8 << 20) + '"}\n' + good + "\n")
+    with pytest.raises(InputError, match=r"^Line 2 is longer than 1,048,576 characters"):
+        rows_of_stream(stream)
+    assert stream.tell() < 2 * MAX_ROW_CHARS, "the reader held the whole line"
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", ""])
+def test_a_json_line_as_long_as_the_limit_is_read(ending: str) -> None:
+    row = json.dumps({**EXAMPLE_ROW, "pad": ""})
+    row = row[:-2] + "x" * (MAX_ROW_CHARS - len(row)) + row[-2:]
+    assert len(row) == MAX_ROW_CHARS
+    _, chunks = read_rows(io.StringIO(row + ending), "jsonl", 10)
+    ((got,),) = (records(chunk) for chunk in chunks)
+    assert len(got["pad"]) == MAX_ROW_CHARS - len(json.dumps({**EXAMPLE_ROW, "pad": ""}))
 
 
 def test_deeply_nested_rows_are_refused_quickly_naming_the_limit() -> None:
@@ -382,7 +452,7 @@ def test_json_lines_read_nan_as_the_standard_library_does() -> None:
 
 def test_a_json_line_that_is_not_an_object_is_named_by_its_line() -> None:
     text = json.dumps(EXAMPLE_ROW) + "\n\n[1, 2]\n"
-    with pytest.raises(InputError, match=r"^Line 3 is list; expected an object"):
+    with pytest.raises(InputError, match=r"^Line 3 is an array; expected an object"):
         rows_of(text, chunk_size=10)
 
 

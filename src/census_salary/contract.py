@@ -506,11 +506,22 @@ def _plan_of(row: dict[Any, Any]) -> tuple[tuple[tuple[Any, Any], ...], Any]:
     return _cached_key_plan(keys)
 
 
+# What a JSON value that is not an object is, in JSON's words.
+_JSON_KINDS = {
+    type(None): "null",
+    bool: "true or false",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+}
+
+
 def as_record(value: Any, row: int, unit: str = "row") -> dict[str, Any]:
     """A JSON row with census fields under their canonical names; other keys untouched.
     `row` is its number, a `unit` of the input (a row, or a line of JSON Lines)."""
     if not isinstance(value, dict):
-        kind = "null" if value is None else type(value).__name__
+        kind = _JSON_KINDS.get(type(value), type(value).__name__)
         raise InputError(
             f"{unit.capitalize()} {row} is {kind}; expected an object of census fields.",
             [RowProblem(row, "", "expected an object of census fields")],

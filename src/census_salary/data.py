@@ -86,6 +86,8 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
             raw = read_csv_text(handle, header=header is not None, skip=notes)
         except UnicodeDecodeError as exc:
             raise InputError(f"{path} is not UTF-8 text: {exc}") from None
+        except InputError as exc:  # the file's structure: which file, since it may be any
+            raise InputError(f"In {path}: {exc}", exc.problems) from None
     raw = raw.rename(columns=canonical_name)
     target = canonical_name(target)
     if target not in raw.columns:

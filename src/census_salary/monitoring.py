@@ -83,7 +83,8 @@ def monitor_rows(
     progress: Progress | None = None,
 ) -> MonitorReport:
     """The drift of the rows in `source` against `bundle`'s profile; with `time_column`,
-    also its performance per `period` (the rows need their label then)."""
+    also its performance per `period` (the rows need their label then). `name` is the
+    file's, for messages; its suffix names the format where `fmt` does not."""
     if bundle.profile is None:
         raise ModelError(
             f"Model {bundle.version} has no drift profile (it was trained before census "
@@ -94,7 +95,7 @@ def monitor_rows(
     counts = DriftCounts(bundle.profile)
     probabilities, labels, times = [], [], []
     first_row = 1
-    _, chunks = read_rows(source, fmt, chunk_size)
+    _, chunks = read_rows(source, fmt, chunk_size, name=name)
     for chunk in chunks:
         checked = check_columns(chunk.columns, first_row=first_row)
         if checked.problems:

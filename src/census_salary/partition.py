@@ -7,8 +7,9 @@ Two ways in:
   validates (`contract.check_columns`); N rows in, N rows out, the frame's columns kept,
   `prediction` and `probability` added.
 - `predict_files(...)`: `census predict --engine spark|dask`. The unit of work is one
-  input file (CSV or Parquet): a task reads it exactly as `census predict` reads a file
-  (CSV through `rows.read_rows`, so values reach the contract as the same text), scores
+  input file (CSV, JSON, JSON Lines or Parquet): a task reads it exactly as `census
+  predict` reads a file (through `rows.read_rows`, so values reach the contract as the
+  same text, in the format its suffix names or else its content shows), scores
   it, and writes one part file (Parquet or CSV) into a staging folder that replaces the
   output folder once every task has succeeded. Bad rows are therefore reported with
   their file and the row numbers `census predict` gives for that file. An engine only
@@ -40,16 +41,14 @@ from census_salary.contract import columns_of_frame
 from census_salary.errors import CensusError, InputError, RowProblem
 from census_salary.files import atomic_open
 from census_salary.predict import score_rows
-from census_salary.rows import RowChunk, read_rows
+from census_salary.rows import InputFormat, RowChunk, read_rows
 from census_salary.writers import write_predictions
 
 if TYPE_CHECKING:
     import pandas as pd
 
 EngineName = Literal["spark", "dask"]
-FileFormat = Literal["csv", "parquet"]
 PartFormat = Literal["parquet", "csv"]
-PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 # What a task gives back, one row per problem: a skipped row (`error` empty), or the
 # error that stopped the file (`error` names its CensusError class, `message` says it).
 PROBLEM_COLUMNS = ("file", "row", "field", "message", "error")
@@ -75,7 +74,7 @@ class Job:
     bundle_source: str  # the folder they came from, for messages
     scorer: ScorerChoice
     staging: str  # the folder part files are written into
-    input_format: FileFormat | None = None  # None: by each file's suffix
+    input_format: InputFormat | None = None  # None: by each file's suffix, else content
     output_format: PartFormat = "parquet"
     threshold: float | None = None
     skip_bad: bool = False
@@ -119,15 +118,9 @@ def score_partition(
 # --- one file, in a task -----------------------------------------------------------------
 
 
-def file_format(path: Path, given: FileFormat | None = None) -> FileFormat:
-    """The format a file is read in: `given`, else Parquet for .parquet/.pq, else CSV."""
-    return given or ("parquet" if path.suffix.lower() in PARQUET_SUFFIXES else "csv")
-
-
 def score_file(bundle: Bundle, path: Path, part: Path, job: Job) -> list[RowProblem]:
     """Score one input file into one part file (written whole or not at all); return the
     problems of the rows skipped. A bad row raises InputError unless `job.skip_bad`."""
-    fmt = file_format(path, job.input_format)
     with contextlib.ExitStack() as stack:
         try:
             handle = stack.enter_context(path.open("rb"))
@@ -136,7 +129,7 @@ def score_file(bundle: Bundle, path: Path, part: Path, job: Job) -> list[RowProb
         try:
             stream = score_rows(
                 bundle,
-                read_rows(handle, fmt, job.chunk_size)[1],
+                read_rows(handle, job.input_format, job.chunk_size, name=path)[1],
                 threshold=job.threshold,
                 skip_bad=job.skip_bad,
                 source=str(path),
@@ -198,7 +191,7 @@ def predict_files(
     output_dir: Path,
     *,
     scorer: ScorerChoice = "trees",
-    input_format: FileFormat | None = None,
+    input_format: InputFormat | None = None,
     output_format: PartFormat = "parquet",
     threshold: float | None = None,
     skip_bad: bool = False,

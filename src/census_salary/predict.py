@@ -36,7 +36,7 @@ from census_salary.csv_rows import arrow_pool
 from census_salary.errors import CensusError, InputError, RowProblem
 from census_salary.files import atomic_open
 from census_salary.progress import NoProgress, Progress
-from census_salary.rows import InputFormat, RowChunk, read_rows
+from census_salary.rows import InputFormat, RowChunk, named_format, read_rows
 from census_salary.trees import TreeTables
 from census_salary.writers import (
     BASE_VALUE,
@@ -282,6 +282,9 @@ def predict_file(
 ) -> list[RowProblem]:
     """Score a file (or stdin) to a file (or stdout); return the problems of skipped rows.
 
+    Formats not given follow the files' suffixes (`rows.SUFFIX_FORMATS`); else the input's
+    is detected from its content, and the output is written in the input's format.
+
     The output file is written whole or not at all: on a bad row it is left as it was.
     """
     source = str(input_path) if input_path else "standard input"
@@ -294,8 +297,10 @@ def predict_file(
             except OSError as exc:
                 raise InputError(f"Cannot read {input_path}: {exc.strerror}.") from None
         try:
-            fmt, chunks = read_rows(handle, input_format, chunk_size, skip_bad=skip_bad)
-            out_fmt = output_format or fmt
+            fmt, chunks = read_rows(
+                handle, input_format, chunk_size, skip_bad=skip_bad, name=input_path
+            )
+            out_fmt = output_format or named_format(output_path) or fmt
             if output_path is None and out_fmt == "parquet" and sys.stdout.isatty():
                 raise InputError(
                     "Parquet output is binary: write it to a file with --output FILE "

@@ -24,6 +24,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from census_salary.contract import (
@@ -44,6 +45,15 @@ if TYPE_CHECKING:
 
 InputFormat = Literal["csv", "json", "jsonl", "parquet"]
 Unit = Literal["row", "line"]  # what a JSON row's number counts: rows, or lines of the file
+# What a file's suffix says it holds (`named_format`).
+SUFFIX_FORMATS: dict[str, InputFormat] = {
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 PARQUET_MAGIC = b"PAR1"  # the first (and last) bytes of a Parquet file
 MAX_ROW_CHARS = 1 << 20  # one JSON row may take this much text; a census row takes ~300
 BLOCK_BYTES = 1 << 20  # CSV is parsed in blocks of about this many bytes (~8,000 rows)
@@ -114,6 +124,12 @@ def column_names(table: pa.Table | list[dict[str, Any]]) -> list[str]:
     return list(table.column_names)
 
 
+def named_format(path: str | PurePath | None) -> InputFormat | None:
+    """The format a file's suffix names (`SUFFIX_FORMATS`, any case); None for another
+    suffix, or no file."""
+    return SUFFIX_FORMATS.get(PurePath(path).suffix.lower()) if path is not None else None
+
+
 def detect_format(head: str) -> InputFormat:
     """Guess the format from the first characters of the input."""
     stripped = head.lstrip("\ufeff \t\r\n")
@@ -132,9 +148,19 @@ def detect_format(head: str) -> InputFormat:
 
 
 def read_rows(
-    source: IO[bytes] | IO[str], fmt: InputFormat | None, chunk_size: int, *, skip_bad: bool = False
+    source: IO[bytes] | IO[str],
+    fmt: InputFormat | None,
+    chunk_size: int,
+    *,
+    skip_bad: bool = False,
+    name: str | PurePath | None = None,
 ) -> tuple[InputFormat, Iterator[RowChunk]]:
-    """The input's format (given or detected) and its raw rows in chunks of `chunk_size`.
+    """The input's format and its raw rows in chunks of `chunk_size`.
+
+    The format is `fmt`, else the one the suffix of the file's `name` names, else
+    detected from the first characters. "json" covers JSON Lines too: a JSON input whose
+    first line is a whole object (not `{"inputs": ...}`) is read line by line, as files
+    of JSON Lines are often named .json.
 
     `source` is UTF-8 bytes (a text stream is taken too), or a Parquet file (detected by
     its first bytes, `PAR1`). Nothing is read whole: CSV and JSON Lines stream by chunk,
@@ -152,6 +178,7 @@ def read_rows(
         head += piece
         if len(head) >= _PEEK_BYTES:
             break
+    fmt = fmt or named_format(name)
     if fmt == "parquet" or (fmt is None and head.startswith(PARQUET_MAGIC)):
         if isinstance(source, io.TextIOBase):
             raise InputError("Parquet is binary: read it from a byte stream, not text.")
@@ -165,7 +192,10 @@ def read_rows(
     text = head[:_PEEK_BYTES].decode("utf-8", errors="replace")
     if not text.strip("\ufeff \t\r\n"):
         raise InputError("The input is empty: expected CSV, JSON, JSON Lines or Parquet rows.")
-    fmt = fmt or detect_format(text)
+    detected = detect_format(text)
+    if fmt == "json" and detected == "jsonl":
+        fmt = "jsonl"
+    fmt = fmt or detected
     stream = ByteStream(itertools.chain([head], pieces))
     if fmt == "csv":
         from census_salary.csv_rows import csv_chunks  # pyarrow: only for CSV
@@ -262,8 +292,18 @@ def _without_refused(values: Sequence[Any], numbers: Sequence[int], unit: Unit) 
 
 
 def _iter_jsonl(stream: IO[str]) -> Iterator[tuple[int, Any]]:
-    """Each line's number in the file (for messages) and value; blank lines skipped."""
-    for number, line in enumerate(stream, start=1):
+    """Each line's number in the file (for messages) and value; blank lines skipped. A line
+    is read up to MAX_ROW_CHARS (and its line break) only, so a file that is one huge line
+    is refused without being held in memory."""
+    for number in itertools.count(1):
+        line = stream.readline(MAX_ROW_CHARS + 2)
+        if not line:
+            return
+        if len(line) > MAX_ROW_CHARS and line[MAX_ROW_CHARS:] not in ("\n", "\r", "\r\n"):
+            raise InputError(
+                f"Line {number} is longer than {MAX_ROW_CHARS:,} characters; "
+                "a census row is a few hundred."
+            )
         if not line.strip():
             continue
         try:

@@ -35,7 +35,10 @@ def monitor(
         ),
     ],
     input_format: Annotated[
-        RowFormat | None, typer.Option("--format", help="Input format (default: detected).")
+        RowFormat | None,
+        typer.Option(
+            "--format", help="Input format (default: by the file's suffix, else detected)."
+        ),
     ] = None,
     time_column: Annotated[
         str | None,

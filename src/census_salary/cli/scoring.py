@@ -49,7 +49,8 @@ def predict(
         RowFormat | None,
         typer.Option(
             "--format",
-            help="Input format (default: detected). Parquet from stdin is first copied "
+            help="Input format (default: by the file's suffix, else detected). Parquet "
+            "from stdin is first copied "
             "to a temporary file (it is read from its end); --input reads it in place.",
         ),
     ] = None,
@@ -57,7 +58,8 @@ def predict(
         RowFormat | None,
         typer.Option(
             "--output-format",
-            help="Output format (default: as the input). Parquet is binary: to --output, "
+            help="Output format (default: by the suffix of --output, else as the input). "
+            "Parquet is binary: to --output, "
             "or to stdout when it is not a terminal.",
         ),
     ] = None,
@@ -95,8 +97,9 @@ def predict(
         Engine | None,
         typer.Option(
             "--engine",
-            help="Score on a cluster: --input is a file, directory or glob of CSV or Parquet "
-            "files, --output a directory of part files (Parquet, or --output-format csv).",
+            help="Score on a cluster: --input is a file, directory or glob of CSV, JSON, "
+            "JSON Lines or Parquet files, --output a directory of part files (Parquet, or "
+            "--output-format csv).",
         ),
     ] = None,
     master: Annotated[
@@ -193,9 +196,8 @@ def _predict_on_engine(
         raise InputError(
             "--engine needs --input and --output, and takes neither --url nor --explain."
         )
-    files = (None, "csv", "parquet")
-    if input_format not in files or output_format not in files:
-        raise InputError("--engine reads CSV or Parquet files and writes Parquet (or CSV) parts.")
+    if output_format not in (None, RowFormat.csv, RowFormat.parquet):
+        raise InputError("--engine writes Parquet parts (or CSV: --output-format csv).")
     settings = settings_of(ctx)
     return predict_files(
         engine_runner(engine.value, address),
