@@ -46,7 +46,7 @@ def rows_out(shape: str, stdout: str) -> list[dict]:
 @pytest.mark.parametrize(
     ("bad", "expected"),
     [
-        ("5", "2: expected an object of census fields"),
+        ("5", "2: got a number; expected an object of census fields"),
         (TWICE, "2, field 'education_num': the field is given twice"),
     ],
     ids=["not-an-object", "field-twice"],

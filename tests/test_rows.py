@@ -474,7 +474,7 @@ def test_skip_bad_leaves_rows_that_are_not_objects_of_fields_out_and_names_them(
     (chunk,) = list(chunks)
     assert (len(chunk), chunk.numbers) == (2, kept)
     assert [str(problem) for problem in chunk.refused] == [
-        f"{refused[0]}: expected an object of census fields",
+        f"{refused[0]}: got a number; expected an object of census fields",
         f"{refused[1]}, field 'age': the field is given twice (as 'AGE' too)",
     ]
 

@@ -40,7 +40,7 @@ import math
 import operator
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -524,7 +524,7 @@ def as_record(value: Any, row: int, unit: str = "row") -> dict[str, Any]:
         kind = _JSON_KINDS.get(type(value), type(value).__name__)
         raise InputError(
             f"{unit.capitalize()} {row} is {kind}; expected an object of census fields.",
-            [RowProblem(row, "", "expected an object of census fields")],
+            [RowProblem(row, "", f"got {kind}; expected an object of census fields")],
         )
     pairs, twice = _plan_of(value)
     if twice is not None:
@@ -663,12 +663,30 @@ def _half_surrogate_at(value: Any, path: str = "") -> str | None:
 
 
 def check_records(records: Sequence[Any], first_row: int = 1) -> CheckedColumns:
-    """Check JSON rows (objects of fields, any accepted spelling) against the contract."""
+    """Check JSON rows (objects of fields, any accepted spelling) against the contract.
+
+    A row that is not an object, or gives a field twice, is one problem of its own (its
+    values are not looked at), listed with the other rows' problems in row order.
+    """
     alike = _alike_columns(records)
     if alike is not None:
         return check_columns(alike[1], first_row)
-    _, columns = _records_one_by_one(records, range(first_row, first_row + len(records)))
-    return check_columns(columns, first_row)
+    kept: list[tuple[int, dict[str, Any]]] = []
+    refused: list[RowProblem] = []
+    for number, value in enumerate(records, start=first_row):
+        try:
+            kept.append((number, as_record(value, number)))
+        except InputError as exc:
+            refused += exc.problems
+    columns = {name: [row[name] for _, row in kept] for name in COLUMNS}
+    if not refused:
+        return check_columns(columns, first_row)
+    checked = check_columns(columns)  # (its rows numbered from 1 among those kept)
+    numbers = [number for number, _ in kept]
+    good = np.zeros(len(records), dtype=bool)
+    good[np.array(numbers, dtype=np.intp) - first_row] = checked.good
+    problems = [replace(p, row=numbers[p.row - 1]) for p in checked.problems] + refused
+    return CheckedColumns(checked.columns, good, sorted(problems, key=lambda p: p.row))
 
 
 def canonical_records(

@@ -211,7 +211,20 @@ def test_half_a_surrogate_pair_is_a_400_naming_where(client: TestClient) -> None
 @pytest.mark.parametrize("row", [1, "a row", None, [EXAMPLE_ROW], True])
 def test_row_that_is_not_an_object_is_422_naming_its_index(client: TestClient, row: Any) -> None:
     body = assert_problem(client.post("/predict", json=[EXAMPLE_ROW, row]), 422)
-    assert body["errors"] == [{"index": 1, "field": None, "message": NOT_AN_OBJECT}]
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(1, None)]
+    assert body["errors"][0]["message"].endswith(NOT_AN_OBJECT)
+
+
+def test_every_row_that_is_not_an_object_is_listed_beside_bad_values(client: TestClient) -> None:
+    rows = [1, {**EXAMPLE_ROW, "age": 300}, "x", EXAMPLE_ROW, None]
+    body = assert_problem(client.post("/predict", json=rows), 422)
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [
+        (0, None),
+        (1, "age"),
+        (2, None),
+        (4, None),
+    ]
+    assert body["detail"].startswith("4 invalid value(s); the first: row 0: got a number;")
 
 
 def test_invalid_row_names_index_and_field(client: TestClient) -> None:

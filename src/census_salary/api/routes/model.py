@@ -18,7 +18,7 @@ from census_salary.api.models import PredictionBody, PredictionResponse
 from census_salary.api.problems import Problem
 from census_salary.api.routes.operations import sklearn_version
 from census_salary.contract import CheckedColumns, check_records, decode_json
-from census_salary.errors import InputError, ModelError, RowProblem
+from census_salary.errors import ModelError, RowProblem
 from census_salary.row_schema import SCHEMA_EXAMPLE_ROW, contract_document
 
 router = APIRouter(tags=["model"])
@@ -178,10 +178,7 @@ def parse_rows(body: bytes, max_rows: int) -> CheckedColumns:
             f"{len(rows)} rows is more than the limit of {max_rows} per request; "
             "send them in batches.",
         )
-    try:
-        checked = check_records(rows)
-    except InputError as exc:
-        raise _invalid(exc.problems) from None
+    checked = check_records(rows)
     if checked.problems:
         raise _invalid(checked.problems)
     return checked
