@@ -71,7 +71,7 @@ def test_bad_value_names_row_field_and_expectation(tmp_path: Path) -> None:
 
 def test_a_column_named_twice_alike_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, f"age, {HEADER}", f"50, {ROW_A}")
-    message = f"In {path}: The CSV header names column(s) 'age' more than once"
+    message = f"In {path}: Column(s) 'age' given more than once"
     with pytest.raises(InputError, match=f"^{re.escape(message)}"):
         read_census(path)
 

@@ -465,15 +465,22 @@ def _parse_column(
     return DistinctColumn(values, _IDENTITY[n_rows]), invalid
 
 
-def columns_of_frame(frame: Any) -> dict[str, Any]:
-    """A table's columns (pandas or alike) under their canonical names, other columns kept."""
-    names = [canonical_name(name) for name in frame.columns]
-    repeated = sorted({name for name in names if names.count(name) > 1})
+def canonical_columns(names: Sequence[str]) -> list[str]:
+    """A table's column names under their canonical spellings; an InputError when two name
+    the same column (`age` twice, or `education-num` and `education_num`)."""
+    canonical = [canonical_name(name) for name in names]
+    repeated = sorted({name for name in canonical if canonical.count(name) > 1})
     if repeated:
         raise InputError(
-            f"Columns {', '.join(repeated)} appear more than once "
-            "(perhaps both hyphenated and underscored spellings were given)."
+            f"Column(s) {', '.join(map(repr, repeated))} given more than once (spellings "
+            "with hyphens and underscores name the same column); give each column once."
         )
+    return canonical
+
+
+def columns_of_frame(frame: Any) -> dict[str, Any]:
+    """A table's columns (pandas or alike) under their canonical names, other columns kept."""
+    names = canonical_columns(list(frame.columns))
     return {
         name: frame[original].to_numpy()
         for name, original in zip(names, frame.columns, strict=True)

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from census_salary.contract import COLUMNS, ColumnTable, DistinctColumn, canonical_name
-from census_salary.errors import InputError
+from census_salary.contract import COLUMNS, ColumnTable, DistinctColumn, canonical_columns
 from census_salary.rows import BLOCK_BYTES, ByteStream, RowChunk
 
 if TYPE_CHECKING:
@@ -221,13 +220,7 @@ def _ints(array: pa.Array) -> np.ndarray:
 def table_chunk(table: pa.Table) -> RowChunk:
     """A chunk of a table (CSV text, or Parquet), with its census columns as distinct
     values."""
-    names = [canonical_name(name) for name in table.column_names]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise InputError(
-            f"Columns {', '.join(repeated)} appear more than once "
-            "(perhaps both hyphenated and underscored spellings were given)."
-        )
+    names = canonical_columns(table.column_names)
     distinct = {
         name: distinct_column(column)
         for name, column in zip(names, table.columns, strict=True)

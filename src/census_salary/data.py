@@ -11,7 +11,6 @@ import hashlib
 import io
 import logging
 import re
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,14 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from census_salary.contract import COLUMNS, TARGET, canonical_name, check_columns, columns_of_frame
+from census_salary.contract import (
+    COLUMNS,
+    TARGET,
+    canonical_columns,
+    canonical_name,
+    check_columns,
+    columns_of_frame,
+)
 from census_salary.errors import DataUnavailableError, InputError, RowProblem
 
 logger = logging.getLogger(__name__)
@@ -130,19 +136,14 @@ def _layout(path: Path) -> tuple[int, str | None]:
 
 
 def refuse_repeated_names(text: str) -> None:
-    """Refuse CSV `text` whose header (its first record) names a column twice: pandas
-    would rename the second (`age.1`) and read the row's first value where a JSON row
-    gives its last."""
+    """Refuse CSV `text` whose header (its first record) names a column twice
+    (`contract.canonical_columns`), before pandas would rename the second (`age.1`) and
+    read the row's first value where a JSON row gives its last."""
     try:
         names = next(csv.reader(io.StringIO(text, newline=""), skipinitialspace=True), [])
     except csv.Error:  # pandas words what is wrong with the line
         return
-    repeated = sorted(name for name, times in Counter(names).items() if times > 1)
-    if repeated:
-        raise InputError(
-            f"The CSV header names column(s) {', '.join(map(repr, repeated))} more than "
-            "once; give each column once."
-        )
+    canonical_columns(names)
 
 
 def read_csv_text(
