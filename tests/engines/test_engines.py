@@ -4,6 +4,7 @@ Slow: each engine starts once for the module (a JVM; worker processes)."""
 
 import dataclasses
 import itertools
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -113,6 +114,20 @@ def _small_input(folder: Path, big_input: Path, bad: dict[int, int]) -> list[Pat
         paths.append(folder / f"rows-{n}.csv")
         paths[-1].write_text("\n".join([header, *lines]) + "\n")
     return paths
+
+
+def test_spark_scores_without_warning_of_its_pandas_support(
+    engine: ModuleType, big_input: Path, small_settings: Settings, tmp_path: Path
+) -> None:
+    """pyspark warns at each call into pandas that it does not fully support pandas 3; the
+    test above is why census predict --engine spark need not say so."""
+    if not engine.__name__.endswith("spark"):
+        pytest.skip("a warning of pyspark's")
+    paths = _small_input(tmp_path / "in", big_input, {})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predict_files(engine.run, _bundle_dir(small_settings), str(paths[0]), tmp_path / "out")
+    assert not [w for w in caught if "support pandas" in str(w.message)], caught
 
 
 def test_a_bad_row_is_reported_with_its_file_and_row(
