@@ -193,6 +193,33 @@ def test_a_bundle_from_before_profiles_loads_without_one(project_copy: Settings)
     assert (bundle.metadata.schema_version, bundle.profile) == (2, None)
 
 
+@pytest.mark.parametrize(
+    ("scorer", "warned"),
+    [("trees", ["numpy"]), ("pipeline", ["numpy", "scikit-learn"])],
+)
+def test_loading_warns_of_the_library_versions_its_scorer_reads_with(
+    project_copy: Settings,
+    caplog: pytest.LogCaptureFixture,
+    scorer: ScorerChoice,
+    warned: list[str],
+) -> None:
+    folder, meta = _edit_metadata(project_copy)
+    meta["library_versions"].update({"numpy": "0.1", "scikit-learn": "0.2"})
+    save_metadata(folder, meta)
+    with caplog.at_level("WARNING", logger="census_salary.bundle"):
+        load_bundle(project_copy.artifacts_dir, scorer)
+    drifted = sorted(m.split()[4] for m in caplog.messages if "model was trained with" in m)
+    assert drifted == warned, caplog.messages
+
+
+def test_a_bundle_trained_with_the_installed_libraries_loads_without_a_warning(
+    small_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="census_salary.bundle"):
+        load_bundle(small_settings.artifacts_dir, "pipeline")
+    assert not [m for m in caplog.messages if "trained with" in m], caplog.messages
+
+
 def test_warnings_name_every_row_with_an_unknown_category(small_bundle: Bundle) -> None:
     columns = {
         **{name: np.array([None] * 4, dtype=object) for name in CATEGORICAL},

@@ -35,7 +35,7 @@ import functools
 import hashlib
 import logging
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +60,10 @@ logger = logging.getLogger(__name__)
 POINTER = "LATEST"
 MODEL_FILE = "model.skops"
 TREES_FILE = "trees.npz"
+# The versions a bundle records (`library_versions`), and those each scorer reads with: the
+# tree tables are numpy arrays; the pipeline is all of them.
+LIBRARIES = ("python", "scikit-learn", "numpy", "pandas", "skops", "pydantic")
+TREES_LIBRARIES = ("python", "numpy")
 METADATA_FILE = "metadata.json"
 SLICES_FILE = "slices.json"
 IMPORTANCE_FILE = "importance.json"
@@ -304,13 +308,13 @@ def _load_scorer(
             raise ModelError(
                 f"{path} does not hold the columns {METADATA_FILE} lists; run `census train`."
             )
-        return _checked(Bundle(metadata, tables, str(bundle_dir)), path)
+        return _checked(Bundle(metadata, tables, str(bundle_dir)), path, TREES_LIBRARIES)
     pipeline = load_pipeline(data, path)
     try:
         pipeline_scorer = PipelineScorer(pipeline)
     except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise ModelError(f"{path} does not fit this version of census: {exc}") from None
-    return _checked(Bundle(metadata, pipeline_scorer, str(bundle_dir)), path)
+    return _checked(Bundle(metadata, pipeline_scorer, str(bundle_dir)), path, LIBRARIES)
 
 
 def _read_profile(
@@ -373,8 +377,10 @@ def load_pipeline(data: bytes, model_path: Path) -> Pipeline:
     return pipeline
 
 
-def _checked(bundle: Bundle, path: Path) -> Bundle:
-    """The bundle, once its stored example scores the stored probability with `path`."""
+def _checked(bundle: Bundle, path: Path, libraries: Sequence[str]) -> Bundle:
+    """The bundle, once its stored example scores the stored probability with `path`;
+    a warning for each of the `libraries` its scorer reads with that is not the version
+    it was trained with."""
     stored = bundle.metadata.self_test
     try:
         got = float(bundle.probabilities(check_records([stored.row]).columns)[0])
@@ -386,23 +392,19 @@ def _checked(bundle: Bundle, path: Path) -> Bundle:
             f"{stored.probability:.6f}; the installed libraries disagree with the "
             "ones it was trained with. Retrain with `census train`."
         )
-    _warn_on_version_drift(bundle.metadata)
+    installed = library_versions(libraries)  # (each a lookup of a package's metadata)
+    for name, version in installed.items():
+        recorded = bundle.metadata.library_versions.get(name)
+        if recorded and recorded != version:
+            logger.warning("model was trained with %s %s; %s is installed", name, recorded, version)
     return bundle
 
 
-def _warn_on_version_drift(metadata: BundleMetadata) -> None:
-    versions = library_versions()  # once: each looks up six packages' metadata (~6 ms)
-    for name, recorded in metadata.library_versions.items():
-        installed = versions.get(name)
-        if installed and installed != recorded:
-            logger.warning(
-                "model was trained with %s %s; %s is installed", name, recorded, installed
-            )
-
-
-def library_versions() -> dict[str, str]:
+def library_versions(names: Sequence[str] = LIBRARIES) -> dict[str, str]:
+    """The installed versions of `names` (default: all a bundle records)."""
     import platform
     from importlib.metadata import version
 
-    names = ("scikit-learn", "numpy", "pandas", "skops", "pydantic")
-    return {"python": platform.python_version(), **{name: version(name) for name in names}}
+    return {
+        name: platform.python_version() if name == "python" else version(name) for name in names
+    }
