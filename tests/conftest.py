@@ -14,6 +14,7 @@ import pytest
 
 from census_salary.bundle import Bundle, current_bundle_dir, load_bundle
 from census_salary.config import Settings, load_settings
+from census_salary.data import CensusData, read_census
 from census_salary.download import MEMBER, ensure_census
 from census_salary.errors import DataUnavailableError
 from census_salary.figures import FIGURE_NAMES
@@ -83,6 +84,13 @@ def census_csv(request: pytest.FixtureRequest) -> Path:
             warnings.warn(message, stacklevel=2)
 
     return ensure_census_csv(PROJECT_CONFIG, os.environ, say)
+
+
+@pytest.fixture(scope="session")
+def census_data(census_csv: Path) -> CensusData:
+    """The real file as `read_census` reads it, read once per session: a test may take
+    frames from it (pandas copies on write) but must not change it in place."""
+    return read_census(census_csv)
 
 
 @pytest.fixture(scope="session")

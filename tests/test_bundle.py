@@ -30,7 +30,7 @@ from census_salary.bundle import (
 )
 from census_salary.config import Settings
 from census_salary.contract import CATEGORICAL, NUMERICAL
-from census_salary.data import read_census
+from census_salary.data import CensusData
 from census_salary.drift import PROFILE_FILE
 from census_salary.errors import ModelError
 from census_salary.model import build_pipeline
@@ -135,14 +135,15 @@ def test_self_test_mismatch_is_refused(
 
 
 @pytest.mark.parametrize("kind", ["hist_gradient_boosting", "random_forest", "logistic_regression"])
-def test_allow_list_covers_every_model_kind(kind: str, census_csv: Path, tmp_path: Path) -> None:
-    data = read_census(census_csv)
+def test_allow_list_covers_every_model_kind(
+    kind: str, census_data: CensusData, tmp_path: Path
+) -> None:
     pipeline = build_pipeline(kind, {}, CATEGORICAL, NUMERICAL, seed=0)
     if kind == "random_forest":
         pipeline.set_params(model__classifier__n_estimators=3)
     if kind == "hist_gradient_boosting":  # a few trees hold every type a hundred would
         pipeline.set_params(model__max_iter=5)
-    pipeline.fit(data.features.head(800), data.target.head(800))
+    pipeline.fit(census_data.features.head(800), census_data.target.head(800))
     sio.dump(pipeline, tmp_path / MODEL_FILE)
     assert set(sio.get_untrusted_types(file=tmp_path / MODEL_FILE)) <= set(ALLOWED_TYPES)
 

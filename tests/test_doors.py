@@ -29,7 +29,7 @@ from census_salary.api import create_app
 from census_salary.bundle import Bundle
 from census_salary.config import Settings
 from census_salary.contract import COLUMNS, EXAMPLE_ROW, TARGET, canonical_name
-from census_salary.data import read_census
+from census_salary.data import CensusData, read_census
 from census_salary.errors import InputError
 from census_salary.predict import score_chunks
 from census_salary.row_schema import CensusRow
@@ -169,10 +169,10 @@ def test_text_doors_agree(
 
 
 def test_the_doors_score_the_data_alike(
-    census_csv: Path, client: TestClient, small_bundle: Bundle
+    census_data: CensusData, client: TestClient, small_bundle: Bundle
 ) -> None:
     """Accepted rows: the same probability through the API as through census predict."""
-    features = read_census(census_csv).features.head(500)
+    features = census_data.features.head(500)
     records = features.astype(object).where(features.notna(), None).to_dict("records")
     rows = [{k: (int(v) if isinstance(v, float) else v) for k, v in r.items()} for r in records]
     response = client.post("/predict", json={"inputs": rows})

@@ -24,7 +24,7 @@ from census_salary.contract import (
     check_records,
     columns_of_frame,
 )
-from census_salary.data import read_census
+from census_salary.data import CensusData
 from census_salary.errors import ModelError
 from census_salary.explain import Explanation, explain
 from census_salary.model import build_pipeline
@@ -340,11 +340,10 @@ def test_a_changed_trees_file_is_not_explained_from(project_copy: Settings) -> N
 
 
 @pytest.mark.slow
-def test_the_default_model_adds_up_on_every_row_of_the_data(census_csv: Path) -> None:
+def test_the_default_model_adds_up_on_every_row_of_the_data(census_data: CensusData) -> None:
     """The project's own settings (up to 200 trees of 31 leaves) on the full data."""
     settings = load_settings(ROOT / "census.toml", environ={})
-    data = read_census(census_csv)
-    features, target = data.features, data.target
+    features, target = census_data.features, census_data.target
     params = settings.model.params["hist_gradient_boosting"]
     pipeline = build_pipeline(
         "hist_gradient_boosting", dict(params), CATEGORICAL, NUMERICAL, seed=0

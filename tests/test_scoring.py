@@ -1,11 +1,9 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from census_salary.bundle import Bundle
 from census_salary.contract import EXAMPLE_ROW, POSITIVE, check_records
-from census_salary.data import read_census
+from census_salary.data import CensusData
 from census_salary.scoring import PipelineScorer, Scorer
 
 SCORERS = ["small_bundle", "pipeline_bundle"]
@@ -22,16 +20,16 @@ def test_every_scorer_implements_the_interface(bundle: Bundle) -> None:
 
 
 def test_scorers_agree_to_the_last_bit_on_every_row_of_the_data(
-    census_csv: Path, small_bundle: Bundle, pipeline_bundle: Bundle
+    census_data: CensusData, small_bundle: Bundle, pipeline_bundle: Bundle
 ) -> None:
-    features = read_census(census_csv).features
+    features = census_data.features
     np.testing.assert_array_equal(
         small_bundle.probabilities(features), pipeline_bundle.probabilities(features)
     )
 
 
-def test_json_rows_and_tables_score_alike(census_csv: Path, bundle: Bundle) -> None:
-    features = read_census(census_csv).features.head(2000)
+def test_json_rows_and_tables_score_alike(census_data: CensusData, bundle: Bundle) -> None:
+    features = census_data.features.head(2000)
     records = features.astype(object).where(features.notna(), None).to_dict("records")
     np.testing.assert_array_equal(
         bundle.probabilities(check_records(records).columns), bundle.probabilities(features)
@@ -63,9 +61,9 @@ def test_no_rows_score_to_nothing(bundle: Bundle) -> None:
 
 
 def test_fast_encoder_matches_sklearn_on_every_row_of_the_data(
-    census_csv: Path, pipeline_bundle: Bundle
+    census_data: CensusData, pipeline_bundle: Bundle
 ) -> None:
-    features = read_census(census_csv).features
+    features = census_data.features
     scorer = pipeline_bundle.scorer
     assert isinstance(scorer, PipelineScorer)
     expected = scorer.pipeline.named_steps["encode"].transform(features)

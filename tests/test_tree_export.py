@@ -11,7 +11,7 @@ import pytest
 from census_salary.bundle import Bundle, load_bundle
 from census_salary.config import load_settings
 from census_salary.contract import CATEGORICAL, EXAMPLE_ROW, NUMERICAL, check_records
-from census_salary.data import read_census
+from census_salary.data import CensusData
 from census_salary.model import build_pipeline
 from census_salary.scoring import PipelineScorer
 from census_salary.tree_export import export_trees
@@ -26,9 +26,10 @@ def pipeline_scorer(bundle: Bundle) -> PipelineScorer:
 
 
 @pytest.mark.parametrize("kind", ["random_forest", "logistic_regression"])
-def test_other_kinds_train_score_and_have_no_tree_export(kind: str, census_csv: Path) -> None:
-    data = read_census(census_csv)
-    x, y = data.features.head(1500), data.target.head(1500)
+def test_other_kinds_train_score_and_have_no_tree_export(
+    kind: str, census_data: CensusData
+) -> None:
+    x, y = census_data.features.head(1500), census_data.target.head(1500)
     settings = load_settings(ROOT / "census.toml", environ={})
     params = dict(settings.model.params[kind])
     params.pop("n_jobs", None)
@@ -37,9 +38,8 @@ def test_other_kinds_train_score_and_have_no_tree_export(kind: str, census_csv: 
     assert export_trees(PipelineScorer(pipeline), x) is None
 
 
-def test_exported_covers_count_the_training_rows_through_each_node(census_csv: Path) -> None:
-    data = read_census(census_csv)
-    x, y = data.features.head(1000), data.target.head(1000)
+def test_exported_covers_count_the_training_rows_through_each_node(census_data: CensusData) -> None:
+    x, y = census_data.features.head(1000), census_data.target.head(1000)
     pipeline = build_pipeline(
         "hist_gradient_boosting", {"max_iter": 5}, CATEGORICAL, NUMERICAL, seed=0
     ).fit(x, y)
@@ -61,9 +61,9 @@ def test_exported_covers_count_the_training_rows_through_each_node(census_csv: P
 
 
 def test_tree_export_matches_the_pipeline_on_every_row_of_the_data(
-    census_csv: Path, pipeline_bundle: Bundle
+    census_data: CensusData, pipeline_bundle: Bundle
 ) -> None:
-    features = read_census(census_csv).features
+    features = census_data.features
     scorer = pipeline_scorer(pipeline_bundle)
     tables = export_trees(scorer, features.head(100))
     assert tables is not None
@@ -83,7 +83,7 @@ def test_tree_export_is_dropped_when_it_disagrees(
 
 
 def test_the_committed_model_is_still_exported_by_the_installed_scikit_learn(
-    census_csv: Path,
+    census_data: CensusData,
 ) -> None:
     """The drift guard: fails (never warns) when scikit-learn's internals change under us.
 
@@ -91,7 +91,7 @@ def test_the_committed_model_is_still_exported_by_the_installed_scikit_learn(
     there before it reaches a user's `census train`.
     """
     committed = load_bundle(ROOT / "artifacts", "pipeline")
-    features = read_census(census_csv).features
+    features = census_data.features
     tables = export_trees(pipeline_scorer(committed), features)
     assert tables is not None, "the tree export failed: see the warning logged above"
     np.testing.assert_array_equal(

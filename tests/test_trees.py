@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import zipfile
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from census_salary import trees
 from census_salary.bundle import Bundle
 from census_salary.contract import EXAMPLE_ROW, check_records
-from census_salary.data import read_census
+from census_salary.data import CensusData
 from census_salary.errors import ModelError
 from census_salary.tree_export import _probe_rows
 from census_salary.trees import MAX_DEPTH, TreeTables
@@ -283,33 +282,33 @@ def test_a_few_rows_are_binned_as_many_are(small_bundle: Bundle) -> None:
     np.testing.assert_array_equal(np.vstack(apart), together)
 
 
-def _data_columns(census_csv: Path) -> dict[str, object]:
-    features = read_census(census_csv).features
+def _data_columns(census_data: CensusData) -> dict[str, object]:
+    features = census_data.features
     return {name: features[name].to_numpy() for name in features.columns}
 
 
 def test_scoring_in_two_threads_gives_the_pipeline_s_probabilities_on_every_row(
     small_bundle: Bundle,
     pipeline_bundle: Bundle,
-    census_csv: Path,
+    census_data: CensusData,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(trees, "_THREADED_ROWS", 1000)
-    columns = _data_columns(census_csv)
+    columns = _data_columns(census_data)
     expected = pipeline_bundle.probabilities(columns)
     np.testing.assert_array_equal(tables_of(small_bundle).probabilities(columns, 2), expected)
     np.testing.assert_array_equal(small_bundle.probabilities(columns, threads=2), expected)
 
 
 def test_columns_scored_alone_or_in_joint_tables_give_the_same_bits(
-    small_bundle: Bundle, census_csv: Path, monkeypatch: pytest.MonkeyPatch
+    small_bundle: Bundle, census_data: CensusData, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tables = tables_of(small_bundle)
     assert any(len(columns) > 1 for columns, _, _ in tables._masks.joints)
     monkeypatch.setattr(trees, "_JOINT_BYTES", 0)
     alone = replace(tables)
     assert all(len(columns) == 1 for columns, _, _ in alone._masks.joints)
-    columns = _data_columns(census_csv)
+    columns = _data_columns(census_data)
     np.testing.assert_array_equal(alone.log_odds(columns), tables.log_odds(columns))
 
 
