@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from census_salary.contract import (
     ColumnTable,
     DistinctColumn,
     TooDeepError,
+    canonical_columns,
     canonical_name,
     canonical_records,
     check_columns,
@@ -233,10 +235,19 @@ def test_text_columns_and_json_values_give_the_same_verdicts() -> None:
         assert as_text.columns[name].tolist() == as_json.columns[name].tolist(), name
 
 
-def test_table_with_both_spellings_of_a_column_is_refused() -> None:
+def test_table_with_both_spellings_of_a_column_is_refused_naming_them() -> None:
     table = pd.DataFrame([{**EXAMPLE_ROW, "education_num": 13}])
-    with pytest.raises(InputError, match="more than once"):
+    message = (
+        "Column(s) 'education_num' given more than once ('education-num' and 'education_num' "
+        "name the same column); give each column once."
+    )
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
         columns_of_frame(table)
+
+
+def test_a_column_given_twice_alike_is_refused_without_a_note_on_spellings() -> None:
+    with pytest.raises(InputError, match=r"^Column\(s\) 'id' given more than once; give"):
+        canonical_columns(["id", "age", "id"])
 
 
 def test_rows_spelled_differently_give_the_columns_rows_spelled_alike_give() -> None:

@@ -471,9 +471,15 @@ def canonical_columns(names: Sequence[str]) -> list[str]:
     canonical = [canonical_name(name) for name in names]
     repeated = sorted({name for name in canonical if canonical.count(name) > 1})
     if repeated:
+        spellings: dict[str, list[str]] = {name: [] for name in repeated}
+        for given, name in zip(names, canonical, strict=True):
+            if name in spellings and given not in spellings[name]:
+                spellings[name].append(given)
+        alike = [" and ".join(map(repr, s)) for s in spellings.values() if len(s) > 1]
+        why = f" ({'; '.join(alike)} name the same column)" if alike else ""
         raise InputError(
-            f"Column(s) {', '.join(map(repr, repeated))} given more than once (spellings "
-            "with hyphens and underscores name the same column); give each column once."
+            f"Column(s) {', '.join(map(repr, repeated))} given more than once{why}; "
+            "give each column once."
         )
     return canonical
 
