@@ -145,6 +145,7 @@ class Recorder:
         self.steps[self.current] = self.steps.get(self.current, 0) + amount
 
 
+@pytest.mark.usefixtures("drawn_figures")  # the fits, not the figures
 def test_each_fit_and_fold_advances_the_progress_bar(
     tmp_path: Path, sample_frame: pd.DataFrame
 ) -> None:
