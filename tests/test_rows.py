@@ -24,6 +24,8 @@ from census_salary.rows import MAX_ROW_CHARS, RowChunk, detect_format, named_for
         ('{"inputs": []}', "json"),
         ('{"age": 1}\n{"age": 2}', "jsonl"),
         ("age,sex\n", "csv"),
+        ('{"age": "' + "9" * 100, "jsonl"),  # a first line longer than the head
+        ('{ "inputs" : [{"age": "' + "9" * 100, "json"),
     ],
 )
 def test_detect_format(head: str, fmt: str) -> None:
@@ -104,6 +106,13 @@ def test_inputs_object_gives_its_rows() -> None:
 def test_json_lines_give_their_rows() -> None:
     text = "\n".join(json.dumps({**EXAMPLE_ROW, "id": i}) for i in range(5)) + "\n"
     assert [r["id"] for r in rows_of(text)] == list(range(5))
+
+
+def test_json_lines_whose_first_line_is_longer_than_the_peek_are_read_as_lines() -> None:
+    rows = [{**EXAMPLE_ROW, "pad": "x" * 100_000}, EXAMPLE_ROW]
+    fmt, chunks = read_rows(io.StringIO("\n".join(map(json.dumps, rows)) + "\n"), None, 10)
+    assert fmt == "jsonl"
+    assert [len(r.get("pad", "")) for r in records(next(chunks))] == [100_000, 0]
 
 
 def test_json_rows_take_canonical_names() -> None:

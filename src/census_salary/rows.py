@@ -130,16 +130,21 @@ def named_format(path: str | PurePath | None) -> InputFormat | None:
     return SUFFIX_FORMATS.get(PurePath(path).suffix.lower()) if path is not None else None
 
 
+_INPUTS_KEY = re.compile(r'\{\s*"inputs"\s*:')
+
+
 def detect_format(head: str) -> InputFormat:
     """Guess the format from the first characters of the input."""
     stripped = head.lstrip("\ufeff \t\r\n")
     if stripped.startswith("["):
         return "json"
     if stripped.startswith("{"):
-        first_line = stripped.split("\n", 1)[0].strip()
+        first_line, *rest = stripped.split("\n", 1)
         try:
             value = json.loads(first_line)
         except json.JSONDecodeError:
+            if not rest:  # a first line longer than the head: what its first key says
+                return "json" if _INPUTS_KEY.match(stripped) else "jsonl"
             return "json"  # an object spread over several lines: {"inputs": [...]}
         except (ValueError, RecursionError):
             return "jsonl"  # a whole line beyond Python's limits: reading it will say so
