@@ -486,12 +486,15 @@ def test_predict_from_file_to_file(
     assert len(out.read_text().splitlines()) == 5
 
 
-@pytest.mark.parametrize("suffix", ["parquet", "jsonl", "json", "csv"])
+@pytest.mark.parametrize(
+    ("given", "suffix"), [("csv", "parquet"), ("csv", "jsonl"), ("csv", "json"), ("json", "csv")]
+)
 def test_predict_writes_the_format_the_output_file_names(
-    runner: CliRunner, small_settings: Settings, tmp_path: Path, suffix: str
+    runner: CliRunner, small_settings: Settings, tmp_path: Path, given: str, suffix: str
 ) -> None:
-    source, out = tmp_path / "rows.json", tmp_path / f"out.{suffix}"
-    source.write_text(json.dumps([{**EXAMPLE_ROW, "id": i} for i in range(3)]))
+    rows = [{**EXAMPLE_ROW, "id": i} for i in range(3)]
+    source, out = tmp_path / f"rows.{given}", tmp_path / f"out.{suffix}"
+    source.write_text(rows_csv(rows) if given == "csv" else json.dumps(rows))
     result = run(runner, small_settings, "predict", "-i", str(source), "-o", str(out))
     assert result.exit_code == 0, result.output
     readers = {
@@ -501,15 +504,15 @@ def test_predict_writes_the_format_the_output_file_names(
         "csv": lambda: pd.read_csv(out),
     }
     frame = readers[suffix]()
-    assert frame["id"].tolist() == [0, 1, 2]
+    assert [str(v) for v in frame["id"]] == ["0", "1", "2"]  # (CSV's ids are text)
     assert "probability" in frame.columns
 
 
 def test_predict_output_format_wins_over_the_output_suffix(
     runner: CliRunner, small_settings: Settings, tmp_path: Path
 ) -> None:
-    source, out = tmp_path / "rows.csv", tmp_path / "out.parquet"
-    source.write_text(rows_csv([EXAMPLE_ROW] * 2))
+    source, out = tmp_path / "rows.json", tmp_path / "out.parquet"
+    source.write_text(json.dumps([EXAMPLE_ROW] * 2))
     args = ["-i", str(source), "-o", str(out), "--output-format", "csv"]
     result = run(runner, small_settings, "predict", *args)
     assert result.exit_code == 0, result.output

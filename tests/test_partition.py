@@ -2,6 +2,7 @@
 (`run_tasks` is what every engine maps); the engines themselves are in tests/engines."""
 
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +123,35 @@ def test_a_json_lines_file_scores_as_census_predict_scores_it(
     predict_file(small_bundle, path, tmp_path / "one.csv")
     assert (out / "part-00000.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
     assert len((tmp_path / "one.csv").read_text().splitlines()) == 51
+
+
+def _jsonl_with_a_number_on_line_3(path: Path, sample_frame: pd.DataFrame) -> Path:
+    lines = _rows(sample_frame, 0, 4).to_json(orient="records", lines=True).splitlines()
+    path.write_text("\n".join([*lines[:2], "5", *lines[2:]]) + "\n")
+    return path
+
+
+def test_skip_leaves_out_a_json_line_that_is_not_a_row_naming_its_line(
+    tmp_path: Path, small_settings: Settings, sample_frame: pd.DataFrame
+) -> None:
+    path = _jsonl_with_a_number_on_line_3(tmp_path / "rows.jsonl", sample_frame)
+    out = tmp_path / "out"
+    problems = predict_files(
+        run_tasks, _bundle_dir(small_settings), str(path), out, skip_bad=True, output_format="csv"
+    )
+    assert [str(p) for p in problems] == [
+        f"{path}: line 3: got a number; expected an object of census fields"
+    ]
+    assert len((out / "part-00000.csv").read_text().splitlines()) == 1 + 4
+
+
+def test_a_file_that_cannot_be_read_as_rows_is_named_in_the_error(
+    tmp_path: Path, small_settings: Settings, sample_frame: pd.DataFrame
+) -> None:
+    path = _jsonl_with_a_number_on_line_3(tmp_path / "rows.jsonl", sample_frame)
+    message = f"In {path}: Line 3 is a number; expected an object of census fields."
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+        predict_files(run_tasks, _bundle_dir(small_settings), str(path), tmp_path / "out")
 
 
 def test_parquet_parts_hold_the_same_rows_and_floats(

@@ -72,16 +72,17 @@ def test_json_lines_named_or_given_as_json_are_read_as_lines(fmt: str | None) ->
     assert [r["id"] for r in records(next(chunks))] == [0, 1, 2]
 
 
-def test_csv_named_json_is_refused_as_json() -> None:
-    _, chunks = read_rows(io.StringIO("age\n39\n"), None, 10, name="rows.json")
-    with pytest.raises(InputError, match=r"expected '\[' to open the list of rows, found 'a'"):
-        list(chunks)
+@pytest.mark.parametrize("name", ["rows.json", "rows.parquet", "rows.jsonl"])
+def test_csv_is_read_as_csv_whatever_the_suffix_says(name: str) -> None:
+    fmt, chunks = read_rows(io.BytesIO(b"age\n39\n"), None, 10, name=name)
+    assert fmt == "csv"
+    assert [r["age"] for r in records(next(chunks))] == ["39"]
 
 
-def test_csv_named_parquet_is_refused_as_parquet() -> None:
-    _, chunks = read_rows(io.BytesIO(b"age\n39\n"), None, 10, name="rows.parquet")
-    with pytest.raises(InputError, match="Parquet input cannot be read"):
-        list(chunks)
+def test_a_json_array_named_csv_is_read_as_json() -> None:
+    fmt, chunks = read_rows(io.StringIO(json.dumps([EXAMPLE_ROW])), None, 10, name="rows.csv")
+    assert fmt == "json"
+    assert [r["age"] for r in records(next(chunks))] == [39]
 
 
 def records(chunk: RowChunk) -> list[dict]:
@@ -192,7 +193,16 @@ def test_a_json_line_longer_than_the_limit_is_refused_before_it_is_read_whole() 
     assert stream.tell() < 2 * MAX_ROW_CHARS, "the reader held the whole line"
 
 
-@pytest.mark.parametrize("ending", ["\n", "\r\n", ""])
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r", ""])
+def test_a_json_line_one_character_over_the_limit_is_refused(ending: str) -> None:
+    row = json.dumps({**EXAMPLE_ROW, "pad": ""})
+    row = row[:-2] + "x" * (MAX_ROW_CHARS + 1 - len(row)) + row[-2:]
+    _, chunks = read_rows(io.StringIO(row + ending + row + ending), "jsonl", 10)
+    with pytest.raises(InputError, match=r"^Line 1 is longer than 1,048,576 characters"):
+        list(chunks)
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r", ""])
 def test_a_json_line_as_long_as_the_limit_is_read(ending: str) -> None:
     row = json.dumps({**EXAMPLE_ROW, "pad": ""})
     row = row[:-2] + "x" * (MAX_ROW_CHARS - len(row)) + row[-2:]

@@ -84,7 +84,7 @@ def monitor_rows(
 ) -> MonitorReport:
     """The drift of the rows in `source` against `bundle`'s profile; with `time_column`,
     also its performance per `period` (the rows need their label then). `name` is the
-    file's, for messages; its suffix names the format where `fmt` does not."""
+    file's, for messages (and a .jsonl name reads JSON Lines; see `rows.read_rows`)."""
     if bundle.profile is None:
         raise ModelError(
             f"Model {bundle.version} has no drift profile (it was trained before census "

@@ -9,7 +9,7 @@ Two ways in:
 - `predict_files(...)`: `census predict --engine spark|dask`. The unit of work is one
   input file (CSV, JSON, JSON Lines or Parquet): a task reads it exactly as `census
   predict` reads a file (through `rows.read_rows`, so values reach the contract as the
-  same text, in the format its suffix names or else its content shows), scores
+  same text, in the format its content shows), scores
   it, and writes one part file (Parquet or CSV) into a staging folder that replaces the
   output folder once every task has succeeded. Bad rows are therefore reported with
   their file and the row numbers `census predict` gives for that file. An engine only
@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from census_salary import errors
 from census_salary.bundle import (
@@ -41,7 +41,7 @@ from census_salary.contract import columns_of_frame
 from census_salary.errors import CensusError, InputError, RowProblem
 from census_salary.files import atomic_open
 from census_salary.predict import score_rows
-from census_salary.rows import InputFormat, RowChunk, read_rows
+from census_salary.rows import InputFormat, JsonRowProblem, RowChunk, read_rows
 from census_salary.writers import write_predictions
 
 if TYPE_CHECKING:
@@ -51,8 +51,11 @@ EngineName = Literal["spark", "dask"]
 PartFormat = Literal["parquet", "csv"]
 # What a task gives back, one row per problem: a skipped row (`error` empty), or the
 # error that stopped the file (`error` names its CensusError class, `message` says it).
-PROBLEM_COLUMNS = ("file", "row", "field", "message", "error")
-SPARK_PROBLEM_SCHEMA = "file string, row long, field string, message string, error string"
+# `unit` is what a JSON row's number counts ("row" or "line"; empty for CSV and Parquet).
+PROBLEM_COLUMNS = ("file", "row", "field", "message", "error", "unit")
+SPARK_PROBLEM_SCHEMA = (
+    "file string, row long, field string, message string, error string, unit string"
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class Job:
     bundle_source: str  # the folder they came from, for messages
     scorer: ScorerChoice
     staging: str  # the folder part files are written into
-    input_format: InputFormat | None = None  # None: by each file's suffix, else content
+    input_format: InputFormat | None = None  # None: detected in each file
     output_format: PartFormat = "parquet"
     threshold: float | None = None
     skip_bad: bool = False
@@ -129,7 +132,9 @@ def score_file(bundle: Bundle, path: Path, part: Path, job: Job) -> list[RowProb
         try:
             stream = score_rows(
                 bundle,
-                read_rows(handle, job.input_format, job.chunk_size, name=path)[1],
+                read_rows(
+                    handle, job.input_format, job.chunk_size, skip_bad=job.skip_bad, name=path
+                )[1],
                 threshold=job.threshold,
                 skip_bad=job.skip_bad,
                 source=str(path),
@@ -138,6 +143,10 @@ def score_file(bundle: Bundle, path: Path, part: Path, job: Job) -> list[RowProb
                 write_predictions(stream.chunks, job.output_format, out)
         except UnicodeDecodeError as exc:
             raise InputError(f"{path} is not UTF-8 text: {exc.reason}.") from None
+        except InputError as exc:  # a file's structure, as reading words it: which file
+            if str(path) in str(exc):  # (the rows' checks name it already)
+                raise
+            raise InputError(f"In {path}: {exc}", exc.problems) from None
     return stream.problems
 
 
@@ -150,16 +159,18 @@ def run_tasks(job: Job, tasks: pd.DataFrame) -> pd.DataFrame:
     """
     import pandas as pd
 
-    found: list[tuple[str, int, str, str, str]] = []
+    found: list[tuple[str, int, str, str, str, str]] = []
     bundle: Bundle | None = None
     for file, part in zip(tasks.file, tasks.part, strict=True):
         try:
             bundle = bundle or load_bundle_files(job.bundle, job.bundle_source, job.scorer)
             problems = score_file(bundle, Path(file), Path(job.staging) / part, job)
         except CensusError as exc:
-            found.append((file, 0, "", str(exc), type(exc).__name__))
+            found.append((file, 0, "", str(exc), type(exc).__name__, ""))
         else:
-            found.extend((file, p.row, p.field, p.message, "") for p in problems)
+            found.extend(
+                (file, p.row, p.field, p.message, "", getattr(p, "unit", "")) for p in problems
+            )
     frame = pd.DataFrame(found, columns=list(PROBLEM_COLUMNS))
     return frame.astype({"row": "int64"})
 
@@ -256,7 +267,15 @@ def _problems(frame: pd.DataFrame, files: list[str]) -> list[FileProblem]:
             if not (isinstance(kind, type) and issubclass(kind, CensusError)):
                 kind = InputError
             raise kind(row.message)
-    return [FileProblem(r.file, RowProblem(int(r.row), r.field, r.message)) for r in rows]
+    return [FileProblem(r.file, _row_problem(r)) for r in rows]
+
+
+def _row_problem(row: Any) -> RowProblem:
+    """A problem as the task found it: a JSON row's named by its unit (`line N` of JSON
+    Lines), as `census predict` names it."""
+    if row.unit:
+        return JsonRowProblem(int(row.row), row.field, row.message, row.unit)
+    return RowProblem(int(row.row), row.field, row.message)
 
 
 def engine_runner(engine: EngineName, address: str | None) -> Runner:

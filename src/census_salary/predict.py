@@ -282,8 +282,8 @@ def predict_file(
 ) -> list[RowProblem]:
     """Score a file (or stdin) to a file (or stdout); return the problems of skipped rows.
 
-    Formats not given follow the files' suffixes (`rows.SUFFIX_FORMATS`); else the input's
-    is detected from its content, and the output is written in the input's format.
+    The input's format, when not given, is detected (`rows.read_rows`); the output's is
+    the one its suffix names (`rows.SUFFIX_FORMATS`), else the input's.
 
     The output file is written whole or not at all: on a bad row it is left as it was.
     """

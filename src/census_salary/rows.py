@@ -162,10 +162,11 @@ def read_rows(
 ) -> tuple[InputFormat, Iterator[RowChunk]]:
     """The input's format and its raw rows in chunks of `chunk_size`.
 
-    The format is `fmt`, else the one the suffix of the file's `name` names, else
-    detected from the first characters. "json" covers JSON Lines too: a JSON input whose
-    first line is a whole object (not `{"inputs": ...}`) is read line by line, as files
-    of JSON Lines are often named .json.
+    The format is `fmt`, else detected from the first characters: Parquet by its magic
+    bytes, JSON by a leading `[` or `{` (JSON Lines when the first line is a whole object
+    other than `{"inputs": ...}`, or when the file's `name` ends in .jsonl or .ndjson),
+    else CSV. "json" given covers JSON Lines too, as files of JSON Lines are often named
+    .json.
 
     `source` is UTF-8 bytes (a text stream is taken too), or a Parquet file (detected by
     its first bytes, `PAR1`). Nothing is read whole: CSV and JSON Lines stream by chunk,
@@ -183,7 +184,6 @@ def read_rows(
         head += piece
         if len(head) >= _PEEK_BYTES:
             break
-    fmt = fmt or named_format(name)
     if fmt == "parquet" or (fmt is None and head.startswith(PARQUET_MAGIC)):
         if isinstance(source, io.TextIOBase):
             raise InputError("Parquet is binary: read it from a byte stream, not text.")
@@ -198,9 +198,9 @@ def read_rows(
     if not text.strip("\ufeff \t\r\n"):
         raise InputError("The input is empty: expected CSV, JSON, JSON Lines or Parquet rows.")
     detected = detect_format(text)
-    if fmt == "json" and detected == "jsonl":
-        fmt = "jsonl"
-    fmt = fmt or detected
+    if detected == "json" and named_format(name) == "jsonl":
+        detected = "jsonl"  # named so: its first line is a row, whatever it holds
+    fmt = "jsonl" if fmt == "json" and detected == "jsonl" else fmt or detected
     stream = ByteStream(itertools.chain([head], pieces))
     if fmt == "csv":
         from census_salary.csv_rows import csv_chunks  # pyarrow: only for CSV

@@ -36,9 +36,7 @@ def monitor(
     ],
     input_format: Annotated[
         RowFormat | None,
-        typer.Option(
-            "--format", help="Input format (default: by the file's suffix, else detected)."
-        ),
+        typer.Option("--format", help="Input format (default: detected)."),
     ] = None,
     time_column: Annotated[
         str | None,

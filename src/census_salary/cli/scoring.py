@@ -49,8 +49,7 @@ def predict(
         RowFormat | None,
         typer.Option(
             "--format",
-            help="Input format (default: by the file's suffix, else detected). Parquet "
-            "from stdin is first copied "
+            help="Input format (default: detected). Parquet from stdin is first copied "
             "to a temporary file (it is read from its end); --input reads it in place.",
         ),
     ] = None,
@@ -58,8 +57,8 @@ def predict(
         RowFormat | None,
         typer.Option(
             "--output-format",
-            help="Output format (default: by the suffix of --output, else as the input). "
-            "Parquet is binary: to --output, "
+            help="Output format (default: by the suffix of --output, else as the input; "
+            "with --engine, Parquet parts). Parquet is binary: to --output, "
             "or to stdout when it is not a terminal.",
         ),
     ] = None,

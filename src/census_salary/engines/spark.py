@@ -72,19 +72,21 @@ def session(master: str | None = None) -> Any:
     """A Spark session on `master` (default `local[*]`; pyspark's SparkSession)."""
     from pyspark.sql import SparkSession
 
-    if (master or "local").startswith("local"):
+    local = (master or "local").startswith("local")
+    if local:
         # Local executors run this Python, which has census-salary (pyspark reads only
         # the variable, whose default is whatever `python3` is on the PATH).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        # A local job binds its driver (and its web UI) to this machine's loopback, not
-        # every interface, and so does not warn that the hostname resolves to loopback.
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = (
         SparkSession.builder.appName("census predict")
         .master(master or "local[*]")
         # Spark's progress bar on a terminal, nothing when piped (as census predict's own)
         .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
     )
+    if local:  # nothing of a local job listens beyond this machine: no web UI at all
+        for key in ("spark.driver.host", "spark.driver.bindAddress"):
+            builder = builder.config(key, "127.0.0.1")
+        builder = builder.config("spark.ui.enabled", "false")
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")  # our message says what failed, once
     return spark
