@@ -526,7 +526,7 @@ def test_predict_reads_a_jsonl_file_line_by_line_whatever_its_first_line(
     source.write_text(f"[1, 2]\n{json.dumps(EXAMPLE_ROW)}\n")
     result = run(runner, small_settings, "predict", "-i", str(source))
     assert result.exit_code == 2
-    assert "Line 1 is an array; expected an object of census fields." in result.stderr
+    assert "line 1: got an array; expected an object of census fields." in result.stderr
 
 
 def test_predict_missing_input_file_is_exit_2(

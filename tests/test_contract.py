@@ -346,11 +346,13 @@ def test_a_tables_values_are_its_rows_as_python_values() -> None:
 def test_rows_spelled_alike_give_the_records_rows_spelled_differently_give() -> None:
     alike = [{**EXAMPLE_ROW, "id": i} for i in range(3)]  # the published, hyphenated names
     mixed = [*alike[:2], {canonical_name(k): v for k, v in alike[2].items()}]
-    records, columns = canonical_records(alike, [1, 2, 3])
-    one_by_one, same_columns = canonical_records(mixed, [1, 2, 3])
-    assert records == one_by_one
-    assert list(records[0]) == [canonical_name(k) for k in alike[0]]
-    assert {k: list(v) for k, v in columns.items()} == {k: list(v) for k, v in same_columns.items()}
+    records = canonical_records(alike, [1, 2, 3])
+    one_by_one = canonical_records(mixed, [1, 2, 3])
+    assert records.rows == one_by_one.rows
+    assert list(records.rows[0]) == [canonical_name(k) for k in alike[0]]
+    assert {k: list(v) for k, v in records.columns.items()} == {
+        k: list(v) for k, v in one_by_one.columns.items()
+    }
 
 
 def test_one_column_of_a_table_takes_its_rows_from_elsewhere() -> None:

@@ -89,6 +89,16 @@ def test_data_that_fails_its_checks_leaves_no_file(served: str, tmp_path: Path) 
     assert list(dest.parent.iterdir()) == []
 
 
+def test_data_that_fails_its_checks_is_named_by_its_address(served: str, tmp_path: Path) -> None:
+    dest = tmp_path / "data" / "census.csv"
+    with pytest.raises(DataUnavailableError) as failed:
+        ensure_census(dest, f"{served}/bad.zip")
+    message = str(failed.value)
+    assert f"invalid value(s) in {served}/bad.zip: row 1, field 'salary'" in message
+    assert f"{dest.parent}/tmp" not in message  # (the temporary file checked)
+    assert f"Put census.csv at {dest} yourself" in message
+
+
 def test_missing_archive_says_where_to_put_the_file(served: str, tmp_path: Path) -> None:
     dest = tmp_path / "census.csv"
     with pytest.raises(DataUnavailableError, match=r"404.*Copy the census data"):

@@ -80,9 +80,12 @@ def test_skip_lists_rows_refused_while_reading_among_bad_values_in_order(
 def test_a_json_line_that_is_not_an_object_stops_the_run_naming_its_line(
     runner: CliRunner, small_settings: Settings
 ) -> None:
-    result = predict(runner, small_settings, f"{GOOD}\n\n[1, 2]\n")
+    result = predict(runner, small_settings, f"{GOOD}\n\n[1, 2]\n{OLD}\n")
     assert result.exit_code == ExitCode.USAGE, result.output
-    assert "Line 3 is an array; expected an object of census fields." in result.stderr
+    assert (
+        "2 invalid value(s) in standard input: line 3: got an array; expected an object of "
+        "census fields; line 4, field 'age': got 'old'"
+    ) in result.stderr
 
 
 def test_a_json_lines_value_error_names_its_line_in_the_file(

@@ -103,6 +103,12 @@ def test_a_bad_json_line_is_named_by_its_line_in_the_file(small_bundle: Bundle) 
         monitor_rows(small_bundle, io.BytesIO(lines))
 
 
+def test_a_json_line_that_is_not_a_row_stops_the_monitor(small_bundle: Bundle) -> None:
+    lines = f"{json.dumps(EXAMPLE_ROW)}\n5\n".encode()
+    with pytest.raises(InputError, match=r"line 2: got a number; expected an object"):
+        monitor_rows(small_bundle, io.BytesIO(lines))
+
+
 def test_a_model_without_a_profile_says_so(small_bundle: Bundle) -> None:
     lines = json.dumps(EXAMPLE_ROW).encode()
     with pytest.raises(ModelError, match="no drift profile"):

@@ -149,9 +149,20 @@ def test_a_file_that_cannot_be_read_as_rows_is_named_in_the_error(
     tmp_path: Path, small_settings: Settings, sample_frame: pd.DataFrame
 ) -> None:
     path = _jsonl_with_a_number_on_line_3(tmp_path / "rows.jsonl", sample_frame)
-    message = f"In {path}: Line 3 is a number; expected an object of census fields."
-    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+    path.write_text(path.read_text().replace("\n5\n", "\n{oops\n"))
+    message = f"In {path}: Line 3 is not valid JSON"
+    with pytest.raises(InputError, match=f"^{re.escape(message)}"):
         predict_files(run_tasks, _bundle_dir(small_settings), str(path), tmp_path / "out")
+
+
+def test_a_json_line_that_is_not_a_row_stops_the_file_naming_its_line(
+    tmp_path: Path, small_settings: Settings, sample_frame: pd.DataFrame
+) -> None:
+    path = _jsonl_with_a_number_on_line_3(tmp_path / "rows.jsonl", sample_frame)
+    message = f"in {path}: line 3: got a number; expected an object of census fields."
+    with pytest.raises(InputError, match=re.escape(message)):
+        predict_files(run_tasks, _bundle_dir(small_settings), str(path), tmp_path / "out")
+    assert not list((tmp_path / "out").glob("part-*"))
 
 
 def test_parquet_parts_hold_the_same_rows_and_floats(

@@ -224,7 +224,7 @@ def test_skipped_rows_keep_the_columns_of_the_chunk(small_bundle: Bundle) -> Non
 def test_a_bad_value_after_a_row_refused_while_reading_keeps_its_number(
     small_bundle: Bundle, fmt: str, text: str, named: list[str]
 ) -> None:
-    _, chunks = read_rows(io.StringIO(text), fmt, 1000, skip_bad=True)  # type: ignore[arg-type]
+    _, chunks = read_rows(io.StringIO(text), fmt, 1000)  # type: ignore[arg-type]
     stream = score_rows(small_bundle, chunks, skip_bad=True)
     assert sum(len(chunk) for chunk in stream.chunks) == 1
     assert [str(problem).split(":")[0].split(",")[0] for problem in stream.problems] == named

@@ -530,22 +530,16 @@ _JSON_KINDS = {
 }
 
 
-def as_record(value: Any, row: int, unit: str = "row") -> dict[str, Any]:
-    """A JSON row with census fields under their canonical names; other keys untouched.
-    `row` is its number, a `unit` of the input (a row, or a line of JSON Lines)."""
+def as_record(value: Any, row: int) -> dict[str, Any] | RowProblem:
+    """A JSON row with census fields under their canonical names (other keys untouched),
+    or, for a row that is not an object or gives a field twice, its problem (row `row`)."""
     if not isinstance(value, dict):
         kind = _JSON_KINDS.get(type(value), type(value).__name__)
-        raise InputError(
-            f"{unit.capitalize()} {row} is {kind}; expected an object of census fields.",
-            [RowProblem(row, "", f"got {kind}; expected an object of census fields")],
-        )
+        return RowProblem(row, "", f"got {kind}; expected an object of census fields")
     pairs, twice = _plan_of(value)
     if twice is not None:
-        name = canonical_name(twice)
-        message = f"the field is given twice (as {twice!r} too)"
-        raise InputError(
-            f"{unit.capitalize()} {row} gives field {name!r} twice.",
-            [RowProblem(row, name, message)],
+        return RowProblem(
+            row, canonical_name(twice), f"the field is given twice (as {twice!r} too)"
         )
     record = {name: value[key] for name, key in pairs}
     for name in COLUMNS:
@@ -684,49 +678,62 @@ def check_records(records: Sequence[Any], first_row: int = 1) -> CheckedColumns:
     alike = _alike_columns(records)
     if alike is not None:
         return check_columns(alike[1], first_row)
-    kept: list[tuple[int, dict[str, Any]]] = []
-    refused: list[RowProblem] = []
-    for number, value in enumerate(records, start=first_row):
-        try:
-            kept.append((number, as_record(value, number)))
-        except InputError as exc:
-            refused += exc.problems
-    columns = {name: [row[name] for _, row in kept] for name in COLUMNS}
-    if not refused:
-        return check_columns(columns, first_row)
-    checked = check_columns(columns)  # (its rows numbered from 1 among those kept)
-    numbers = [number for number, _ in kept]
+    sorted_out = _records_one_by_one(records, range(first_row, first_row + len(records)))
+    if not sorted_out.refused:
+        return check_columns(sorted_out.columns, first_row)
+    checked = check_columns(sorted_out.columns)  # (its rows numbered from 1 among those kept)
+    numbers = sorted_out.numbers
     good = np.zeros(len(records), dtype=bool)
     good[np.array(numbers, dtype=np.intp) - first_row] = checked.good
-    problems = [replace(p, row=numbers[p.row - 1]) for p in checked.problems] + refused
+    problems = [replace(p, row=numbers[p.row - 1]) for p in checked.problems]
+    problems += sorted_out.refused
     return CheckedColumns(checked.columns, good, sorted(problems, key=lambda p: p.row))
 
 
-def canonical_records(
-    records: Sequence[Any], numbers: Sequence[int], unit: str = "row"
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """JSON rows with census fields under their canonical names (other keys kept) and
-    their census columns: what a file's rows are written back as, and checked as.
-    `numbers` are the rows' numbers in the input, each a `unit` (a row, or a line of
-    JSON Lines), for messages."""
+@dataclass(frozen=True)
+class Records:
+    """JSON rows sorted out: those that are objects of fields, with census fields under
+    their canonical names and other keys kept (`rows`, as a file's rows are written
+    back), their census `columns` and their `numbers`; and the problems of the rows set
+    aside (`refused`: not objects, or giving a field twice), whose values are not looked at.
+    """
+
+    rows: list[dict[str, Any]]
+    columns: dict[str, Any]
+    numbers: Sequence[int]
+    refused: list[RowProblem]
+
+
+def canonical_records(records: Sequence[Any], numbers: Sequence[int]) -> Records:
+    """JSON rows sorted out (`Records`); `numbers` are the rows' numbers in the input."""
     alike = _alike_columns(records)
     if alike is None:
-        return _records_one_by_one(records, numbers, unit)
+        return _records_one_by_one(records, numbers)
     pairs, columns = alike
     if all(name == key for name, key in pairs):
-        return list(records), columns
+        return Records(list(records), columns, numbers, [])
     # Every row has the first's keys: its values taken by them in one call, renamed.
     names, take = [name for name, _ in pairs], operator.itemgetter(*[key for _, key in pairs])
-    return [dict(zip(names, take(record), strict=True)) for record in records], columns
+    rows = [dict(zip(names, take(record), strict=True)) for record in records]
+    return Records(rows, columns, numbers, [])
 
 
-def _records_one_by_one(
-    records: Sequence[Any], numbers: Sequence[int], unit: str = "row"
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """`canonical_records` of rows spelled differently, or not objects (refused)."""
-    rows = [as_record(value, n, unit) for value, n in zip(records, numbers, strict=True)]
+def _records_one_by_one(records: Sequence[Any], numbers: Sequence[int]) -> Records:
+    """`canonical_records` of rows spelled differently, or not all objects of fields: the
+    one place where rows are set aside."""
+    rows: list[dict[str, Any]] = []
+    kept: list[int] = []
+    refused: list[RowProblem] = []
+    for value, number in zip(records, numbers, strict=True):
+        record = as_record(value, number)
+        if isinstance(record, RowProblem):
+            refused.append(record)
+        else:
+            rows.append(record)
+            kept.append(number)
     columns = {name: [row[name] for row in rows] for name in COLUMNS}
-    return [{k: v for k, v in row.items() if v is not ABSENT} for row in rows], columns
+    written = [{k: v for k, v in row.items() if v is not ABSENT} for row in rows]
+    return Records(written, columns, tuple(kept), refused)
 
 
 def _alike_columns(

@@ -42,7 +42,7 @@ def ensure_census(path: Path, url: str, progress: Progress | None = None) -> Pat
             f"{url} did not give the UCI Adult archive ({exc}). "
             f"Put census.csv at {path} yourself, or fix [data] url in census.toml."
         ) from None
-    _write_checked(path, text)
+    _write_checked(path, text, url)
     return path
 
 
@@ -72,7 +72,7 @@ def _extract(payload: bytes) -> str:
     return HEADER + raw
 
 
-def _write_checked(path: Path, text: str) -> None:
+def _write_checked(path: Path, text: str, url: str) -> None:
     """Validate before the file appears at its final path, so a bad download leaves none."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
@@ -81,5 +81,9 @@ def _write_checked(path: Path, text: str) -> None:
         try:
             read_census(candidate)
         except CensusError as exc:
-            raise DataUnavailableError(f"The downloaded data failed its checks: {exc}") from None
+            found = str(exc).replace(str(candidate), url)  # (the file checked is ours, not theirs)
+            raise DataUnavailableError(
+                f"The data downloaded from {url} failed its checks: {found} "
+                f"Put census.csv at {path} yourself, or fix [data] url in census.toml."
+            ) from None
     atomic_write(path, text.encode("utf-8"))

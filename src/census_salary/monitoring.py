@@ -98,10 +98,10 @@ def monitor_rows(
     _, chunks = read_rows(source, fmt, chunk_size, name=name)
     for chunk in chunks:
         checked = check_columns(chunk.columns, first_row=first_row)
-        if checked.problems:
+        if checked.problems or chunk.refused:
             from census_salary.data import summarise  # (pandas: only on failure)
 
-            problems = chunk.numbered(checked.problems, first_row)  # JSON Lines: file lines
+            problems = chunk.problems(checked.problems, first_row)  # JSON Lines: file lines
             raise InputError(summarise(problems, name), problems)
         scored = bundle.probabilities(checked.columns)
         counts.add(checked.columns, scored >= bundle.threshold)

@@ -132,9 +132,7 @@ def score_file(bundle: Bundle, path: Path, part: Path, job: Job) -> list[RowProb
         try:
             stream = score_rows(
                 bundle,
-                read_rows(
-                    handle, job.input_format, job.chunk_size, skip_bad=job.skip_bad, name=path
-                )[1],
+                read_rows(handle, job.input_format, job.chunk_size, name=path)[1],
                 threshold=job.threshold,
                 skip_bad=job.skip_bad,
                 source=str(path),

@@ -109,9 +109,7 @@ def score_rows(
             if checked is None:
                 checked = check_columns(chunk.columns, first_row=row)
             if checked.problems or chunk.refused:
-                # (rows read as `chunk.refused` were left out before the check)
-                problems = [*chunk.refused, *chunk.numbered(checked.problems, row)]
-                problems.sort(key=lambda problem: problem.row)
+                problems = chunk.problems(checked.problems, row)
                 if not skip_bad:
                     from census_salary.data import summarise  # (pandas: only on failure)
 
@@ -297,9 +295,7 @@ def predict_file(
             except OSError as exc:
                 raise InputError(f"Cannot read {input_path}: {exc.strerror}.") from None
         try:
-            fmt, chunks = read_rows(
-                handle, input_format, chunk_size, skip_bad=skip_bad, name=input_path
-            )
+            fmt, chunks = read_rows(handle, input_format, chunk_size, name=input_path)
             out_fmt = output_format or named_format(output_path) or fmt
             if output_path is None and out_fmt == "parquet" and sys.stdout.isatty():
                 raise InputError(

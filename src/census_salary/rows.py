@@ -32,7 +32,6 @@ from census_salary.contract import (
     Columns,
     DistinctColumn,
     TooDeepError,
-    as_record,
     canonical_records,
     decode_json,
     refuse_half_surrogates,
@@ -88,8 +87,8 @@ class RowChunk:
     distinct values, and `columns` is decoded from them only if it is read.
 
     JSON rows carry their `numbers` in the input (each a `unit`: a row, or a line of JSON
-    Lines), and, read with `skip_bad`, the problems of the rows left out as they were read
-    (`refused`: not objects, or a field given twice).
+    Lines), and the problems of the rows left out as they were read (`refused`: not
+    objects, or a field given twice).
     """
 
     table: pa.Table | list[dict[str, Any]]
@@ -106,15 +105,17 @@ class RowChunk:
     def column_names(self) -> list[str]:
         return column_names(self.table)
 
-    def numbered(self, problems: list[RowProblem], first_row: int) -> list[RowProblem]:
-        """The problems `check_columns(self.columns, first_row)` found, under the numbers
-        the input gives their rows (the same, unless the chunk has `numbers`)."""
-        if self.numbers is None:
-            return problems
-        return [
-            JsonRowProblem(self.numbers[p.row - first_row], p.field, p.message, self.unit)
-            for p in problems
-        ]
+    def problems(self, checked: list[RowProblem], first_row: int) -> list[RowProblem]:
+        """Every problem of the chunk's rows, in row order: those left out as they were read
+        (`refused`) and those `check_columns(self.columns, first_row)` found (`checked`),
+        under the numbers the input gives their rows (the same, unless the chunk has
+        `numbers`)."""
+        if self.numbers is not None:
+            checked = [
+                JsonRowProblem(self.numbers[p.row - first_row], p.field, p.message, self.unit)
+                for p in checked
+            ]
+        return sorted([*self.refused, *checked], key=lambda problem: problem.row)
 
 
 def column_names(table: pa.Table | list[dict[str, Any]]) -> list[str]:
@@ -157,7 +158,6 @@ def read_rows(
     fmt: InputFormat | None,
     chunk_size: int,
     *,
-    skip_bad: bool = False,
     name: str | PurePath | None = None,
 ) -> tuple[InputFormat, Iterator[RowChunk]]:
     """The input's format and its raw rows in chunks of `chunk_size`.
@@ -174,8 +174,8 @@ def read_rows(
     Parquet is read by record batches. Parquet is read from its end, so a source that
     cannot seek back to its start (a pipe) is first copied to a temporary file. Rows keep
     the caller's columns and values; census fields in JSON rows take their canonical names.
-    A JSON row that is not an object, or gives a field twice, raises InputError; with
-    `skip_bad`, it is left out of its chunk and named in the chunk's `refused`.
+    A JSON row that is not an object, or gives a field twice, is left out of its chunk and
+    named in the chunk's `refused` (`RowChunk.problems` lists them with the check's).
     """
     start = _seekable_start(source)
     pieces = _byte_pieces(source)
@@ -207,7 +207,7 @@ def read_rows(
 
         return fmt, csv_chunks(stream, chunk_size)
     return fmt, _json_chunks(
-        io.TextIOWrapper(stream, encoding="utf-8", newline=""), fmt, chunk_size, skip_bad
+        io.TextIOWrapper(stream, encoding="utf-8", newline=""), fmt, chunk_size
     )
 
 
@@ -262,38 +262,16 @@ class ByteStream(io.RawIOBase):
 # --- JSON --------------------------------------------------------------------------------
 
 
-def _json_chunks(
-    stream: IO[str], fmt: InputFormat, chunk_size: int, skip_bad: bool
-) -> Iterator[RowChunk]:
+def _json_chunks(stream: IO[str], fmt: InputFormat, chunk_size: int) -> Iterator[RowChunk]:
     """JSON rows: checked as the Python values they are, written back as given (census
-    fields under their canonical names)."""
+    fields under their canonical names); rows that are not objects of fields set aside."""
     unit: Unit = "line" if fmt == "jsonl" else "row"
     numbered = _iter_jsonl(stream) if fmt == "jsonl" else _iter_json_array(stream)
     while batch := list(itertools.islice(numbered, chunk_size)):
         numbers, values = zip(*batch, strict=True)
-        try:
-            chunk = RowChunk(*canonical_records(values, numbers, unit), numbers=numbers, unit=unit)
-        except InputError:
-            if not skip_bad:
-                raise
-            chunk = _without_refused(values, numbers, unit)
-        yield chunk
-
-
-def _without_refused(values: Sequence[Any], numbers: Sequence[int], unit: Unit) -> RowChunk:
-    """The rows that are objects of fields, and the problems of the rest."""
-    kept: list[tuple[int, Any]] = []
-    refused: list[RowProblem] = []
-    for number, value in zip(numbers, values, strict=True):
-        try:
-            as_record(value, number, unit)
-        except InputError as exc:
-            refused += [JsonRowProblem(p.row, p.field, p.message, unit) for p in exc.problems]
-        else:
-            kept.append((number, value))
-    numbers, values = zip(*kept, strict=True) if kept else ((), ())
-    table, columns = canonical_records(values, numbers, unit)
-    return RowChunk(table, columns, numbers=numbers, unit=unit, refused=tuple(refused))
+        records = canonical_records(values, numbers)
+        refused = (JsonRowProblem(p.row, p.field, p.message, unit) for p in records.refused)
+        yield RowChunk(records.rows, records.columns, None, records.numbers, unit, tuple(refused))
 
 
 def _iter_jsonl(stream: IO[str]) -> Iterator[tuple[int, Any]]:
