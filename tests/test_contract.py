@@ -250,6 +250,16 @@ def test_a_column_given_twice_alike_is_refused_without_a_note_on_spellings() -> 
         canonical_columns(["id", "age", "id"])
 
 
+def test_other_columns_keep_their_names_and_differ_as_json_keys_differ() -> None:
+    names = ["Customer ID", "customer_id", " Age", "Income"]
+    assert canonical_columns(names) == ["Customer ID", "customer_id", "age", "salary"]
+
+
+def test_the_label_in_two_spellings_is_refused() -> None:
+    with pytest.raises(InputError, match=r"'salary' given more than once \('income' and"):
+        canonical_columns(["age", "income", "salary"])
+
+
 def test_rows_spelled_differently_give_the_columns_rows_spelled_alike_give() -> None:
     alike = [EXAMPLE_ROW, {**EXAMPLE_ROW, "age": 50}]
     differently = [EXAMPLE_ROW, {canonical_name(k).upper(): v for k, v in alike[1].items()}]

@@ -57,6 +57,12 @@ def test_variant_names_and_dotted_labels_are_accepted(tmp_path: Path) -> None:
     assert data.target.tolist() == [0, 1]
 
 
+def test_a_configured_label_is_found_in_any_spelling(tmp_path: Path) -> None:
+    header = HEADER.replace("salary", "Over-50K")
+    data = read_census(write(tmp_path, header, ROW_A, ROW_B), target="over_50k")
+    assert data.target.tolist() == [0, 1]
+
+
 def test_bad_label_names_row_and_field(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"row 2, field 'salary': got 'rich'"):
         read_census(write(tmp_path, HEADER, ROW_A, ROW_B.replace(">50K", "rich")))

@@ -133,6 +133,9 @@ _ALIASES = {alias: s.name for s in COLUMN_SPECS for alias in s.aliases} | {
 _CACHED_LENGTH = 2 * MAX_CATEGORY_LENGTH
 
 
+_FIELDS = frozenset(COLUMNS)
+
+
 def _canonical_name(name: str) -> str:
     key = str(name).strip().lower().replace("-", "_").replace(" ", "_")
     return _ALIASES.get(key, key)
@@ -465,10 +468,13 @@ def _parse_column(
     return DistinctColumn(values, _IDENTITY[n_rows]), invalid
 
 
-def canonical_columns(names: Sequence[str]) -> list[str]:
-    """A table's column names under their canonical spellings; an InputError when two name
-    the same column (`age` twice, or `education-num` and `education_num`)."""
-    canonical = [canonical_name(name) for name in names]
+def canonical_columns(names: Sequence[str], label: str = TARGET) -> list[str]:
+    """A table's column names, census fields and the `label` (canonical) under their
+    canonical spellings and other columns as given (as a JSON row's keys are taken); an
+    InputError when two name the same column (`age` twice, `education-num` and
+    `education_num`, `id` twice)."""
+    known = _FIELDS | {label}
+    canonical = [field if (field := canonical_name(name)) in known else name for name in names]
     repeated = sorted({name for name in canonical if canonical.count(name) > 1})
     if repeated:
         spellings: dict[str, list[str]] = {name: [] for name in repeated}
@@ -485,7 +491,8 @@ def canonical_columns(names: Sequence[str]) -> list[str]:
 
 
 def columns_of_frame(frame: Any) -> dict[str, Any]:
-    """A table's columns (pandas or alike) under their canonical names, other columns kept."""
+    """A table's columns (pandas or alike), census fields and the label under their
+    canonical names (`canonical_columns`)."""
     names = canonical_columns(list(frame.columns))
     return {
         name: frame[original].to_numpy()

@@ -94,8 +94,8 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
             raise InputError(f"{path} is not UTF-8 text: {exc}") from None
         except InputError as exc:  # the file's structure: which file, since it may be any
             raise InputError(f"In {path}: {exc}", exc.problems) from None
-    raw = raw.rename(columns=canonical_name)
     target = canonical_name(target)
+    raw.columns = canonical_columns(list(raw.columns), label=target)
     if target not in raw.columns:
         raise InputError(
             f"{path} has no {target!r} column; a labelled file needs one "
