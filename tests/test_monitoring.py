@@ -109,6 +109,11 @@ def test_a_json_line_that_is_not_a_row_stops_the_monitor(small_bundle: Bundle) -
         monitor_rows(small_bundle, io.BytesIO(lines))
 
 
+def test_a_file_that_is_not_utf8_stops_the_monitor(small_bundle: Bundle) -> None:
+    with pytest.raises(InputError, match=r"^rows\.csv is not UTF-8 text"):
+        monitor_rows(small_bundle, io.BytesIO(b"age,workclass\n39,St\xffate\n"), name="rows.csv")
+
+
 def test_a_model_without_a_profile_says_so(small_bundle: Bundle) -> None:
     lines = json.dumps(EXAMPLE_ROW).encode()
     with pytest.raises(ModelError, match="no drift profile"):

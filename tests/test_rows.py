@@ -395,7 +395,7 @@ def test_the_first_row_of_the_wrong_width_is_named_by_its_physical_line(
 def test_csv_that_is_not_utf8_after_plain_blocks_says_so(small_blocks: None) -> None:
     data = f"{HEADER}\n{LINE}\n{LINE}\n".encode() + b"\xff\n"
     _, chunks = read_rows(io.BytesIO(data), "csv", 10)
-    with pytest.raises(UnicodeDecodeError):
+    with pytest.raises(InputError, match=r"^The input is not UTF-8 text"):
         list(chunks)
 
 
@@ -501,6 +501,23 @@ def test_half_a_surrogate_pair_is_refused_naming_the_row_and_field(shape: str, w
     text = "\n".join(rows) if shape == "jsonl" else f"[{','.join(rows)}]"
     with pytest.raises(InputError, match=f"{where}.*field note holds half of a UTF-16"):
         rows_of(text.replace("NOTE", "\\ud800"))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"age,workclass\n39,St\xffate\n",
+        b"ag\xffe,workclass\n39,x\n",
+        b'[{"age": "3\xff9"}]',
+        b'{"age": 39}\n{"age": "\xff"}\n',
+    ],
+    ids=["csv-row", "csv-header", "json", "jsonl"],
+)
+def test_bytes_that_are_not_utf8_are_refused_naming_the_input(data: bytes) -> None:
+    _, chunks = read_rows(io.BytesIO(data), None, 10, name="rows.txt")
+    message = "rows.txt is not UTF-8 text (invalid start byte); save it as UTF-8 and try again."
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+        list(chunks)
 
 
 def test_a_whole_surrogate_pair_is_read_as_its_character() -> None:

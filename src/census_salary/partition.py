@@ -139,8 +139,6 @@ def score_file(bundle: Bundle, path: Path, part: Path, job: Job) -> list[RowProb
             )
             with atomic_open(part, "wb") as out:
                 write_predictions(stream.chunks, job.output_format, out)
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path} is not UTF-8 text: {exc.reason}.") from None
         except InputError as exc:  # a file's structure, as reading words it: which file
             if str(path) in str(exc):  # (the rows' checks name it already)
                 raise

@@ -205,10 +205,21 @@ def read_rows(
     if fmt == "csv":
         from census_salary.csv_rows import csv_chunks  # pyarrow: only for CSV
 
-        return fmt, csv_chunks(stream, chunk_size)
-    return fmt, _json_chunks(
-        io.TextIOWrapper(stream, encoding="utf-8", newline=""), fmt, chunk_size
-    )
+        return fmt, _utf8(csv_chunks(stream, chunk_size), name)
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    return fmt, _utf8(_json_chunks(text, fmt, chunk_size), name)
+
+
+def _utf8(chunks: Iterator[RowChunk], name: str | PurePath | None) -> Iterator[RowChunk]:
+    """The chunks of a text input, bytes that are not UTF-8 refused (wherever they are
+    found: a CSV header, a line, a JSON string) as what they are, at every door."""
+    try:
+        yield from chunks
+    except UnicodeDecodeError as exc:
+        where = name or "The input"
+        raise InputError(
+            f"{where} is not UTF-8 text ({exc.reason}); save it as UTF-8 and try again."
+        ) from None
 
 
 def _seekable_start(source: IO[bytes] | IO[str]) -> int | None:
