@@ -245,6 +245,23 @@ def test_table_with_both_spellings_of_a_column_is_refused_naming_them() -> None:
         columns_of_frame(table)
 
 
+@pytest.mark.parametrize("dtype", ["string", "string[pyarrow]", "category", "object"])
+def test_a_tables_missing_category_is_missing_whatever_its_type(dtype: str) -> None:
+    table = pd.DataFrame([EXAMPLE_ROW, {**EXAMPLE_ROW, "workclass": None}])
+    table["workclass"] = table["workclass"].astype(dtype)
+    checked = check_columns(columns_of_frame(table))
+    assert checked.problems == []
+    assert checked.columns["workclass"].tolist() == [EXAMPLE_ROW["workclass"], None]
+
+
+def test_a_missing_number_of_a_nullable_column_is_named_as_missing() -> None:
+    table = pd.DataFrame([EXAMPLE_ROW, {**EXAMPLE_ROW, "age": None}])
+    table["age"] = table["age"].astype("Int64")
+    (problem,) = check_columns(columns_of_frame(table)).problems
+    assert (problem.row, problem.field) == (2, "age")
+    assert problem.message.startswith("got no value; expected a whole number")
+
+
 def test_a_column_given_twice_alike_is_refused_without_a_note_on_spellings() -> None:
     with pytest.raises(InputError, match=r"^Column\(s\) 'id' given more than once; give"):
         canonical_columns(["id", "age", "id"])

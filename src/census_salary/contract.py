@@ -495,9 +495,16 @@ def columns_of_frame(frame: Any) -> dict[str, Any]:
     canonical names (`canonical_columns`)."""
     names = canonical_columns(list(frame.columns))
     return {
-        name: frame[original].to_numpy()
-        for name, original in zip(names, frame.columns, strict=True)
+        name: _values(frame[original]) for name, original in zip(names, frame.columns, strict=True)
     }
+
+
+def _values(column: Any) -> np.ndarray:
+    """A pandas column's values as the check takes them: a missing value of an extension
+    type (`pd.NA` of a "string" or "Int64" column) as None, JSON's missing value."""
+    if isinstance(column.dtype, np.dtype):
+        return column.to_numpy()
+    return column.to_numpy(dtype=object, na_value=None)
 
 
 def _key_plan(keys: tuple[Any, ...]) -> tuple[tuple[tuple[Any, Any], ...], Any]:
