@@ -1,5 +1,6 @@
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +261,16 @@ def test_a_missing_number_of_a_nullable_column_is_named_as_missing() -> None:
     (problem,) = check_columns(columns_of_frame(table)).problems
     assert (problem.row, problem.field) == (2, "age")
     assert problem.message.startswith("got no value; expected a whole number")
+
+
+@pytest.mark.parametrize(("value", "parsed"), [(Decimal("39"), 39), (Decimal("39.00"), 39)])
+def test_a_whole_decimal_is_a_number(value: Decimal, parsed: int) -> None:
+    assert parse_value(value, "age") == parsed
+
+
+def test_a_fractional_decimal_is_refused_quoting_it_as_a_number() -> None:
+    (problem,) = check_records([{**EXAMPLE_ROW, "age": Decimal("39.5")}]).problems
+    assert problem.message.startswith("got 39.5; expected a whole number")
 
 
 def test_a_column_given_twice_alike_is_refused_without_a_note_on_spellings() -> None:

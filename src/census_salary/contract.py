@@ -41,6 +41,7 @@ import operator
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, Literal
 
 import numpy as np
@@ -175,6 +176,8 @@ def _parse_number(value: Any, spec: ColumnSpec) -> Any:
         number = int(value)
     elif isinstance(value, (float, np.floating)) and float(value).is_integer():
         number = int(value)  # is_integer() is False for NaN and infinity
+    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        number = int(value)  # a Parquet decimal column: 39, or 39.00
     else:
         return INVALID
     return number if number is not INVALID and spec.low <= number <= spec.high else INVALID
@@ -783,7 +786,10 @@ def show_value(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "no value"
     try:
-        text = repr(value) if isinstance(value, str) else json.dumps(value)
+        if isinstance(value, Decimal):
+            text = str(value)  # a number as written: 39.5
+        else:
+            text = repr(value) if isinstance(value, str) else json.dumps(value)
     except (TypeError, ValueError, RecursionError):  # not JSON, or nested past the stack
         text = f"a {type(value).__name__}"
     return text if len(text) <= 40 else text[:37] + "..."
