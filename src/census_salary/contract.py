@@ -565,8 +565,9 @@ def as_record(value: Any, row: int) -> dict[str, Any] | RowProblem:
 
 
 def decode_json(text: bytes | str) -> Any:
-    """A JSON document: orjson (2x faster on a batch), the standard library where orjson
-    refuses (`NaN`, integers beyond 64 bits), so what is accepted and the message of a
+    """A JSON document: orjson (2x faster on a batch; it reads an integer beyond 64 bits as
+    a double, as most JSON readers do), the standard library where orjson refuses
+    (`NaN`, `Infinity`, `1e400`), so what is accepted and the message of a
     syntax error are the standard library's; text that is not Unicode is refused
     (`refuse_half_surrogates`) as orjson refuses it, and so is a document nested deeper
     than MAX_NESTING (`TooDeepError`)."""
