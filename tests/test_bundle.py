@@ -29,7 +29,7 @@ from census_salary.bundle import (
     sha256_bytes,
 )
 from census_salary.config import Settings
-from census_salary.contract import CATEGORICAL, NUMERICAL
+from census_salary.contract import CATEGORICAL, EXAMPLE_ROW, NUMERICAL, check_records
 from census_salary.data import CensusData
 from census_salary.drift import PROFILE_FILE
 from census_salary.errors import ModelError
@@ -219,6 +219,15 @@ def test_a_bundle_trained_with_the_installed_libraries_loads_without_a_warning(
     with caplog.at_level("WARNING", logger="census_salary.bundle"):
         load_bundle(small_settings.artifacts_dir, "pipeline")
     assert not [m for m in caplog.messages if "trained with" in m], caplog.messages
+
+
+def test_unknown_values_are_counted_by_value(small_bundle: Bundle) -> None:
+    rows = [
+        {**EXAMPLE_ROW, "race": race, "sex": sex}
+        for race, sex in [("Martian", "male"), (" Martian ", "Male"), ("White", "male")]
+    ]
+    found = small_bundle.unknown_values(check_records(rows).columns)
+    assert found == {"race": {"Martian": 2}, "sex": {"male": 2}}
 
 
 def test_warnings_name_every_row_with_an_unknown_category(small_bundle: Bundle) -> None:

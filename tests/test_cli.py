@@ -477,6 +477,21 @@ def test_predict_keeps_other_columns_that_differ_only_in_spelling(
     assert [(header[i], row[i]) for i in (0, 15)] == [("Customer ID", "1"), ("customer_id", "2")]
 
 
+def test_predict_warns_of_values_the_model_never_saw(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    source = tmp_path / "rows.csv"
+    rows = [{**EXAMPLE_ROW, "race": "Martian"}] * 2 + [{**EXAMPLE_ROW, "sex": "male"}]
+    source.write_text(rows_csv(rows))
+    result = run(runner, small_settings, "predict", "-i", str(source))
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 4
+    assert result.stderr == (
+        "Warning: values the model never saw, scored as missing: race 'Martian' (2 rows); "
+        "sex 'male' (1 row).\n"
+    )
+
+
 def test_predict_from_file_to_file(
     runner: CliRunner, small_settings: Settings, tmp_path: Path
 ) -> None:

@@ -30,7 +30,7 @@ from census_salary.config import Settings
 from census_salary.contract import COLUMNS, EXAMPLE_ROW, Columns, check_columns, check_records
 from census_salary.errors import InputError
 from census_salary.explain import explain
-from census_salary.predict import _KnownValues, _read_ahead, score_rows
+from census_salary.predict import UnknownValues, _KnownValues, _read_ahead, score_rows
 from census_salary.rows import RowChunk, read_rows
 from census_salary.writers import _float_text, write_predictions
 from live_server import census_executable, server_environment
@@ -228,6 +228,24 @@ def test_a_bad_value_after_a_row_refused_while_reading_keeps_its_number(
     stream = score_rows(small_bundle, chunks, skip_bad=True)
     assert sum(len(chunk) for chunk in stream.chunks) == 1
     assert [str(problem).split(":")[0].split(",")[0] for problem in stream.problems] == named
+
+
+def test_the_stream_counts_the_values_the_model_never_saw(small_bundle: Bundle) -> None:
+    rows = [{**EXAMPLE_ROW, "race": "Martian"}] * 3 + [EXAMPLE_ROW]
+    _, chunks = read_rows(io.StringIO(json.dumps(rows)), "json", 2)
+    stream = score_rows(small_bundle, chunks)
+    assert sum(len(chunk) for chunk in stream.chunks) == 4
+    assert (stream.unknown.rows, stream.unknown.values) == ({"race": 3}, {"race": {"Martian": 3}})
+
+
+def test_unknown_values_keep_the_first_values_and_count_every_row() -> None:
+    unknown = UnknownValues()
+    for i in range(UnknownValues.KEPT + 5):
+        unknown.add({"race": {f"v{i}": 2}})
+    unknown.add({"race": {"v0": 1}})
+    assert unknown.rows == {"race": 2 * (UnknownValues.KEPT + 5) + 1}
+    assert len(unknown.values["race"]) == UnknownValues.KEPT
+    assert unknown.values["race"]["v0"] == 3
 
 
 def test_read_ahead_gives_the_items_in_order() -> None:

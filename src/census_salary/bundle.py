@@ -35,7 +35,7 @@ import functools
 import hashlib
 import logging
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +44,14 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import ValidationError
 
-from census_salary.contract import Columns, check_records, distinct, labels_at, row_count
+from census_salary.contract import (
+    Columns,
+    DistinctColumn,
+    check_records,
+    distinct,
+    labels_at,
+    row_count,
+)
 from census_salary.drift import PROFILE_FILE, DriftProfile
 from census_salary.errors import ModelError
 from census_salary.metadata import BundleMetadata
@@ -121,14 +128,35 @@ class Bundle:
         """Per categorical column: the rows whose value the model never saw (scored as
         missing), for the columns that have any."""
         found: dict[str, np.ndarray] = {}
+        for name, column, unknown in self._unknown(columns):
+            if (rows := np.flatnonzero(np.isin(column.codes, unknown))).size:
+                found[name] = rows
+        return found
+
+    def unknown_values(self, columns: Columns) -> dict[str, dict[str, int]]:
+        """Per categorical column: each value the model never saw (scored as missing) and
+        how many of the rows hold it, for the columns that have any."""
+        found: dict[str, dict[str, int]] = {}
+        for name, column, unknown in self._unknown(columns):
+            rows = np.bincount(column.codes, minlength=len(column.values))
+            held: dict[str, int] = {}
+            for i in unknown:  # (two spellings may have checked to the same text)
+                if rows[i]:
+                    held[column.values[i]] = held.get(column.values[i], 0) + int(rows[i])
+            if held:
+                found[name] = held
+        return found
+
+    def _unknown(self, columns: Columns) -> Iterator[tuple[str, DistinctColumn, list[int]]]:
+        """Per categorical column whose values include some the model never saw: the
+        column by its distinct values, and the indices of those among them."""
         for name, known in self._vocabularies.items():
             column = distinct(columns, name)
             unknown = [
                 i for i, v in enumerate(column.values) if isinstance(v, str) and v not in known
             ]
-            if unknown and (rows := np.flatnonzero(np.isin(column.codes, unknown))).size:
-                found[name] = rows
-        return found
+            if unknown:
+                yield name, column, unknown
 
     def warnings(
         self, columns: Columns, unknown: Mapping[str, np.ndarray] | None = None

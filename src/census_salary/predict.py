@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Generic, TypeVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
@@ -61,11 +61,42 @@ Kept = tuple[Any, list[str]]  # a chunk's good rows (as in `RowChunk.table`), it
 
 
 @dataclass
+class UnknownValues:
+    """The category values the model never saw, which it scored as missing, counted as
+    rows stream past: per column, the rows in all, and the rows of each of the first
+    `KEPT` values (so that ever-new values cannot grow it)."""
+
+    KEPT: ClassVar[int] = 20
+    rows: dict[str, int] = field(default_factory=dict)
+    values: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, found: Mapping[str, Mapping[str, int]]) -> None:
+        """Count what `Bundle.unknown_values` found in some rows."""
+        for name, held in found.items():
+            kept = self.values.setdefault(name, {})
+            for value, rows in held.items():
+                self.rows[name] = self.rows.get(name, 0) + rows
+                if value in kept or len(kept) < self.KEPT:
+                    kept[value] = kept.get(value, 0) + rows
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """What `predict_file` found beside the rows it wrote: the rows it left out (with
+    `skip_bad`), and the category values the model never saw, which it scored as missing."""
+
+    problems: list[RowProblem]
+    unknown: UnknownValues
+
+
+@dataclass
 class ScoredStream(Generic[T]):
-    """Chunks of scored rows; with `skip_bad`, the problems of the rows left out."""
+    """Chunks of scored rows; with `skip_bad`, the problems of the rows left out; and, as
+    the chunks are read, the category values the model never saw among the rows scored."""
 
     chunks: Iterator[T]
     problems: list[RowProblem] = field(default_factory=list)
+    unknown: UnknownValues = field(default_factory=UnknownValues)
 
 
 def score_rows(
@@ -115,6 +146,7 @@ def score_rows(
 
                     raise InputError(summarise(problems, source), problems)
                 stream.problems.extend(problems)
+            stream.unknown.add(bundle.unknown_values(checked.columns))
             row += len(checked.good)
             yield (_kept(chunk.table, checked.good), names), checked
 
@@ -177,7 +209,7 @@ def score_chunks(
 ) -> ScoredStream[pd.DataFrame]:
     """`score_rows`, each chunk as a pandas DataFrame with `prediction` and `probability`."""
     rows = score_rows(bundle, chunks, threshold=threshold, skip_bad=skip_bad, source=source)
-    return ScoredStream((chunk.to_frame() for chunk in rows.chunks), rows.problems)
+    return ScoredStream((chunk.to_frame() for chunk in rows.chunks), rows.problems, rows.unknown)
 
 
 def _pieces(columns: ColumnTable, n_rows: int, size: int) -> Iterator[ColumnTable]:
@@ -277,8 +309,9 @@ def predict_file(
     chunk_size: int = 50_000,
     progress: Progress | None = None,
     explain: bool = False,
-) -> list[RowProblem]:
-    """Score a file (or stdin) to a file (or stdout); return the problems of skipped rows.
+) -> Predicted:
+    """Score a file (or stdin) to a file (or stdout); return the problems of skipped rows
+    and the category values the model never saw.
 
     The input's format, when not given, is detected (`rows.read_rows`); the output's is
     the one its suffix names (`rows.SUFFIX_FORMATS`), else the input's.
@@ -320,7 +353,7 @@ def predict_file(
         else:
             with atomic_open(output_path, "wb") as out:
                 write_predictions(stream.chunks, out_fmt, out)
-    return stream.problems
+    return Predicted(stream.problems, stream.unknown)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from census_salary.cli.app import app, current_bundle, err_console, progress_bar
 if TYPE_CHECKING:
     from census_salary.errors import RowProblem
     from census_salary.partition import FileProblem
+    from census_salary.predict import UnknownValues
 
 
 class RowFormat(StrEnum):
@@ -151,7 +152,7 @@ def predict(
         progress_bar(enabled=output is not None or not sys.stdout.isatty()) as progress,
         settled(),  # rows by the thousand, made and dropped: fewer, shorter collections
     ):
-        problems = predict_file(
+        predicted = predict_file(
             bundle,
             input_path,
             output,
@@ -163,7 +164,8 @@ def predict(
             progress=progress,
             explain=explain,
         )
-    _print_skipped(problems)
+    _print_skipped(predicted.problems)
+    _print_unknown(predicted.unknown)
 
 
 def _print_skipped(problems: Sequence[RowProblem | FileProblem]) -> None:
@@ -173,6 +175,29 @@ def _print_skipped(problems: Sequence[RowProblem | FileProblem]) -> None:
         err_console().print(
             f"[yellow]Skipped[/] {escape(str(problem))}", highlight=False, soft_wrap=True
         )
+
+
+def _print_unknown(unknown: UnknownValues) -> None:
+    from rich.markup import escape
+
+    columns = []
+    for name, rows in unknown.rows.items():
+        values = unknown.values[name]
+        shown = ", ".join(f"{value!r} ({_rows(n)})" for value, n in values.items())
+        if (left := rows - sum(values.values())) > 0:
+            shown += f" and other values ({_rows(left)})"
+        columns.append(f"{name} {shown}")
+    if columns:
+        err_console().print(
+            f"[yellow]Warning:[/] values the model never saw, scored as missing: "
+            f"{escape('; '.join(columns))}.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" + ("" if count == 1 else "s")
 
 
 def _predict_on_engine(
