@@ -288,6 +288,18 @@ def test_the_label_in_two_spellings_is_refused() -> None:
         canonical_columns(["age", "income", "salary"])
 
 
+def test_a_json_rows_label_takes_its_canonical_name_as_a_tables_does() -> None:
+    rows = [{**EXAMPLE_ROW, "salary": ">50K"}, {**EXAMPLE_ROW, "Income": "<=50K"}]
+    records = canonical_records(rows, [1, 2])
+    assert [row["salary"] for row in records.rows] == [">50K", "<=50K"]
+
+
+def test_a_json_row_giving_the_label_twice_is_refused() -> None:
+    (problem,) = check_records([{**EXAMPLE_ROW, "salary": ">50K", "income": "<=50K"}]).problems
+    assert (problem.row, problem.field) == (1, "salary")
+    assert problem.message == "the field is given twice (as 'income' too)"
+
+
 def test_rows_spelled_differently_give_the_columns_rows_spelled_alike_give() -> None:
     alike = [EXAMPLE_ROW, {**EXAMPLE_ROW, "age": 50}]
     differently = [EXAMPLE_ROW, {canonical_name(k).upper(): v for k, v in alike[1].items()}]

@@ -135,6 +135,7 @@ _CACHED_LENGTH = 2 * MAX_CATEGORY_LENGTH
 
 
 _FIELDS = frozenset(COLUMNS)
+_FIELDS_AND_LABEL = _FIELDS | {TARGET}
 
 
 def _canonical_name(name: str) -> str:
@@ -511,13 +512,13 @@ def _values(column: Any) -> np.ndarray:
 
 
 def _key_plan(keys: tuple[Any, ...]) -> tuple[tuple[tuple[Any, Any], ...], Any]:
-    """For a JSON row's keys, in order: (name, key) pairs that put census fields under
-    their canonical names and keep other keys, and the first key that names a field
-    already given (or None)."""
+    """For a JSON row's keys, in order: (name, key) pairs that put census fields and the
+    label under their canonical names and keep other keys (as `canonical_columns` names a
+    table's columns), and the first key that names a field already given (or None)."""
     pairs: dict[Any, Any] = {}
     for key in keys:
         name = canonical_name(key)
-        name = name if name in SPECS else key
+        name = name if name in _FIELDS_AND_LABEL else key
         if name in pairs:
             return tuple(pairs.items()), key
         pairs[name] = key
