@@ -114,6 +114,33 @@ def test_a_file_that_is_not_utf8_stops_the_monitor(small_bundle: Bundle) -> None
         monitor_rows(small_bundle, io.BytesIO(b"age,workclass\n39,St\xffate\n"), name="rows.csv")
 
 
+def _labelled(label: str, value: str, when: str = "2026-01-01") -> str:
+    return json.dumps({**EXAMPLE_ROW, label: value, "when": when})
+
+
+def test_a_bad_label_of_json_lines_is_named_by_its_line(small_bundle: Bundle) -> None:
+    lines = f"{_labelled('salary', '>50K')}\n\n{_labelled('salary', 'maybe')}\n".encode()
+    with pytest.raises(InputError, match=r"line 3, field 'salary': got 'maybe'"):
+        monitor_rows(small_bundle, io.BytesIO(lines), time_column="when", chunk_size=1)
+
+
+def test_a_bad_time_in_a_later_chunk_keeps_its_row_number(small_bundle: Bundle) -> None:
+    rows = [_labelled("salary", ">50K")] * 3 + [_labelled("salary", ">50K", when="soon")]
+    with pytest.raises(InputError, match=r"row 4, field 'when': got 'soon'"):
+        monitor_rows(
+            small_bundle,
+            io.BytesIO(f"[{','.join(rows)}]".encode()),
+            time_column="when",
+            chunk_size=2,
+        )
+
+
+def test_json_rows_may_spell_the_label_differently(small_bundle: Bundle) -> None:
+    lines = f"{_labelled('salary', '>50K')}\n{_labelled('Income', '<=50K')}\n".encode()
+    report = monitor_rows(small_bundle, io.BytesIO(lines), time_column="when", period="day")
+    assert [period.rows for period in report.periods] == [2]
+
+
 def test_a_model_without_a_profile_says_so(small_bundle: Bundle) -> None:
     lines = json.dumps(EXAMPLE_ROW).encode()
     with pytest.raises(ModelError, match="no drift profile"):

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from census_salary.bundle import Bundle
 from census_salary.contract import TARGET, canonical_name, check_columns, show_value
@@ -93,22 +97,27 @@ def monitor_rows(
     progress = progress or NoProgress()
     progress.start(f"Reading {name}", total=None)
     counts = DriftCounts(bundle.profile)
-    probabilities, labels, times = [], [], []
+    probabilities, truths, times = [], [], []
     first_row = 1
     _, chunks = read_rows(source, fmt, chunk_size, name=name)
     for chunk in chunks:
         checked = check_columns(chunk.columns, first_row=first_row)
-        if checked.problems or chunk.refused:
+        problems = checked.problems
+        if time_column is not None and not problems:
+            labels = _column(chunk, _label_column(chunk), "the label")
+            y, when, problems = labels_and_times(
+                labels, _column(chunk, time_column, "--time-column"), time_column, first_row
+            )
+            truths.append(y)
+            times.append(when)
+        if problems or chunk.refused:
             from census_salary.data import summarise  # (pandas: only on failure)
 
-            problems = chunk.problems(checked.problems, first_row)  # JSON Lines: file lines
+            problems = chunk.problems(problems, first_row)  # JSON Lines: file lines
             raise InputError(summarise(problems, name), problems)
         scored = bundle.probabilities(checked.columns)
         counts.add(checked.columns, scored >= bundle.threshold)
-        if time_column is not None:
-            probabilities.append(scored)
-            labels += _column(chunk, _label_column(chunk), "the label")
-            times += _column(chunk, time_column, "--time-column")
+        probabilities.append(scored)
         first_row += len(chunk)
         progress.advance(len(chunk))
     drift = counts.report(bundle.version)
@@ -116,8 +125,14 @@ def monitor_rows(
         raise no_rows(name)
     if time_column is None:
         return MonitorReport(source=name, rows=drift.rows, drift=drift)
-    periods = performance_by_period(
-        np.concatenate(probabilities), labels, times, bundle.threshold, time_column, period, name
+    import pandas as pd
+
+    periods = _periods(
+        np.concatenate(probabilities),
+        np.concatenate(truths),
+        pd.concat(times),
+        bundle.threshold,
+        period,
     )
     return MonitorReport(source=name, rows=drift.rows, drift=drift, period=period, periods=periods)
 
@@ -157,15 +172,27 @@ def performance_by_period(
     source: str,
 ) -> list[PeriodMetrics]:
     """Per period, in time order: the metrics of the rows whose time falls in it."""
+    y, when, problems = labels_and_times(labels, times, time_column)
+    if problems:
+        from census_salary.data import summarise
+
+        raise InputError(summarise(problems, source), problems)
+    return _periods(probabilities, y, when, threshold, period)
+
+
+def labels_and_times(
+    labels: list[Any], times: list[Any], time_column: str, first_row: int = 1
+) -> tuple[np.ndarray, pd.Series, list[RowProblem]]:
+    """Rows' labels (1 for >50K) and times (UTC), and the problems of the rows whose label
+    or time is not one, in row order, the rows numbered from `first_row`."""
     import pandas as pd
 
-    from census_salary.data import parse_labels, summarise
-    from census_salary.metrics import evaluate  # scikit-learn: only with labels
+    from census_salary.data import parse_labels
 
     y, problems = parse_labels(pd.Series(labels, dtype=object).fillna(""))
     raw = pd.Series(times, dtype=object)
-    parsed = pd.to_datetime(raw.astype(str), errors="coerce", utc=True, format="ISO8601")
-    bad = parsed.isna() | raw.isna()
+    when = pd.to_datetime(raw.astype(str), errors="coerce", utc=True, format="ISO8601")
+    bad = when.isna() | raw.isna()
     problems += [
         RowProblem(
             int(i) + 1,
@@ -174,15 +201,20 @@ def performance_by_period(
         )
         for i in np.flatnonzero(bad.to_numpy())
     ]
-    if problems:
-        problems.sort(key=lambda p: p.row)
-        raise InputError(summarise(problems, source), problems)
-    spans = parsed.dt.tz_localize(None).dt.to_period(_PANDAS_PERIOD[period])
-    truth = y.to_numpy()
+    shifted = [replace(p, row=p.row + first_row - 1) for p in problems]
+    return y.to_numpy(), when, sorted(shifted, key=lambda p: p.row)
+
+
+def _periods(
+    probabilities: np.ndarray, y: np.ndarray, when: pd.Series, threshold: float, period: Period
+) -> list[PeriodMetrics]:
+    from census_salary.metrics import evaluate  # scikit-learn: only with labels
+
+    spans = when.reset_index(drop=True).dt.tz_localize(None).dt.to_period(_PANDAS_PERIOD[period])
     result = []
     for span in sorted(spans.unique()):
         rows = (spans == span).to_numpy()
-        m = evaluate(truth[rows], probabilities[rows], threshold)
+        m = evaluate(y[rows], probabilities[rows], threshold)
         result.append(
             PeriodMetrics(
                 period=str(span),
