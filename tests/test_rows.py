@@ -13,7 +13,14 @@ import census_salary.rows
 from census_salary.contract import EXAMPLE_ROW, MAX_NESTING
 from census_salary.data import read_csv_text
 from census_salary.errors import InputError
-from census_salary.rows import MAX_ROW_CHARS, RowChunk, detect_format, named_format, read_rows
+from census_salary.rows import (
+    MAX_ROW_CHARS,
+    InputFormat,
+    RowChunk,
+    detect_format,
+    named_format,
+    read_rows,
+)
 
 
 @pytest.mark.parametrize(
@@ -518,6 +525,33 @@ def test_bytes_that_are_not_utf8_are_refused_naming_the_input(data: bytes) -> No
     message = "rows.txt is not UTF-8 text (invalid start byte); save it as UTF-8 and try again."
     with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
         list(chunks)
+
+
+def test_a_csv_file_that_starts_like_json_says_how_it_was_read() -> None:
+    _, chunks = read_rows(io.BytesIO(b"[id],age\n1,39\n"), None, 10, name="rows.csv")
+    message = (
+        "(it was read as JSON, as its first characters say, though its name says CSV: "
+        "pass --format csv to read it so)."
+    )
+    with pytest.raises(InputError, match=f"^Invalid JSON input.*{re.escape(message)}$"):
+        list(chunks)
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "fmt"),
+    [
+        (b"[id],age\n1,39\n", "rows.txt", None),
+        (b"[id],age\n1,39\n", "rows.json", None),
+        (b"[id],age\n1,39\n", "rows.csv", "json"),
+    ],
+)
+def test_an_input_read_as_its_name_or_format_says_gets_no_hint(
+    data: bytes, name: str, fmt: InputFormat | None
+) -> None:
+    _, chunks = read_rows(io.BytesIO(data), fmt, 10, name=name)
+    with pytest.raises(InputError) as failed:
+        list(chunks)
+    assert "--format" not in str(failed.value)
 
 
 def test_a_whole_surrogate_pair_is_read_as_its_character() -> None:

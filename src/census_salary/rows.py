@@ -198,21 +198,45 @@ def read_rows(
     if not text.strip("\ufeff \t\r\n"):
         raise InputError("The input is empty: expected CSV, JSON, JSON Lines or Parquet rows.")
     detected = detect_format(text)
-    if detected == "json" and named_format(name) == "jsonl":
+    named = named_format(name)
+    if detected == "json" and named == "jsonl":
         detected = "jsonl"  # named so: its first line is a row, whatever it holds
+    hint = None  # (JSON named .jsonl, or JSON Lines named .json, is read as it is)
+    if fmt is None and named not in (None, detected) and not {detected, named} <= _JSON:
+        hint = _read_as(detected, named)
     fmt = "jsonl" if fmt == "json" and detected == "jsonl" else fmt or detected
     stream = ByteStream(itertools.chain([head], pieces))
     if fmt == "csv":
         from census_salary.csv_rows import csv_chunks  # pyarrow: only for CSV
 
-        return fmt, _utf8(csv_chunks(stream, chunk_size), name)
+        return fmt, _explained(csv_chunks(stream, chunk_size), name, hint)
     text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-    return fmt, _utf8(_json_chunks(text, fmt, chunk_size), name)
+    return fmt, _explained(_json_chunks(text, fmt, chunk_size), name, hint)
 
 
-def _utf8(chunks: Iterator[RowChunk], name: str | PurePath | None) -> Iterator[RowChunk]:
-    """The chunks of a text input, bytes that are not UTF-8 refused (wherever they are
-    found: a CSV header, a line, a JSON string) as what they are, at every door."""
+_JSON = {"json", "jsonl"}
+_FORMAT_NAMES: dict[InputFormat, str] = {
+    "csv": "CSV",
+    "json": "JSON",
+    "jsonl": "JSON Lines",
+    "parquet": "Parquet",
+}
+
+
+def _read_as(detected: InputFormat, named: InputFormat) -> str:
+    """What to say when an input whose content and name disagree on its format fails."""
+    return (
+        f"it was read as {_FORMAT_NAMES[detected]}, as its first characters say, though "
+        f"its name says {_FORMAT_NAMES[named]}: pass --format {named} to read it so"
+    )
+
+
+def _explained(
+    chunks: Iterator[RowChunk], name: str | PurePath | None, hint: str | None
+) -> Iterator[RowChunk]:
+    """The chunks of a text input, with what fails reading them said in full: bytes that
+    are not UTF-8 (wherever they are found: a CSV header, a line, a JSON string), and,
+    where the input's content and name disagree on its format, which one it was read as."""
     try:
         yield from chunks
     except UnicodeDecodeError as exc:
@@ -220,6 +244,10 @@ def _utf8(chunks: Iterator[RowChunk], name: str | PurePath | None) -> Iterator[R
         raise InputError(
             f"{where} is not UTF-8 text ({exc.reason}); save it as UTF-8 and try again."
         ) from None
+    except InputError as exc:
+        if hint is None:
+            raise
+        raise InputError(f"{str(exc).rstrip('.')} ({hint}).", exc.problems) from None
 
 
 def _seekable_start(source: IO[bytes] | IO[str]) -> int | None:
