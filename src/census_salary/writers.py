@@ -7,10 +7,25 @@ a value that needs quoting, as pandas would quote it), JSON through orjson. Ever
 back as the same number: equal to the API's to the last bit. Parquet goes out through
 pyarrow's ParquetWriter, a row group per chunk: the caller's columns with their types,
 and the added ones as text (`prediction`) and float64.
+
+Values a format has no type for are written one documented way, the same in every
+format. A missing value (null, or a float NaN as pandas marks one) is an empty CSV field
+and JSON's null; Parquet keeps what the input gave. An object or array passed through
+(a JSON field, a Parquet struct, list or map; a map as an array of `[key, value]` pairs) is
+its JSON text in a CSV field, as JSON output holds it. Bytes (a Parquet binary column)
+are base64 text (RFC 4648, padded) in CSV and JSON: the text form JSON has for bytes
+(BigQuery and Spark export them so), which reads back as the same bytes whatever they
+hold, where decoding them as UTF-8 would fail on some and guess on others. In Parquet
+output of JSON rows, a field that holds an object or array in any row is a text column
+of each value's JSON text (field metadata `census_salary: JSON text`): pyarrow would
+merge the objects into one struct, giving each the keys only others have as null, and
+turn the 1 of `[1, 2.5]` into 1.0. A column Parquet cannot store at all is refused,
+naming it.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -33,6 +48,8 @@ if TYPE_CHECKING:
 OutputFormat = Literal["csv", "json", "jsonl", "parquet"]
 PREDICTION, PROBABILITY = "prediction", "probability"
 CONTRIBUTION, BASE_VALUE = "contribution_", "base_value"
+# The field metadata of a Parquet column of JSON text (`_records_table`).
+JSON_TEXT = {b"census_salary": b"JSON text"}
 
 
 @dataclass(frozen=True)
@@ -153,9 +170,12 @@ def _write_parquet(chunks: Iterable[ScoredChunk], out: IO[bytes]) -> int:
             _same_columns(header, chunk.column_names, rows, "Parquet")
             schema = writer.schema if writer is not None else None
             table = _arrow_table(chunk, header, schema, rows + 1)
-            if writer is None:
-                writer = pq.ParquetWriter(gate, table.schema)
-            writer.write_table(table)
+            try:
+                if writer is None:
+                    writer = pq.ParquetWriter(gate, table.schema)
+                writer.write_table(table)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                raise _unwritable(table, rows + 1, exc) from None
             rows += len(chunk)
         if writer is None:  # no chunk at all (an empty JSON array): the added columns only
             fields = [(PREDICTION, pa.string()), (PROBABILITY, pa.float64())]
@@ -165,6 +185,31 @@ def _write_parquet(chunks: Iterable[ScoredChunk], out: IO[bytes]) -> int:
         gate.shut = True  # the writer, closed when it goes, must not write its footer
         raise
     return rows
+
+
+def _unwritable(table: pa.Table, first_row: int, exc: Exception) -> InputError:
+    """The error for rows pyarrow refuses to write to Parquet, naming the first column it
+    refuses on its own (each is tried into a sink that keeps nothing)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def refused(column: pa.Table) -> bool:
+        try:
+            with pq.ParquetWriter(pa.MockOutputStream(), column.schema) as writer:
+                writer.write_table(column)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            return True
+        return False
+
+    field = next((f for i, f in enumerate(table.schema) if refused(table.select([i]))), None)
+    where = f"Rows {first_row} to {first_row + len(table) - 1}" if len(table) else "The rows"
+    instead = "Write CSV or JSON output instead (--output-format csv, json or jsonl)"
+    if field is None:
+        return InputError(f"{where} cannot be written as Parquet ({exc}). {instead}.")
+    return InputError(
+        f"{where} cannot be written as Parquet: it cannot store column {field.name!r} of "
+        f"type {field.type} ({exc}). {instead}, or drop that column from the input."
+    )
 
 
 class _Gate(io.RawIOBase):
@@ -197,19 +242,11 @@ def _arrow_table(
     chunk: ScoredChunk, header: list[str], schema: pa.Schema | None, first_row: int
 ) -> pa.Table:
     """The scored rows as an arrow table: the caller's columns (as given, or for JSON rows
-    as pyarrow types them) and the added ones; of `schema` (the first chunk's), if given."""
-    import pyarrow as pa
-
+    as `_records_table` types them) and the added ones; of `schema` (the first chunk's),
+    if given."""
     if isinstance(chunk.table, list):
         records = [{name: record.get(name) for name in header} for record in chunk.records()]
-        try:
-            return pa.Table.from_pylist(records, schema=schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
-            raise InputError(
-                f"Rows {first_row} to {first_row + len(chunk) - 1} cannot go into one Parquet "
-                f"table with the rows before them ({exc}); Parquet gives each column one "
-                "type, so use --output-format json or jsonl."
-            ) from None
+        return _records_table(records, header, schema, first_row)
     table = chunk.table.append_column(PREDICTION, _arrow_labels(chunk.predictions)).append_column(
         PROBABILITY, _arrow_floats(chunk.probabilities)
     )
@@ -217,6 +254,65 @@ def _arrow_table(
         table = table.append_column(name, _arrow_floats(values))
     table = table.replace_schema_metadata(None)
     return table if schema is None else table.cast(schema)
+
+
+def _records_table(
+    records: list[dict[str, Any]], names: list[str], schema: pa.Schema | None, first_row: int
+) -> pa.Table:
+    """JSON rows as an arrow table, typed as pyarrow types them, except that a field with an
+    object or array in any row is a column of each value's JSON text (`JSON_TEXT`); after
+    the first chunk, the fields `schema` marks so. `records` are the caller's to change."""
+    import pyarrow as pa
+
+    if schema is not None:
+        _to_json_text(records, [f.name for f in schema if f.metadata == JSON_TEXT], first_row)
+        return _from_pylist(records, schema, first_row)
+    try:
+        table = pa.Table.from_pylist(records)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        # (a field of objects and numbers, say)
+        nested = [name for name in names if any(isinstance(r[name], _NESTED) for r in records)]
+        if not nested:
+            raise _mixed_types(len(records), first_row, exc) from None
+    else:  # (the common case: plain values, typed in one pass)
+        nested = [field.name for field in table.schema if pa.types.is_nested(field.type)]
+        if not nested:
+            return table
+    _to_json_text(records, nested, first_row)
+    table = _from_pylist(records, None, first_row)
+    fields = [f.with_metadata(JSON_TEXT) if f.name in nested else f for f in table.schema]
+    return pa.Table.from_arrays(table.columns, schema=pa.schema(fields))
+
+
+def _from_pylist(
+    records: list[dict[str, Any]], schema: pa.Schema | None, first_row: int
+) -> pa.Table:
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pylist(records, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        raise _mixed_types(len(records), first_row, exc) from None
+
+
+def _mixed_types(rows: int, first_row: int, exc: Exception) -> InputError:
+    return InputError(
+        f"Rows {first_row} to {first_row + rows - 1} cannot go into one Parquet "
+        f"table with the rows before them ({exc}); Parquet gives each column one "
+        "type, so use --output-format json or jsonl."
+    )
+
+
+def _to_json_text(records: list[dict[str, Any]], names: list[str], first_row: int) -> None:
+    """Each value of the `names` fields as its JSON text (as JSON output writes it); a
+    missing value stays null."""
+    for n, record in enumerate(records):
+        for name in names:
+            value = record[name]
+            try:
+                record[name] = None if _missing(value) else _json_bytes(value).decode()
+            except RecursionError:
+                raise _too_deep(record, first_row + n, _json_bytes) from None
 
 
 def _json_rows(
@@ -234,18 +330,49 @@ def _json_rows(
         if n:
             text += between
         try:
-            text += orjson.dumps(record)
-        except orjson.JSONEncodeError:  # an integer beyond 64 bits, or nested past 255
-            try:  # levels, passed through (default: Parquet's decimals, say, as text)
-                text += _json_text(record).encode()
-            except RecursionError:
-                raise _too_deep(record, first_row + n, _json_text) from None
+            text += _json_bytes(record)
+        except RecursionError:
+            raise _too_deep(record, first_row + n, _json_bytes) from None
     text += after
     return text
 
 
+def _json_bytes(value: Any) -> bytes:
+    """`value` as JSON: by orjson, or past its limits (an integer beyond 64 bits, nesting
+    past 255 levels) by the json module, alike. NaN and the infinities are null; a value
+    JSON has no type for is `_json_default`'s text. RecursionError when nested past the
+    stack."""
+    try:
+        return orjson.dumps(value, default=_json_default)
+    except orjson.JSONEncodeError:
+        return _json_text(value).encode()
+
+
 def _json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """`value` as orjson writes it, by the json module (NaN made null first: the json
+    module writes `NaN`, which is not JSON)."""
+    return json.dumps(
+        _finite(value), separators=(",", ":"), ensure_ascii=False, default=_json_default
+    )
+
+
+def _finite(value: Any) -> Any:
+    """`value` with each NaN and infinity in it null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, _NESTED):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _json_default(value: Any) -> str:
+    """The JSON text of a value JSON has no type for: bytes as base64 (RFC 4648, padded),
+    anything else (a Parquet decimal, say) as Python's text of it."""
+    if isinstance(value, _BYTES):
+        return base64.b64encode(value).decode("ascii")
+    return str(value)
 
 
 def _too_deep(record: dict[str, Any], row: int, write: Callable[[Any], Any]) -> InputError:
@@ -272,13 +399,16 @@ def _overflows(write: Callable[[Any], Any], value: Any) -> bool:
 
 def _csv_rows(chunk: ScoredChunk, header: list[str], first_row: int) -> bytes | memoryview:
     """The rows in the header's columns, quoted only where needed (as pandas writes)."""
+    table = None
     if not isinstance(chunk.table, list) and chunk.column_names == header:
+        table = _plain_columns(chunk.table)
+    if table is not None:
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
-        table = chunk.table.append_column(
-            PREDICTION, _arrow_labels(chunk.predictions)
-        ).append_column(PROBABILITY, _float_text(chunk.probabilities))
+        table = table.append_column(PREDICTION, _arrow_labels(chunk.predictions)).append_column(
+            PROBABILITY, _float_text(chunk.probabilities)
+        )
         for name, values in chunk.explained_columns().items():
             table = table.append_column(name, _float_text(values))
         sink = pa.BufferOutputStream()
@@ -293,11 +423,47 @@ def _csv_rows(chunk: ScoredChunk, header: list[str], first_row: int) -> bytes | 
     records = list(chunk.records())
     try:
         return _csv_text([[_csv_cell(record.get(name)) for name in header] for record in records])
-    except RecursionError:  # a list or object nested past the stack (csv writes its repr)
+    except RecursionError:  # a list or object nested past the stack
         for n, record in enumerate(records):
-            if _overflows(_csv_text, [list(record.values())]):
-                raise _too_deep(record, first_row + n, repr) from None
+            if any(_overflows(_csv_cell, value) for value in record.values()):
+                raise _too_deep(record, first_row + n, _csv_cell) from None
         raise
+
+
+def _plain_columns(table: pa.Table) -> pa.Table | None:
+    """The table as pyarrow's CSV writer writes it as `_csv_cell` would, a float NaN as
+    null; None if a column holds values only `_csv_cell` writes so (objects, arrays,
+    bytes)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i, column in enumerate(table.columns):
+        kind = column.type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+            if pa.types.is_floating(kind):  # (NaN in its dictionary: rare, left to Python)
+                return None
+        if pa.types.is_nested(kind) or _is_bytes(kind):
+            return None
+        if pa.types.is_floating(kind):
+            nan = pc.is_nan(column, memory_pool=arrow_pool())
+            if pc.any(nan).as_py():
+                missing = pa.scalar(None, column.type)
+                column = pc.if_else(nan, missing, column, memory_pool=arrow_pool())
+                table = table.set_column(i, table.field(i), column)
+    return table
+
+
+def _is_bytes(kind: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    is_view = getattr(pa.types, "is_binary_view", None)  # (pyarrow 16 on)
+    return (
+        pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_fixed_size_binary(kind)
+        or (is_view is not None and is_view(kind))
+    )
 
 
 def _csv_text(rows: Iterable[Iterable[Any]]) -> bytes:
@@ -307,10 +473,27 @@ def _csv_text(rows: Iterable[Iterable[Any]]) -> bytes:
 
 
 def _csv_cell(value: Any) -> Any:
-    """A JSON value as pandas wrote it into CSV: nothing for null (and NaN)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A value in CSV: nothing for a missing one (as pandas writes it); an object or array
+    as its JSON text and bytes as base64, as JSON output holds them (see the top)."""
+    if value.__class__ in _PLAIN:  # (the common case, at once)
+        return value
+    if _missing(value):
         return ""
+    if isinstance(value, _NESTED):
+        return _json_bytes(value).decode()
+    if isinstance(value, _BYTES):
+        return _json_default(value)
     return value
+
+
+_PLAIN = frozenset({str, int, bool})
+_NESTED = (dict, list, tuple)  # (a tuple: a pair of a Parquet map)
+_BYTES = (bytes, bytearray, memoryview)
+
+
+def _missing(value: Any) -> bool:
+    """Null, or a float NaN (pandas' missing value)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _arrow_floats(values: np.ndarray) -> pa.Array:
