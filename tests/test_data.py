@@ -166,3 +166,41 @@ def test_a_short_row_far_into_a_file_is_named_as_one_near_its_start(newline: str
     lines = ["a,b", *["1,2"] * rows, "", "  ", "1,2", "x", "1,2"]
     with pytest.raises(InputError, match=f"^Line {rows + 5} has 1 field; the header names 2"):
         read_csv_text(io.StringIO(newline.join(lines) + newline))
+
+
+def test_a_byte_order_mark_before_a_file_without_a_header_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "adult.data"
+    path.write_text(f"\ufeff{ROW_A}\n{ROW_B}\n", encoding="utf-8")
+    assert read_census(path).features["age"].tolist() == [39, 52]
+
+
+def test_a_byte_order_mark_before_note_lines_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "adult.test"
+    path.write_text(f"\ufeff|1x3 Cross validator\n{ROW_A}\n{ROW_B}\n", encoding="utf-8")
+    assert len(read_census(path).features) == 2
+
+
+@pytest.mark.parametrize("age", ["+39", '"39"'])
+def test_a_first_row_whose_age_is_not_plain_digits_is_read_as_a_row(
+    tmp_path: Path, age: str
+) -> None:
+    data = read_census(write(tmp_path, ROW_A.replace("39,", f"{age},", 1), ROW_B))
+    assert data.features["age"].tolist() == [39, 52]
+
+
+@pytest.mark.parametrize("age", ["?", "", "x"])
+def test_a_bad_age_in_the_first_row_of_a_file_without_a_header_is_named(
+    tmp_path: Path, age: str
+) -> None:
+    path = write(tmp_path, ROW_A.replace("39,", f"{age},", 1), ROW_B)
+    with pytest.raises(InputError, match=rf"row 1, field 'age': got {re.escape(repr(age))};"):
+        read_census(path)
+
+
+def test_a_header_is_told_by_the_census_names_it_gives_not_by_its_first_field(
+    tmp_path: Path,
+) -> None:
+    """A header that starts with a number-like name (an index column) is still a header."""
+    header = f"0, {HEADER}"
+    data = read_census(write(tmp_path, header, f"7, {ROW_A}", f"8, {ROW_B}"))
+    assert data.target.tolist() == [0, 1]

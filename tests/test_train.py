@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 import subprocess
 import threading
@@ -17,11 +18,12 @@ from census_salary.bundle import IMPORTANCE_FILE, load_bundle
 from census_salary.cli import app
 from census_salary.config import Settings, load_settings
 from census_salary.contract import COLUMNS, EXAMPLE_ROW
+from census_salary.errors import InputError
 from census_salary.figures import FIGURE_NAMES
 from census_salary.importance import ImportanceReport
 from census_salary.metadata import BundleMetadata
 from census_salary.train import TrainResult, _counted, train
-from conftest import SMALL_CONFIG, make_project
+from conftest import SMALL_CONFIG, hand_back_figures, make_project
 from live_server import census_executable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -285,3 +287,109 @@ def test_the_bundle_holds_its_figures_and_importance(trained_project: TrainResul
         assert (folder / name).read_bytes().startswith(b"\x89PNG\r\n"), name
     importance = ImportanceReport.model_validate_json((folder / IMPORTANCE_FILE).read_bytes())
     assert sorted(importance.features) == sorted(COLUMNS)
+
+
+def labelled(sample_frame: pd.DataFrame, negatives: int, positives: int) -> pd.DataFrame:
+    """The first rows of the sample labelled <=50K and >50K, as many as asked."""
+    label = sample_frame.iloc[:, -1].str.strip()
+    return pd.concat(
+        [
+            sample_frame[label == "<=50K"].head(negatives),
+            sample_frame[label == ">50K"].head(positives),
+        ]
+    )
+
+
+NEEDS = (
+    r"Training needs rows of both classes in the held-out split \(\[split\] test_size = 0\.2\), "
+    r"to evaluate the model on, and at least 3 of each class in the training split, so that "
+    r"each of the 3 \[threshold\] cv folds holds both\. "
+)
+
+
+def test_a_file_with_a_header_and_no_rows_is_refused_saying_what_training_needs(
+    tmp_path: Path, sample_frame: pd.DataFrame
+) -> None:
+    settings = make_project(tmp_path, labelled(sample_frame, 0, 0))
+    message = (
+        rf"^{re.escape(str(settings.data_path))} holds no rows\. {NEEDS}Add rows: at least 4 "
+        r"more labelled <=50K \(4 in all\) and 4 more labelled >50K \(4 in all\)\.$"
+    )
+    with pytest.raises(InputError, match=message):
+        train(settings)
+
+
+def test_a_file_of_three_rows_is_refused_naming_what_it_holds(
+    tmp_path: Path, sample_frame: pd.DataFrame
+) -> None:
+    settings = make_project(tmp_path, labelled(sample_frame, 2, 1))
+    found = "holds too few rows to train on: 3 (2 labelled <=50K, 1 labelled >50K). "
+    with pytest.raises(InputError, match=re.escape(f"{settings.data_path} {found}")):
+        train(settings)
+
+
+def test_rows_of_one_class_only_are_refused_before_any_fitting(
+    tmp_path: Path, sample_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("census_salary.train.build_pipeline", fitting_is_not_reached)
+    settings = make_project(tmp_path, labelled(sample_frame, 30, 0))
+    message = rf"\(30 labelled <=50K, 0 labelled >50K\)\. {NEEDS}Add rows: at least 4 more "
+    with pytest.raises(InputError, match=message + r"labelled >50K \(4 in all\)\.$"):
+        train(settings)
+
+
+def fitting_is_not_reached(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the model was built: the data was not refused before fitting")
+
+
+def test_too_few_rows_of_a_class_for_the_threshold_folds_names_the_setting_to_lower(
+    tmp_path: Path, sample_frame: pd.DataFrame
+) -> None:
+    """103 rows: the split trains on 2 labelled >50K, fewer than the 3 folds (sklearn only
+    warns, and folds without a row >50K choose the threshold)."""
+    settings = make_project(tmp_path, labelled(sample_frame, 100, 3))
+    split = "which the split deals out as 80 <=50K and 2 >50K for training, 20 and 1 held out. "
+    advice = "Add rows: at least 1 more labelled >50K (4 in all), or lower [threshold] cv to 2."
+    with pytest.raises(InputError, match=f"{re.escape(split)}{NEEDS}{re.escape(advice)}$"):
+        train(settings)
+
+
+def test_too_few_rows_of_a_class_for_the_search_folds_is_refused_before_the_search(
+    tmp_path: Path, sample_frame: pd.DataFrame
+) -> None:
+    config = SMALL_CONFIG.replace("[threshold]\ncv = 3", '[threshold]\nobjective = "fixed"')
+    config += SEARCH.format(method="grid", n_jobs=1).replace("cv = 2", "cv = 4")
+    settings = make_project(tmp_path, labelled(sample_frame, 100, 4), config)
+    needs = (
+        "at least 4 of each class in the training split, so that each of the 4 [search] cv folds"
+    )
+    advice = "Add rows: at least 1 more labelled >50K (5 in all), or lower [search] cv to 3."
+    with pytest.raises(InputError, match=f"{re.escape(needs)} holds both. {re.escape(advice)}$"):
+        train(settings)
+
+
+def test_a_halving_search_whose_samples_hold_one_class_says_what_to_do(
+    tmp_path: Path, sample_frame: pd.DataFrame
+) -> None:
+    """Successive halving fits and scores its first candidates on samples of the folds,
+    drawn regardless of class: the check before training cannot see what they hold."""
+    config = SMALL_CONFIG.replace("[threshold]\ncv = 3", '[threshold]\nobjective = "fixed"')
+    config += SEARCH.format(method="halving", n_jobs=1).replace("cv = 2", "cv = 3")
+    config = config.replace("max_leaf_nodes = [7, 15]", "max_leaf_nodes = [7, 15, 31]")
+    settings = make_project(tmp_path, labelled(sample_frame, 40, 4), config)
+    advice = 'Add rows of the rarer class, lower [search] cv or use [search] method = "grid".'
+    with pytest.raises(InputError, match=f"in the samples of its folds .*{re.escape(advice)}$"):
+        train(settings)
+
+
+def test_the_rows_a_refusal_asks_for_are_enough_to_train(
+    tmp_path: Path, sample_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held out: 1 of each class, to evaluate on; trained on: 3 of each, one per fold."""
+    hand_back_figures(monkeypatch, {name: b"" for name in FIGURE_NAMES})
+    config = SMALL_CONFIG + "bootstrap = 0\n"  # (in [slices], the last section)
+    short = r"Add rows: at least 1 more labelled >50K \(4 in all\)[,.]"
+    with pytest.raises(InputError, match=short):
+        train(make_project(tmp_path / "short", labelled(sample_frame, 4, 3), config))
+    result = train(make_project(tmp_path / "enough", labelled(sample_frame, 4, 4), config))
+    assert (result.metadata.data.rows_train, result.metadata.data.rows_test) == (6, 2)

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import logging
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,12 +57,37 @@ class Split:
 
 def split_data(data: CensusData, test_size: float, seed: int) -> Split:
     """The stratified train/test split; the same data and seed give the same split."""
-    from sklearn.model_selection import train_test_split
-
-    train_x, test_x, train_y, test_y = train_test_split(
-        data.features, data.target, test_size=test_size, random_state=seed, stratify=data.target
+    train_x, test_x, train_y, test_y = _stratified(
+        data.features, data.target, labels=data.target, test_size=test_size, seed=seed
     )
     return Split(train_x, train_y, test_x, test_y)
+
+
+def split_counts(
+    negatives: int, positives: int, test_size: float, seed: int
+) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The rows of each class, (<=50K, >50K), that `split_data` puts in the training split
+    and in the held-out split of data with these counts (it deals each class out by its
+    count alone); None where it cannot split them: a class of fewer than two rows, or a
+    split of fewer rows than there are classes."""
+    rows = negatives + positives
+    held_out = math.ceil(test_size * rows)  # as scikit-learn counts it
+    if min(negatives, positives) < 2 or min(held_out, rows - held_out) < 2:
+        return None
+    labels = np.repeat(np.array([0, 1], dtype=np.int8), [negatives, positives])
+    train, test = _stratified(labels, labels=labels, test_size=test_size, seed=seed)
+    return _pair(np.bincount(train, minlength=2)), _pair(np.bincount(test, minlength=2))
+
+
+def _pair(counts: np.ndarray) -> tuple[int, int]:
+    return int(counts[0]), int(counts[1])
+
+
+def _stratified(*arrays: Any, labels: Any, test_size: float, seed: int) -> list[Any]:
+    """The one stratified split of `split_data` and `split_counts`."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(*arrays, test_size=test_size, random_state=seed, stratify=labels)
 
 
 def file_sha256(path: Path) -> str:
@@ -76,17 +102,19 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
     """Read a labelled census file as published (or a variant of it), clean and validate it.
 
     Accepts the messy published layout: spaces after commas, `?` for missing values,
-    hyphenated names, `fnlwgt`/`income` spellings, `>50K.` labels and files without a
-    header row (UCI `adult.data`). Exact duplicate rows are dropped and counted.
+    hyphenated names, `fnlwgt`/`income` spellings, `>50K.` labels, a byte order mark and
+    files without a header row (UCI `adult.data`): a first line is the header when it names
+    a census column or the label. Exact duplicate rows are dropped and counted.
     """
     if not path.is_file():
         raise DataUnavailableError(
             f"No data file at {path}. Copy the census data (adult.data or census.csv from "
             f"the UCI Adult dataset) to {path}; see data/README.md."
         )
-    with path.open("r", encoding="utf-8", errors="strict", newline="") as handle:
+    # utf-8-sig: a byte order mark (Excel writes one) is not part of the first line.
+    with path.open("r", encoding="utf-8-sig", errors="strict", newline="") as handle:
         try:
-            notes, header = _layout(path)
+            notes, header = _layout(path, target)
             if header is not None:
                 refuse_repeated_names(header)
             raw = read_csv_text(handle, header=header is not None, skip=notes)
@@ -120,30 +148,44 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
     )
 
 
-def _layout(path: Path) -> tuple[int, str | None]:
+def _layout(path: Path, target: str) -> tuple[int, str | None]:
     """How many note lines (`|1x3 Cross validator` in adult.test) come first, and the
-    header line that follows (None for `adult.data`: its first field is a number, not a
-    name)."""
+    header line that follows: None where that line is a row of values (`adult.data`), that
+    is where it names no census column and not the label (`_names_columns`), whatever its
+    values are (`+39`, `"39"`, `?` or a bad one, which the check then names)."""
     notes = 0
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
+    with path.open("r", encoding="utf-8-sig", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
             if line.startswith("|"):
                 notes = number  # skip up to and with the last note line
             elif line.strip():
-                first = line.split(",", 1)[0].strip()
-                return notes, None if first.replace(".", "", 1).isdigit() else line
+                return notes, line if _names_columns(line, target) else None
     return notes, ""
+
+
+def _names_columns(line: str, target: str) -> bool:
+    """Whether a CSV line names a census column or the label (`target`, or `salary`), in
+    any spelling the contract takes (`canonical_name`): a header, not a row of values."""
+    known = {*COLUMNS, TARGET, canonical_name(target)}
+    fields = _first_record(line)
+    return any(canonical_name(field) in known for field in fields or line.split(","))
+
+
+def _first_record(text: str) -> list[str] | None:
+    """The fields of CSV `text`'s first record (None where the csv module cannot read it)."""
+    try:
+        return next(csv.reader(io.StringIO(text, newline=""), skipinitialspace=True), [])
+    except csv.Error:
+        return None
 
 
 def refuse_repeated_names(text: str) -> None:
     """Refuse CSV `text` whose header (its first record) names a column twice
     (`contract.canonical_columns`), before pandas would rename the second (`age.1`) and
     read the row's first value where a JSON row gives its last."""
-    try:
-        names = next(csv.reader(io.StringIO(text, newline=""), skipinitialspace=True), [])
-    except csv.Error:  # pandas words what is wrong with the line
-        return
-    canonical_columns(names)
+    names = _first_record(text)
+    if names is not None:  # (else pandas words what is wrong with the line)
+        canonical_columns(names)
 
 
 def read_csv_text(

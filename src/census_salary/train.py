@@ -39,10 +39,10 @@ from census_salary.audit import figure_data
 from census_salary.bundle import IMPORTANCE_FILE, dump_model, library_versions, sha256_bytes
 from census_salary.config import Settings
 from census_salary.contract import COLUMNS, EXAMPLE_ROW, check_records
-from census_salary.data import CensusData, Split, read_census, split_data
+from census_salary.data import LABELS, CensusData, Split, read_census, split_counts, split_data
 from census_salary.download import ensure_census
 from census_salary.drift import PROFILE_FILE, build_profile
-from census_salary.errors import InputError
+from census_salary.errors import InputError, no_rows
 from census_salary.helpers import Helpers, training_helpers
 from census_salary.metadata import BundleMetadata, DataInfo, FeatureSchema, SelfTest
 from census_salary.metrics import SliceReport, evaluate, roc_auc, slice_metrics
@@ -71,8 +71,124 @@ class TrainResult:
 
 
 def load_training_data(settings: Settings, progress: Progress) -> CensusData:
+    """The training data, refused (`check_trainable`) when training cannot use it."""
     path = ensure_census(settings.data_path, settings.data.url, progress)
-    return read_census(path, target=settings.data.target)
+    data = read_census(path, target=settings.data.target)
+    check_trainable(data, settings, path)
+    return data
+
+
+@dataclass(frozen=True)
+class _Needs:
+    """What the training split needs of the data, by the settings: `per_class` rows of each
+    class, one for each fold (`folds`: a setting and its folds) or 1 without folds; and
+    `rows` in all (successive halving starts from 2 rows of each class per fold)."""
+
+    folds: tuple[tuple[str, int], ...]
+    per_class: int
+    rows: int
+
+
+def _needs(settings: Settings, most_folds: int | None = None) -> _Needs:
+    """What the training split needs by the settings (with no more folds than `most_folds`
+    of each kind, when given)."""
+    folds: list[tuple[str, int]] = []
+    if settings.threshold.objective != "fixed":
+        folds.append(("[threshold] cv", settings.threshold.cv))
+    search = settings.search
+    if search.enabled:
+        folds.append(("[search] cv", search.cv))
+    if most_folds is not None:
+        folds = [(name, min(n, most_folds)) for name, n in folds]
+    halving = search.enabled and search.method == "halving"
+    rows = 2 * 2 * dict(folds)["[search] cv"] if halving else 0
+    return _Needs(tuple(folds), max([1, *(n for _, n in folds)]), rows)
+
+
+def _short(counts: list[int], needs: _Needs, settings: Settings) -> list[int]:
+    """The classes (0: <=50K, 1: >50K) of which data with these `counts` holds too few rows
+    to train on: `split_data` must hold out one of each, to evaluate the model on, and leave
+    the training split `needs`; an empty list where the data will do."""
+    split = split_counts(*counts, settings.split.test_size, settings.split.seed)
+    if split is None:  # (a class of fewer than 2 rows, or too few rows to split)
+        return [c for c in (0, 1) if counts[c] < 2] or [int(np.argmin(counts))]
+    training, held_out = split
+    short = [c for c in (0, 1) if held_out[c] < 1 or training[c] < needs.per_class]
+    if not short and sum(training) < needs.rows:
+        short = [int(np.argmin(counts))]
+    return short
+
+
+def check_trainable(data: CensusData, settings: Settings, source: Path) -> None:
+    """Refuse data training cannot use, before it fits anything, with an InputError that
+    names `source`, what it holds, what training needs and what to do: the held-out split
+    needs rows of both classes (the metrics, the curves and the permutation importance are
+    undefined on one), and the training split as many rows of each class as the most folds
+    it is cut into ([threshold] cv, and [search] cv when a search is enabled), so that each
+    fold holds both (a model fitted on one class, or a fold scored on one, is meaningless);
+    `split_data` deals each class out by its count alone (`split_counts`)."""
+    counts = [int((data.target == c).sum()) for c in (0, 1)]
+    needs = _needs(settings)
+    if not _short(counts, needs, settings):
+        return
+    wanted = list(counts)  # the fewest rows of each class, from these on, that will do
+    while short := _short(wanted, needs, settings):
+        for c in short:
+            wanted[c] += 1
+    names = {label: name for name, label in LABELS.items()}
+    test_size = settings.split.test_size
+    if not len(data.target):
+        found = str(no_rows(source))
+    else:
+        dropped = data.duplicates_dropped
+        found = (
+            f"{source} holds too few rows to train on: {len(data.target)} "
+            f"({counts[0]} labelled {names[0]}, {counts[1]} labelled {names[1]}"
+            f"{f', once {dropped} exact duplicates were dropped' if dropped else ''})"
+        )
+        split = split_counts(*counts, test_size, settings.split.seed)
+        if split is not None:
+            (train_0, train_1), (test_0, test_1) = split
+            found += (
+                f", which the split deals out as {train_0} {names[0]} and {train_1} "
+                f"{names[1]} for training, {test_0} and {test_1} held out"
+            )
+        found += "."
+    if needs.folds:
+        folds = " and ".join(f"the {n} {name} folds" for name, n in needs.folds)
+        training = (
+            f"at least {needs.per_class} of each class in the training split, so that each "
+            f"of {folds} holds both"
+        )
+    else:
+        training = "rows of both classes in the training split, to fit the model on"
+    if needs.rows:
+        training += (
+            f', and at least {needs.rows} rows there for [search] method = "halving" (2 of '
+            "each class for each [search] cv fold)"
+        )
+    advice = "Add rows: at least " + " and ".join(
+        f"{wanted[c] - counts[c]} more labelled {names[c]} ({wanted[c]} in all)"
+        for c in (0, 1)
+        if wanted[c] > counts[c]
+    )
+    lower = _settings_to_lower(counts, needs, settings)
+    if lower:
+        advice += f", or lower {lower}"
+    raise InputError(
+        f"{found} Training needs rows of both classes in the held-out split ([split] "
+        f"test_size = {test_size}), to evaluate the model on, and {training}. {advice}."
+    )
+
+
+def _settings_to_lower(counts: list[int], needs: _Needs, settings: Settings) -> str:
+    """The fold settings that, lowered to as many folds as the training split holds rows
+    of its rarer class, let data with these `counts` train; empty where that does not do."""
+    split = split_counts(*counts, settings.split.test_size, settings.split.seed)
+    fewest = min(split[0]) if split is not None else 0
+    if fewest < 2 or _short(counts, _needs(settings, fewest), settings):
+        return ""
+    return " and ".join(f"{name} to {fewest}" for name, n in needs.folds if n > fewest)
 
 
 def train(
@@ -286,6 +402,10 @@ class _FoldCounter:
             connection.send(count)
 
 
+class _OneClassFold(ValueError):
+    """A candidate of the search fitted or scored on rows of one class only."""
+
+
 class _FoldScorer:
     """The search's scorer: ROC AUC of a fitted candidate on its validation fold, each
     call counted (picklable, unlike a closure over the progress bar)."""
@@ -294,9 +414,12 @@ class _FoldScorer:
         self.counter = counter
 
     def __call__(self, estimator: Pipeline, x: pd.DataFrame, y: pd.Series) -> float:
+        # Raised through the search (error_score="raise"), then reported.
+        if len(estimator.classes_) < 2:
+            raise _OneClassFold("a training fold held rows of one class only")
         auc = roc_auc(y.to_numpy(), estimator.predict_proba(x)[:, 1])
-        if auc is None:  # raised through the search (error_score="raise"), then reported
-            raise ValueError("a validation fold holds rows of one class only")
+        if auc is None:
+            raise _OneClassFold("a validation fold held rows of one class only")
         try:
             self.counter.send(1)
         except (OSError, EOFError, AuthenticationError):  # the bar only: never the search
@@ -384,6 +507,21 @@ def _search(
             )
         try:
             searcher.fit(split.train_x, split.train_y)
+        except _OneClassFold as exc:
+            # (`check_trainable` leaves rows of each class in every fold; successive halving
+            # fits and scores the candidates first on samples of the folds, drawn by chance.)
+            rows, positives = len(split.train_y), int(split.train_y.sum())
+            why = (
+                " in the samples of its folds that successive halving drew"
+                if search.method == "halving"
+                else ""
+            )
+            raise InputError(
+                f"The search could not score its candidates on {settings.data_path}: {exc}"
+                f"{why} (the training split holds {rows - positives} rows labelled <=50K and "
+                f"{positives} labelled >50K). Add rows of the rarer class, lower [search] cv "
+                'or use [search] method = "grid".'
+            ) from None
         except ValueError as exc:
             raise InputError(f"[search.grid] could not be searched: {exc}") from None
     best = {key.removeprefix(prefix): value for key, value in searcher.best_params_.items()}
