@@ -57,6 +57,7 @@ T = TypeVar("T")
 SCORING_THREADS = 2  # threads scoring with the tree tables
 SCORING_ROWS = 4096  # rows they score at a time (memory grows with it)
 READ_AHEAD = 1  # chunks read ahead of the one being checked
+READER_STOP_SECONDS = 1.0  # how long a stopped stream waits for its reader to stop
 Kept = tuple[Any, list[str]]  # a chunk's good rows (as in `RowChunk.table`), its columns
 
 
@@ -458,7 +459,8 @@ def _read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
             put((True, None))
 
     # A daemon: after an error it may still wait on a pipe, and must not keep the process.
-    threading.Thread(target=run, name="census-read", daemon=True).start()
+    reader = threading.Thread(target=run, name="census-read", daemon=True)
+    reader.start()
     try:
         while True:
             done, item = box.get()
@@ -469,3 +471,8 @@ def _read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
             yield item
     finally:
         stop.set()
+        # Stopped early (a bad row, Ctrl-C), the reader may be parsing a block in pyarrow,
+        # without the interpreter's lock: were the process to end under it, pyarrow's
+        # memory would be freed as it works (a crash, seen on Ctrl-C in a busy machine).
+        # It stops at its next chunk; waiting on a pipe, it is left to wait.
+        reader.join(READER_STOP_SECONDS)
