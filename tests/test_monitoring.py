@@ -135,6 +135,12 @@ def test_a_bad_time_in_a_later_chunk_keeps_its_row_number(small_bundle: Bundle) 
         )
 
 
+def test_a_missing_label_is_named_as_missing(small_bundle: Bundle) -> None:
+    lines = f"{json.dumps({**EXAMPLE_ROW, 'salary': None, 'when': '2026-01-01'})}\n".encode()
+    with pytest.raises(InputError, match=r"line 1, field 'salary': got no value; expected"):
+        monitor_rows(small_bundle, io.BytesIO(lines), time_column="when")
+
+
 def test_json_rows_may_spell_the_label_differently(small_bundle: Bundle) -> None:
     lines = f"{_labelled('salary', '>50K')}\n{_labelled('Income', '<=50K')}\n".encode()
     report = monitor_rows(small_bundle, io.BytesIO(lines), time_column="when", period="day")

@@ -27,6 +27,7 @@ from census_salary.contract import (
     canonical_name,
     check_columns,
     columns_of_frame,
+    show_value,
 )
 from census_salary.errors import DataUnavailableError, InputError, RowProblem
 
@@ -446,7 +447,7 @@ def parse_labels(column: pd.Series) -> tuple[pd.Series, list[RowProblem]]:
         RowProblem(
             int(i) + 1,
             TARGET,
-            f"got {column.iloc[i]!r}; expected {' or '.join(LABELS)}",
+            f"got {show_value(column.iloc[i])}; expected {' or '.join(LABELS)}",
         )
         for i in np.flatnonzero(bad.to_numpy())
     ]

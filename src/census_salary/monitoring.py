@@ -189,7 +189,7 @@ def labels_and_times(
 
     from census_salary.data import parse_labels
 
-    y, problems = parse_labels(pd.Series(labels, dtype=object).fillna(""))
+    y, problems = parse_labels(pd.Series(labels, dtype=object))
     raw = pd.Series(times, dtype=object)
     when = pd.to_datetime(raw.astype(str), errors="coerce", utc=True, format="ISO8601")
     bad = when.isna() | raw.isna()
