@@ -25,7 +25,7 @@ from census_salary.partition import (
     run_tasks,
     score_partition,
 )
-from census_salary.predict import predict_file
+from census_salary.predict import UnknownValues, predict_file
 
 BAD_AGE = "two hundred"
 
@@ -102,7 +102,7 @@ def test_files_score_as_census_predict_scores_them(
     out = tmp_path / "out"
     problems = predict_files(
         run_tasks, _bundle_dir(small_settings), str(tmp_path / "in"), out, output_format="csv"
-    )
+    ).problems
     assert problems == []
     assert sorted(p.name for p in out.iterdir()) == ["part-00000.csv", "part-00001.csv"]
     for i, path in enumerate(paths):
@@ -118,11 +118,40 @@ def test_a_json_lines_file_scores_as_census_predict_scores_it(
     out = tmp_path / "out"
     problems = predict_files(
         run_tasks, _bundle_dir(small_settings), str(path), out, output_format="csv"
-    )
+    ).problems
     assert problems == []
     predict_file(small_bundle, path, tmp_path / "one.csv")
     assert (out / "part-00000.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
     assert len((tmp_path / "one.csv").read_text().splitlines()) == 51
+
+
+def test_the_tasks_count_the_values_the_model_never_saw_across_files(
+    tmp_path: Path, small_settings: Settings, sample_frame: pd.DataFrame
+) -> None:
+    frames = [_rows(sample_frame, 0, 4).assign(race="Martian"), _rows(sample_frame, 4, 6)]
+    frames[1].loc[0, "race"] = "Martian"
+    frames[1].loc[1, "race"] = "Venusian"
+    _write_inputs(tmp_path / "in", frames)
+    found = predict_files(
+        run_tasks, _bundle_dir(small_settings), str(tmp_path / "in"), tmp_path / "out"
+    )
+    assert found.problems == []
+    assert found.unknown.values == {"race": {"Martian": 5, "Venusian": 1}}
+
+
+def test_values_a_task_did_not_keep_are_counted_still(
+    tmp_path: Path,
+    small_settings: Settings,
+    sample_frame: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(UnknownValues, "KEPT", 1)
+    frame = _rows(sample_frame, 0, 3).assign(race=["Martian", "Venusian", "Venusian"])
+    _write_inputs(tmp_path / "in", [frame])
+    found = predict_files(
+        run_tasks, _bundle_dir(small_settings), str(tmp_path / "in"), tmp_path / "out"
+    )
+    assert (found.unknown.rows, len(found.unknown.values["race"])) == ({"race": 3}, 1)
 
 
 def _jsonl_with_a_number_on_line_3(path: Path, sample_frame: pd.DataFrame) -> Path:
@@ -138,7 +167,7 @@ def test_skip_leaves_out_a_json_line_that_is_not_a_row_naming_its_line(
     out = tmp_path / "out"
     problems = predict_files(
         run_tasks, _bundle_dir(small_settings), str(path), out, skip_bad=True, output_format="csv"
-    )
+    ).problems
     assert [str(p) for p in problems] == [
         f"{path}: line 3: got a number; expected an object of census fields"
     ]
@@ -194,7 +223,7 @@ def test_parquet_input_is_checked_by_the_contract(
         tmp_path / "out",
         skip_bad=True,
         chunk_size=8,
-    )
+    ).problems
     file = str((tmp_path / "rows.parquet").resolve())
     assert [(p.file, p.problem.row, p.problem.field) for p in problems] == [(file, 6, "age")]
     assert len(pd.read_parquet(tmp_path / "out")) == 19
@@ -227,7 +256,7 @@ def test_skip_drops_exactly_the_bad_rows(
         tmp_path / "out",
         skip_bad=True,
         chunk_size=30,
-    )
+    ).problems
     assert [(Path(p.file), p.problem.row, p.problem.field) for p in problems] == [
         (paths[0].resolve(), 8, "hours_per_week"),
         (paths[1].resolve(), 1, "age"),

@@ -40,7 +40,7 @@ from census_salary.bundle import (
 from census_salary.contract import columns_of_frame
 from census_salary.errors import CensusError, InputError, RowProblem
 from census_salary.files import atomic_open
-from census_salary.predict import score_rows
+from census_salary.predict import Predicted, UnknownValues, score_rows
 from census_salary.rows import InputFormat, JsonRowProblem, RowChunk, read_rows
 from census_salary.writers import write_predictions
 
@@ -49,12 +49,15 @@ if TYPE_CHECKING:
 
 EngineName = Literal["spark", "dask"]
 PartFormat = Literal["parquet", "csv"]
-# What a task gives back, one row per problem: a skipped row (`error` empty), or the
+# What a task gives back, one row per finding: a skipped row (`error` empty), or the
 # error that stopped the file (`error` names its CensusError class, `message` says it).
 # `unit` is what a JSON row's number counts ("row" or "line"; empty for CSV and Parquet).
-PROBLEM_COLUMNS = ("file", "row", "field", "message", "error", "unit")
+# A row with `rows` above 0 is a category value the model never saw, scored as missing:
+# `field` its column, `message` the value ("" for values past `UnknownValues.KEPT`),
+# `rows` how many rows held it.
+PROBLEM_COLUMNS = ("file", "row", "field", "message", "error", "unit", "rows")
 SPARK_PROBLEM_SCHEMA = (
-    "file string, row long, field string, message string, error string, unit string"
+    "file string, row long, field string, message string, error string, unit string, rows long"
 )
 
 
@@ -67,6 +70,15 @@ class FileProblem:
 
     def __str__(self) -> str:
         return f"{self.file}: {self.problem}"
+
+
+@dataclass(frozen=True)
+class FilesPredicted:
+    """What `predict_files` found beside the part files it wrote: the rows it left out
+    (with `skip_bad`), and the category values the model never saw, scored as missing."""
+
+    problems: list[FileProblem]
+    unknown: UnknownValues
 
 
 @dataclass(frozen=True)
@@ -121,9 +133,10 @@ def score_partition(
 # --- one file, in a task -----------------------------------------------------------------
 
 
-def score_file(bundle: Bundle, path: Path, part: Path, job: Job) -> list[RowProblem]:
+def score_file(bundle: Bundle, path: Path, part: Path, job: Job) -> Predicted:
     """Score one input file into one part file (written whole or not at all); return the
-    problems of the rows skipped. A bad row raises InputError unless `job.skip_bad`."""
+    problems of the rows skipped and the category values the model never saw. A bad row
+    raises InputError unless `job.skip_bad`."""
     with contextlib.ExitStack() as stack:
         try:
             handle = stack.enter_context(path.open("rb"))
@@ -143,7 +156,7 @@ def score_file(bundle: Bundle, path: Path, part: Path, job: Job) -> list[RowProb
             if str(path) in str(exc):  # (the rows' checks name it already)
                 raise
             raise InputError(f"In {path}: {exc}", exc.problems) from None
-    return stream.problems
+    return Predicted(stream.problems, stream.unknown)
 
 
 def run_tasks(job: Job, tasks: pd.DataFrame) -> pd.DataFrame:
@@ -155,20 +168,26 @@ def run_tasks(job: Job, tasks: pd.DataFrame) -> pd.DataFrame:
     """
     import pandas as pd
 
-    found: list[tuple[str, int, str, str, str, str]] = []
+    found: list[tuple[str, int, str, str, str, str, int]] = []
     bundle: Bundle | None = None
     for file, part in zip(tasks.file, tasks.part, strict=True):
         try:
             bundle = bundle or load_bundle_files(job.bundle, job.bundle_source, job.scorer)
-            problems = score_file(bundle, Path(file), Path(job.staging) / part, job)
+            predicted = score_file(bundle, Path(file), Path(job.staging) / part, job)
         except CensusError as exc:
-            found.append((file, 0, "", str(exc), type(exc).__name__, ""))
-        else:
-            found.extend(
-                (file, p.row, p.field, p.message, "", getattr(p, "unit", "")) for p in problems
-            )
+            found.append((file, 0, "", str(exc), type(exc).__name__, "", 0))
+            continue
+        found.extend(
+            (file, p.row, p.field, p.message, "", getattr(p, "unit", ""), 0)
+            for p in predicted.problems
+        )
+        unknown = predicted.unknown
+        for name, values in unknown.values.items():
+            found.extend((file, 0, name, value, "", "", n) for value, n in values.items())
+            if others := unknown.rows[name] - sum(values.values()):
+                found.append((file, 0, name, "", "", "", others))
     frame = pd.DataFrame(found, columns=list(PROBLEM_COLUMNS))
-    return frame.astype({"row": "int64"})
+    return frame.astype({"row": "int64", "rows": "int64"})
 
 
 # --- the driver ----------------------------------------------------------------------------
@@ -203,9 +222,10 @@ def predict_files(
     threshold: float | None = None,
     skip_bad: bool = False,
     chunk_size: int = 50_000,
-) -> list[FileProblem]:
+) -> FilesPredicted:
     """Score every input file on an engine (`run`) into part files in `output_dir`,
-    written whole or not at all; return the problems of the rows skipped."""
+    written whole or not at all; return the problems of the rows skipped and the
+    category values the model never saw."""
     files = input_files(input_path)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise InputError(f"{output_dir} already exists; remove it or choose another --output.")
@@ -226,7 +246,7 @@ def predict_files(
     )
     tasks = _tasks(files, output_format)
     try:
-        problems = _problems(run(job, tasks), [str(file) for file in tasks.file])
+        predicted = _findings(run(job, tasks), [str(file) for file in tasks.file])
         if missing := [part for part in tasks.part if not (staging / part).is_file()]:
             raise InputError(
                 f"The engine finished without writing {', '.join(missing)}; nothing was "
@@ -237,7 +257,7 @@ def predict_files(
         staging.rename(output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return problems
+    return predicted
 
 
 def _tasks(files: list[Path], output_format: PartFormat) -> pd.DataFrame:
@@ -251,8 +271,9 @@ def _tasks(files: list[Path], output_format: PartFormat) -> pd.DataFrame:
     )
 
 
-def _problems(frame: pd.DataFrame, files: list[str]) -> list[FileProblem]:
-    """The problems tasks gave back, in the input's order; the first error is raised."""
+def _findings(frame: pd.DataFrame, files: list[str]) -> FilesPredicted:
+    """What tasks gave back: the problems in the input's order, and the unknown values
+    added up; the first error is raised."""
     order = {file: i for i, file in enumerate(files)}
     rows = sorted(
         frame.itertuples(index=False), key=lambda r: (order.get(r.file, len(order)), r.row)
@@ -263,7 +284,14 @@ def _problems(frame: pd.DataFrame, files: list[str]) -> list[FileProblem]:
             if not (isinstance(kind, type) and issubclass(kind, CensusError)):
                 kind = InputError
             raise kind(row.message)
-    return [FileProblem(r.file, _row_problem(r)) for r in rows]
+    unknown = UnknownValues()
+    for r in rows:
+        if r.rows and r.message:
+            unknown.add({r.field: {r.message: int(r.rows)}})
+        elif r.rows:  # (values a task counted past the ones it kept)
+            unknown.add_others(r.field, int(r.rows))
+    problems = [FileProblem(r.file, _row_problem(r)) for r in rows if not r.rows]
+    return FilesPredicted(problems, unknown)
 
 
 def _row_problem(row: Any) -> RowProblem:

@@ -80,6 +80,12 @@ class UnknownValues:
                 if value in kept or len(kept) < self.KEPT:
                     kept[value] = kept.get(value, 0) + rows
 
+    def add_others(self, name: str, rows: int) -> None:
+        """Count rows of column `name` whose values were not kept where they were counted
+        (another process's `UnknownValues`, past its `KEPT`)."""
+        self.values.setdefault(name, {})
+        self.rows[name] = self.rows.get(name, 0) + rows
+
 
 @dataclass(frozen=True)
 class Predicted:

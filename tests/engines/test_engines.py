@@ -86,7 +86,9 @@ def test_engine_output_equals_census_predict_to_the_bit(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "out"
-    problems = predict_files(runner, _bundle_dir(small_settings), str(big_input / "*.csv"), out)
+    problems = predict_files(
+        runner, _bundle_dir(small_settings), str(big_input / "*.csv"), out
+    ).problems
     assert problems == []
     parts = sorted(out.iterdir())
     assert len(parts) == FILES
@@ -150,7 +152,7 @@ def test_skip_drops_exactly_the_bad_rows(
         tmp_path / "out",
         skip_bad=True,
         output_format="csv",
-    )
+    ).problems
     assert [(Path(p.file), p.problem.row, p.problem.field) for p in problems] == [
         (paths[0].resolve(), 1, "age"),
         (paths[1].resolve(), 1000, "age"),

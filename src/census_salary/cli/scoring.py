@@ -14,7 +14,7 @@ from census_salary.cli.app import app, current_bundle, err_console, progress_bar
 
 if TYPE_CHECKING:
     from census_salary.errors import RowProblem
-    from census_salary.partition import FileProblem
+    from census_salary.partition import FileProblem, FilesPredicted
     from census_salary.predict import UnknownValues
 
 
@@ -113,21 +113,21 @@ def predict(
     """Score rows (CSV, JSON array, {"inputs": [...]}, JSON Lines or Parquet) from a file or
     stdin."""
     if engine is not None:
-        _print_skipped(
-            _predict_on_engine(
-                ctx,
-                engine,
-                master if engine is Engine.spark else scheduler,
-                input_path,
-                output,
-                input_format=input_format,
-                output_format=output_format,
-                threshold=threshold,
-                skip_bad=on_error is OnError.skip,
-                chunk_size=chunk_size,
-                other=bool(url or explain),
-            )
+        found = _predict_on_engine(
+            ctx,
+            engine,
+            master if engine is Engine.spark else scheduler,
+            input_path,
+            output,
+            input_format=input_format,
+            output_format=output_format,
+            threshold=threshold,
+            skip_bad=on_error is OnError.skip,
+            chunk_size=chunk_size,
+            other=bool(url or explain),
         )
+        _print_skipped(found.problems)
+        _print_unknown(found.unknown)
         return
     if url is not None and explain:  # (refused before the server is asked anything)
         from census_salary.errors import InputError
@@ -211,7 +211,7 @@ def _predict_on_engine(
     output_format: RowFormat | None,
     other: bool,
     **options: Any,
-) -> list[FileProblem]:
+) -> FilesPredicted:
     from census_salary.bundle import current_bundle_dir
     from census_salary.errors import InputError
     from census_salary.partition import engine_runner, predict_files

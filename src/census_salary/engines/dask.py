@@ -18,7 +18,10 @@ from census_salary.partition import PROBLEM_COLUMNS, Job, run_tasks, score_parti
 from census_salary.writers import PREDICTION, PROBABILITY
 
 PROBLEMS_META = pd.DataFrame(
-    {name: pd.Series(dtype="int64" if name == "row" else object) for name in PROBLEM_COLUMNS}
+    {
+        name: pd.Series(dtype="int64" if name in ("row", "rows") else object)
+        for name in PROBLEM_COLUMNS
+    }
 )
 
 
