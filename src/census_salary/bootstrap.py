@@ -25,6 +25,9 @@ CONFIDENCE = 0.95
 # Row draws made at a time: bounds memory (16 MB of indices), and blocks of this size are
 # the fastest here.
 _DRAWS_PER_BLOCK = 2_000_000
+# Draws counted at a time: the counts (8 bytes each) stay in the cache as bincount adds to
+# them at random places, 4-5x faster than counting a whole block at once.
+_COUNTS_PER_PASS = 250_000
 
 RateName = Literal[
     "positive_rate",
@@ -149,9 +152,14 @@ def group_counts(
     for start in range(0, resamples, block):
         size = min(block, resamples - start)
         drawn = rng.integers(0, rows, size=(size, rows))
-        offsets = (np.arange(size) * rows)[:, None]
-        weights = np.bincount((drawn + offsets).ravel(), minlength=size * rows)
-        blocks.append(weights.reshape(size, rows).astype(dtype) @ indicators)
+        weights = np.empty((size, rows), dtype=dtype)
+        step = max(1, _COUNTS_PER_PASS // max(rows, 1))
+        for first in range(0, size, step):
+            part = drawn[first : first + step]
+            offsets = (np.arange(len(part)) * rows)[:, None]
+            counts = np.bincount((part + offsets).ravel(), minlength=part.size)
+            weights[first : first + step] = counts.reshape(part.shape)
+        blocks.append(weights @ indicators)
     counts = np.concatenate(blocks).astype(np.float64).reshape(1 + resamples, groups, 4)
     return GroupCounts(*(counts[:, :, cell] for cell in range(4)))
 
