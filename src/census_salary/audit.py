@@ -18,6 +18,7 @@ from census_salary.config import Settings
 from census_salary.contract import COLUMNS, Columns, check_columns, columns_of_frame
 from census_salary.data import read_census, split_data
 from census_salary.errors import InputError, ModelError, no_rows
+from census_salary.importance import ImportanceReport, permutation_importance
 from census_salary.metadata import BundleMetadata
 from census_salary.metrics import Metrics, SliceReport, evaluate, slice_metrics
 
@@ -69,9 +70,8 @@ def evaluate_bundle(
         slices = slice_metrics(x, y.to_numpy(), p, bundle.threshold, sensitive, settings.slices)
         rows = data_path.name if data_path is not None else "held-out split"
         subtitle = f"model {bundle.version}, {rows}"
-        data = figure_data(
-            settings, bundle.probabilities, x, y.to_numpy(), bundle.threshold, slices, subtitle
-        )
+        importance = importance_of(settings, bundle.probabilities, x, y, bundle.threshold)
+        data = figure_data(settings, y, p, bundle.threshold, slices, importance, subtitle)
         write_figures(figures_dir, data)
     return metrics
 
@@ -113,24 +113,35 @@ def _names(slicing: str | Sequence[str]) -> list[str]:
     return [slicing] if isinstance(slicing, str) else list(slicing)
 
 
-def figure_data(
+def importance_of(
     settings: Settings,
     probabilities: Callable[[Columns], np.ndarray],
     x: pd.DataFrame,
-    y: np.ndarray,
+    y: np.ndarray | pd.Series,
     threshold: float,
-    slices: SliceReport,
-    subtitle: str,
-) -> FigureData:
-    """What the audit figures show for a model (`probabilities`) on labelled rows: its
-    curves, its permutation importance (seeded by the split's seed) and the F1 of each
-    slice of the sensitive features with its interval, from `slices`."""
-    from census_salary.figures import FigureData, SliceF1
-    from census_salary.importance import permutation_importance
-
+) -> ImportanceReport:
+    """The permutation importance of a model (`probabilities`) on labelled rows, seeded
+    by the split's seed."""
     checked = check_columns(columns_of_frame(x[COLUMNS]))
     y = np.asarray(y)[checked.good]
     seed = settings.split.seed
+    return permutation_importance(probabilities, checked.columns, y, threshold, seed=seed)
+
+
+def figure_data(
+    settings: Settings,
+    y: np.ndarray | pd.Series,
+    probabilities: np.ndarray,
+    threshold: float,
+    slices: SliceReport,
+    importance: ImportanceReport,
+    subtitle: str,
+) -> FigureData:
+    """What the audit figures show for a model on labelled rows `y` it gave `probabilities`:
+    its curves, its `importance` and the F1 of each slice of the sensitive features with its
+    interval, from `slices`."""
+    from census_salary.figures import FigureData, SliceF1
+
     sensitive = set(settings.fairness.sensitive)
     shown = [
         SliceF1(
@@ -147,10 +158,10 @@ def figure_data(
         if s.feature in sensitive and not s.too_small
     ]
     return FigureData(
-        y_true=y,
-        probabilities=probabilities(checked.columns),
+        y_true=np.asarray(y),
+        probabilities=probabilities,
         threshold=threshold,
-        importance=permutation_importance(probabilities, checked.columns, y, threshold, seed=seed),
+        importance=importance,
         slices=shown,
         overall_f1=slices.overall.f1,
         subtitle=subtitle,

@@ -136,7 +136,7 @@ class Helpers:
         self._dispatch()
 
     def sharing_cores(self) -> AbstractContextManager[object]:
-        """While helpers work too: this process's OpenMP code on one thread."""
+        """While helpers work too: this process's OpenMP and BLAS code on one thread."""
         if self._pool is None:
             return nullcontext()
         from threadpoolctl import threadpool_limits

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Client, Listener
@@ -35,7 +35,7 @@ from census_salary.artifacts import (
     switch_bundle,
     unused_version,
 )
-from census_salary.audit import figure_data
+from census_salary.audit import figure_data, importance_of
 from census_salary.bundle import IMPORTANCE_FILE, dump_model, library_versions, sha256_bytes
 from census_salary.config import Settings
 from census_salary.contract import COLUMNS, EXAMPLE_ROW, check_records
@@ -43,6 +43,7 @@ from census_salary.data import LABELS, CensusData, Split, read_census, split_cou
 from census_salary.download import ensure_census
 from census_salary.drift import PROFILE_FILE, build_profile
 from census_salary.errors import InputError, no_rows
+from census_salary.figures import FIGURE_NAMES, render_figures
 from census_salary.helpers import Helpers, training_helpers
 from census_salary.metadata import BundleMetadata, DataInfo, FeatureSchema, SelfTest
 from census_salary.metrics import SliceReport, evaluate, roc_auc, slice_metrics
@@ -203,11 +204,15 @@ def train(
     progress = progress or NoProgress()
     check_model_settings(settings)
     waiting = "Waiting for another census run in the artifacts folder to finish"
-    with artifacts_lock(settings.artifacts_dir, on_wait=lambda: progress.start(waiting)):
-        if helpers is not None:
-            return _train(settings, progress, helpers)
-        with training_helpers(settings) as started:
-            return _train(settings, progress, started)
+    with (
+        artifacts_lock(settings.artifacts_dir, on_wait=lambda: progress.start(waiting)),
+        ExitStack() as stack,
+    ):
+        if helpers is None:
+            helpers = stack.enter_context(training_helpers(settings))
+        # The helpers work beside this process from the first fit to the last figure.
+        stack.enter_context(helpers.sharing_cores())
+        return _train(settings, progress, helpers)
 
 
 def _train(settings: Settings, progress: Progress, helpers: Helpers) -> TrainResult:
@@ -227,25 +232,25 @@ def _train(settings: Settings, progress: Progress, helpers: Helpers) -> TrainRes
     if settings.search.enabled:
         pipeline, best_params = _search(pipeline, split, settings, progress)
     pipeline, threshold = _fit(pipeline, split, settings, progress, helpers)
-    saved_model = helpers.run(dump_model, pipeline)  # beside the evaluation
+    # Beside the evaluation, a helper saves the model and then measures the permutation
+    # importance with the trees this process exports.
+    saved_model = helpers.run(dump_model, pipeline)
     scorer = PipelineScorer(pipeline)
     progress.start("Evaluating")
-    test_p = scorer.probabilities(split.test_x)
-    metrics = evaluate(split.test_y.to_numpy(), test_p, threshold)
+    trees = export_trees(scorer, data.features)
+    fast = trees or scorer  # the same numbers (the export proves it); the tables ~10x sooner
+    test_y = split.test_y.to_numpy()
+    importance = helpers.run(
+        importance_of, settings, fast.probabilities, split.test_x, test_y, threshold
+    )
+    test_p = fast.probabilities(split.test_x)
+    metrics = evaluate(test_y, test_p, threshold)
     slice_columns = settings.slices.features or features.all
     slices = slice_metrics(
-        split.test_x,
-        split.test_y.to_numpy(),
-        test_p,
-        threshold,
-        slice_columns,
-        settings.slices,
-        settings.fairness,
+        split.test_x, test_y, test_p, threshold, slice_columns, settings.slices, settings.fairness
     )
     progress.start("Writing the bundle")
-    trees = export_trees(scorer, data.features)
     trees_bytes = trees.to_bytes() if trees is not None else None
-    fast = trees or scorer  # the same numbers; the tables ~10x sooner
     profile_bytes = _profile(split, features.all, scorer.vocabularies, fast, threshold)
     model_bytes = saved_model.result()
     metadata = BundleMetadata(
@@ -283,16 +288,9 @@ def _train(settings: Settings, progress: Progress, helpers: Helpers) -> TrainRes
         ),
     )
     progress.start("Drawing the figures")
-    from census_salary.figures import FIGURE_NAMES, render_figures
-
+    subtitle = f"model {metadata.version}, held-out split"
     figures = figure_data(
-        settings,
-        fast.probabilities,
-        split.test_x,
-        split.test_y.to_numpy(),
-        threshold,
-        slices,
-        f"model {metadata.version}, held-out split",
+        settings, test_y, test_p, threshold, slices, importance.result(), subtitle
     )
     # Half the figures in a helper and half here: drawing is most of what is left.
     theirs = helpers.run(render_figures, figures, FIGURE_NAMES[::2])
@@ -366,16 +364,15 @@ def _fit(
     parts = (
         list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y)) if folds else []
     )
-    with helpers.sharing_cores():
-        pending = [helpers.run(_fold_probabilities, pipeline, x, y, *part) for part in parts]
-        fitted = clone(pipeline).fit(x, y)
+    pending = [helpers.run(_fold_probabilities, pipeline, x, y, *part) for part in parts]
+    fitted = clone(pipeline).fit(x, y)
+    progress.advance()
+    oof = np.empty(len(y))
+    # Last fold first: helpers take folds from the front, and this process fits those no
+    # helper has started.
+    for (_, validation), fold in reversed(list(zip(parts, pending, strict=True))):
+        oof[validation] = fold.result()
         progress.advance()
-        oof = np.empty(len(y))
-        # Last fold first: helpers take folds from the front, and this process fits those
-        # no helper has started.
-        for (_, validation), fold in reversed(list(zip(parts, pending, strict=True))):
-            oof[validation] = fold.result()
-            progress.advance()
     if objective == "fixed":
         return fitted, settings.threshold.value
     return fitted, choose_threshold(y.to_numpy(), oof, objective)
