@@ -146,7 +146,7 @@ class SearchSettings(_Section):
 class ThresholdSettings(_Section):
     objective: Literal["f1", "accuracy", "fixed"] = "f1"
     value: StrictFloat = Field(0.5, ge=0, le=1)
-    cv: StrictInt = Field(5, ge=2)
+    cv: StrictInt = Field(3, ge=2)
 
 
 def _known_features(names: list[str]) -> list[str]:
@@ -232,8 +232,9 @@ class ServeSettings(_Section):
 
 class TrainSettings(_Section):
     # Processes `census train` works in: with 2, a helper process fits most of the
-    # threshold's folds, saves the model and draws half the figures while this one fits
-    # the final model (the same bundle, sooner on two cores); 1: this process alone.
+    # threshold's folds, saves the model, measures the permutation importance and draws half
+    # the figures while this one fits the final model and evaluates it (the same bundle,
+    # sooner on two cores); 1: this process alone.
     processes: StrictInt = Field(2, ge=1)
 
 

@@ -1,10 +1,10 @@
 """Helper processes: work that runs beside this process's own, on the machine's other cores.
 
-`census train` fits most of the threshold's folds, saves the model and draws half the
-figures in a helper while this process fits the final model and evaluates it: the same
-bundle, about a second sooner on two cores (README, Speed). Threads cannot do it:
-a scikit-learn fit holds the interpreter lock for most of its work, and OpenMP gives a
-single fit little from a second core.
+`census train` fits most of the threshold's folds, saves the model, measures the
+permutation importance and draws half the figures in a helper while this process fits the
+final model and evaluates it: the same bundle, about a second sooner on two cores (README,
+Speed). Threads cannot do it: a scikit-learn fit holds the interpreter lock for most of its
+work, and OpenMP gives a single fit little from a second core.
 
 A helper is a fresh interpreter, never a fork (a fork of a process that has run OpenMP
 code deadlocks in its first OpenMP call), started by loky, the executor scikit-learn's
