@@ -86,6 +86,21 @@ def test_resamples_drawn_in_blocks_are_the_resamples_drawn_at_once(
     assert (at_once.true_positive == in_blocks.true_positive).all()
 
 
+def test_draws_counted_in_passes_are_the_draws_counted_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import census_salary.bootstrap
+
+    rows = np.arange(97)
+    y_true, y_pred = rows % 3 == 0, rows % 4 == 0
+    groups = np.stack([rows % 2 == 0, rows < 40], axis=1)
+    at_once = group_counts(y_true, y_pred, groups, resamples=40, seed=5)
+    monkeypatch.setattr(census_salary.bootstrap, "_COUNTS_PER_PASS", 97 * 3)  # 3 resamples
+    in_passes = group_counts(y_true, y_pred, groups, resamples=40, seed=5)
+    for cell in ("true_negative", "false_positive", "false_negative", "true_positive"):
+        assert (getattr(at_once, cell) == getattr(in_passes, cell)).all(), cell
+
+
 def test_an_undefined_rate_is_nan_not_zero() -> None:
     assert np.isnan(divide(np.array([0.0, 1.0]), np.array([0.0, 2.0]))).tolist() == [True, False]
 

@@ -12,8 +12,8 @@ own `n_jobs` uses (joblib's): unlike the standard library's "spawn", it does not
 caller's main script again in the helper, so a script that trains needs no `if __name__
 == "__main__"` guard. A helper imports `preload` as it starts, and `census train` starts
 it before importing the same libraries itself, so the two imports overlap. Each helper
-runs its OpenMP code on one thread, as this process does while helpers work, so that two
-processes do not contend for each core.
+runs its OpenMP and BLAS code on one thread, as this process does while helpers work
+(`sharing_cores`), so that two processes do not contend for each core.
 
 `Helpers(0)` has no process: each call then runs here when its result is asked for, so
 callers have one code path. If a helper process dies (killed, out of memory), the calls
@@ -166,7 +166,7 @@ def training_helpers(settings: Settings) -> Helpers:
 
 def training_helper_count(settings: Settings) -> int:
     """[train] processes - 1, but no more than training has work for: each threshold fold
-    is a piece of work, and saving and drawing another."""
+    is a piece of work, and saving the model, its importance and drawing another."""
     folds = settings.threshold.cv if settings.threshold.objective != "fixed" else 0
     return min(settings.train.processes - 1, max(folds, 1))
 

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Client, Listener
@@ -43,7 +43,6 @@ from census_salary.data import LABELS, CensusData, Split, read_census, split_cou
 from census_salary.download import ensure_census
 from census_salary.drift import PROFILE_FILE, build_profile
 from census_salary.errors import InputError, no_rows
-from census_salary.figures import FIGURE_NAMES, render_figures
 from census_salary.helpers import Helpers, training_helpers
 from census_salary.metadata import BundleMetadata, DataInfo, FeatureSchema, SelfTest
 from census_salary.metrics import SliceReport, evaluate, roc_auc, slice_metrics
@@ -204,15 +203,11 @@ def train(
     progress = progress or NoProgress()
     check_model_settings(settings)
     waiting = "Waiting for another census run in the artifacts folder to finish"
-    with (
-        artifacts_lock(settings.artifacts_dir, on_wait=lambda: progress.start(waiting)),
-        ExitStack() as stack,
-    ):
-        if helpers is None:
-            helpers = stack.enter_context(training_helpers(settings))
-        # The helpers work beside this process from the first fit to the last figure.
-        stack.enter_context(helpers.sharing_cores())
-        return _train(settings, progress, helpers)
+    with artifacts_lock(settings.artifacts_dir, on_wait=lambda: progress.start(waiting)):
+        if helpers is not None:
+            return _train(settings, progress, helpers)
+        with training_helpers(settings) as started:
+            return _train(settings, progress, started)
 
 
 def _train(settings: Settings, progress: Progress, helpers: Helpers) -> TrainResult:
@@ -231,87 +226,99 @@ def _train(settings: Settings, progress: Progress, helpers: Helpers) -> TrainRes
     best_params: dict[str, Any] = {}
     if settings.search.enabled:
         pipeline, best_params = _search(pipeline, split, settings, progress)
-    pipeline, threshold = _fit(pipeline, split, settings, progress, helpers)
-    # Beside the evaluation, a helper saves the model and then measures the permutation
-    # importance with the trees this process exports.
-    saved_model = helpers.run(dump_model, pipeline)
-    scorer = PipelineScorer(pipeline)
-    progress.start("Evaluating")
-    trees = export_trees(scorer, data.features)
-    fast = trees or scorer  # the same numbers (the export proves it); the tables ~10x sooner
-    test_y = split.test_y.to_numpy()
-    importance = helpers.run(
-        importance_of, settings, fast.probabilities, split.test_x, test_y, threshold
-    )
-    test_p = fast.probabilities(split.test_x)
-    metrics = evaluate(test_y, test_p, threshold)
-    slice_columns = settings.slices.features or features.all
-    slices = slice_metrics(
-        split.test_x, test_y, test_p, threshold, slice_columns, settings.slices, settings.fairness
-    )
-    progress.start("Writing the bundle")
-    trees_bytes = trees.to_bytes() if trees is not None else None
-    profile_bytes = _profile(split, features.all, scorer.vocabularies, fast, threshold)
-    model_bytes = saved_model.result()
-    metadata = BundleMetadata(
-        version=unused_version(settings.artifacts_dir, model_bytes),
-        created_at=datetime.now(UTC).replace(microsecond=0),
-        package_version=__version__,
-        library_versions=library_versions(),
-        model_kind=settings.model.kind,
-        model_sha256=sha256_bytes(model_bytes),
-        trees_sha256=sha256_bytes(trees_bytes) if trees_bytes is not None else None,
-        profile_sha256=sha256_bytes(profile_bytes),
-        data=DataInfo(
-            path=str(settings.data.path),
-            sha256=data.sha256,
-            rows_read=data.rows_read,
-            duplicates_dropped=data.duplicates_dropped,
-            rows_train=len(split.train_y),
-            rows_test=len(split.test_y),
-        ),
-        config=settings.training,
-        features=FeatureSchema(
-            categorical=scorer.vocabularies,
-            numerical={
-                name: (float(split.train_x[name].min()), float(split.train_x[name].max()))
-                for name in features.numerical
-            },
-        ),
-        threshold=threshold,
-        threshold_objective=settings.threshold.objective,
-        best_params=best_params,
-        metrics=metrics,
-        self_test=SelfTest(
-            row=EXAMPLE_ROW,
-            probability=float(scorer.probabilities(check_records([EXAMPLE_ROW]).columns)[0]),
-        ),
-    )
-    progress.start("Drawing the figures")
-    subtitle = f"model {metadata.version}, held-out split"
-    figures = figure_data(
-        settings, test_y, test_p, threshold, slices, importance.result(), subtitle
-    )
-    # Half the figures in a helper and half here: drawing is most of what is left.
-    theirs = helpers.run(render_figures, figures, FIGURE_NAMES[::2])
-    drawn = {**render_figures(figures, FIGURE_NAMES[1::2]), **theirs.result()}
-    reports = {
-        "evaluation.json": metrics.model_dump_json(indent=2).encode() + b"\n",
-        "slices.json": slices.model_dump_json(indent=2).encode() + b"\n",
-        "slice_output.txt": render_slice_text(slices).encode(),
-        IMPORTANCE_FILE: figures.importance.model_dump_json(indent=2).encode() + b"\n",
-        PROFILE_FILE: profile_bytes,
-        **{name: drawn[name] for name in FIGURE_NAMES},
-    }
-    saved = save_bundle(
-        settings.artifacts_dir,
-        model_bytes,
-        trees_bytes,
-        metadata,
-        reports,
-        keep=settings.artifacts.keep,
-    )
-    write_model_card(saved.folder, settings.model_card_path)
+    # From the first fit to the last figure, helpers work beside this process: its OpenMP
+    # and BLAS code (scikit-learn's fits and predictions, numpy's matmul) keeps to one
+    # thread, or the two would contend for a core and both run slower.
+    with helpers.sharing_cores():
+        pipeline, threshold = _fit(pipeline, split, settings, progress, helpers)
+        # Beside the evaluation, a helper saves the model and then measures the permutation
+        # importance with the scorer this process exports (the trees, where there are some).
+        saved_model = helpers.run(dump_model, pipeline)
+        scorer = PipelineScorer(pipeline)
+        progress.start("Evaluating")
+        trees = export_trees(scorer, data.features)
+        fast = trees or scorer  # the same numbers (the export proves it); the tables ~10x sooner
+        test_y = split.test_y.to_numpy()
+        importance = helpers.run(
+            importance_of, settings, fast.probabilities, split.test_x, test_y, threshold
+        )
+        test_p = fast.probabilities(split.test_x)
+        metrics = evaluate(test_y, test_p, threshold)
+        slice_columns = settings.slices.features or features.all
+        slices = slice_metrics(
+            split.test_x,
+            test_y,
+            test_p,
+            threshold,
+            slice_columns,
+            settings.slices,
+            settings.fairness,
+        )
+        progress.start("Writing the bundle")
+        trees_bytes = trees.to_bytes() if trees is not None else None
+        profile_bytes = _profile(split, features.all, scorer.vocabularies, fast, threshold)
+        model_bytes = saved_model.result()
+        metadata = BundleMetadata(
+            version=unused_version(settings.artifacts_dir, model_bytes),
+            created_at=datetime.now(UTC).replace(microsecond=0),
+            package_version=__version__,
+            library_versions=library_versions(),
+            model_kind=settings.model.kind,
+            model_sha256=sha256_bytes(model_bytes),
+            trees_sha256=sha256_bytes(trees_bytes) if trees_bytes is not None else None,
+            profile_sha256=sha256_bytes(profile_bytes),
+            data=DataInfo(
+                path=str(settings.data.path),
+                sha256=data.sha256,
+                rows_read=data.rows_read,
+                duplicates_dropped=data.duplicates_dropped,
+                rows_train=len(split.train_y),
+                rows_test=len(split.test_y),
+            ),
+            config=settings.training,
+            features=FeatureSchema(
+                categorical=scorer.vocabularies,
+                numerical={
+                    name: (float(split.train_x[name].min()), float(split.train_x[name].max()))
+                    for name in features.numerical
+                },
+            ),
+            threshold=threshold,
+            threshold_objective=settings.threshold.objective,
+            best_params=best_params,
+            metrics=metrics,
+            self_test=SelfTest(
+                row=EXAMPLE_ROW,
+                probability=float(scorer.probabilities(check_records([EXAMPLE_ROW]).columns)[0]),
+            ),
+        )
+        progress.start("Drawing the figures")
+        from census_salary.figures import FIGURE_NAMES, render_figures
+
+        subtitle = f"model {metadata.version}, held-out split"
+        figures = figure_data(
+            settings, test_y, test_p, threshold, slices, importance.result(), subtitle
+        )
+        # Half the figures in a helper and half here: drawing is most of what is left.
+        theirs = helpers.run(render_figures, figures, FIGURE_NAMES[::2])
+        drawn = {**render_figures(figures, FIGURE_NAMES[1::2]), **theirs.result()}
+        reports = {
+            "evaluation.json": metrics.model_dump_json(indent=2).encode() + b"\n",
+            "slices.json": slices.model_dump_json(indent=2).encode() + b"\n",
+            "slice_output.txt": render_slice_text(slices).encode(),
+            IMPORTANCE_FILE: figures.importance.model_dump_json(indent=2).encode() + b"\n",
+            PROFILE_FILE: profile_bytes,
+            **{name: drawn[name] for name in FIGURE_NAMES},
+        }
+        saved = save_bundle(
+            settings.artifacts_dir,
+            model_bytes,
+            trees_bytes,
+            metadata,
+            reports,
+            keep=settings.artifacts.keep,
+        )
+        write_model_card(saved.folder, settings.model_card_path)
     seconds = time.perf_counter() - began
     logger.info("trained %s in %.1f s: %s", metadata.version, seconds, metrics)
     return TrainResult(
