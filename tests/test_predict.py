@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import csv
+import dataclasses
 import errno
 import fcntl
 import io
@@ -11,6 +12,7 @@ import itertools
 import json
 import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -139,6 +141,23 @@ def test_a_json_integer_beyond_64_bits_passes_through(small_bundle: Bundle) -> N
     rows = [{**EXAMPLE_ROW, "id": 10**30}]
     (out,) = json.loads(written(small_bundle, json_chunks(rows), "json"))
     assert out["id"] == 10**30
+
+
+def test_rows_after_which_the_input_paused_are_scored_before_more_is_read(
+    small_bundle: Bundle,
+) -> None:
+    asked_for_more: list[bool] = []
+
+    def chunks() -> Iterator[RowChunk]:
+        (chunk,) = csv_chunks(f"{HEADER}\n{LINE}\n")
+        yield dataclasses.replace(chunk, paused=True)
+        asked_for_more.append(True)
+        yield from csv_chunks(f"{HEADER}\n{LINE}\n{LINE}\n")
+
+    scored = score_rows(small_bundle, chunks()).chunks
+    assert len(next(scored)) == 1
+    assert not asked_for_more
+    assert len(next(scored)) == 2
 
 
 def test_known_values_give_what_check_columns_gives() -> None:
@@ -344,6 +363,44 @@ def unread_bytes(pipe: IO[bytes]) -> int:
     waiting = array.array("i", [0])
     fcntl.ioctl(pipe.fileno(), termios.FIONREAD, waiting)
     return waiting[0]
+
+
+@pytest.mark.slow  # starts a process
+def test_census_predict_writes_each_row_of_a_slow_pipe_as_it_comes(
+    small_settings: Settings,
+) -> None:
+    census = census_executable()
+    with subprocess.Popen(
+        [str(census), "--config", str(small_settings.source), "predict"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=server_environment(),
+    ) as process:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        process.stdin.write(f"{HEADER}\n".encode())
+        lines = []
+        for _ in range(3):  # a row now and then, the pipe open all along
+            process.stdin.write(f"{LINE}\n".encode())
+            process.stdin.flush()
+            lines.append(_line_within(process.stdout, seconds=30))
+        process.stdin.close()
+        assert process.wait(timeout=30) == 0, process.stderr.read().decode()  # type: ignore[union-attr]
+    assert lines[0].startswith(f"{HEADER},prediction,probability")
+    assert all(line.startswith(f"{LINE},") for line in lines[1:])
+
+
+def _line_within(out: IO[bytes], seconds: float) -> str:
+    """The next line the process writes, or the test fails after `seconds` without one."""
+    deadline, line = time.monotonic() + seconds, b""
+    while not line.endswith(b"\n"):
+        ready, _, _ = select.select([out], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"no line within {seconds} s; got {line!r}"
+        byte = os.read(out.fileno(), 1)
+        assert byte, "the output ended"
+        line += byte
+    return line.decode()
 
 
 @pytest.mark.slow  # starts a process

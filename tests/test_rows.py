@@ -1,7 +1,9 @@
 import csv
 import io
 import json
+import os
 import re
+import threading
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,9 @@ from census_salary.rows import (
     named_format,
     read_rows,
 )
+
+HEADER = ",".join(EXAMPLE_ROW)
+LINE = ",".join(str(value) for value in EXAMPLE_ROW.values())
 
 
 @pytest.mark.parametrize(
@@ -557,3 +562,49 @@ def test_an_input_read_as_its_name_or_format_says_gets_no_hint(
 def test_a_whole_surrogate_pair_is_read_as_its_character() -> None:
     text = json.dumps({**EXAMPLE_ROW, "note": "NOTE"}).replace("NOTE", "\\ud83d\\ude00")
     assert [row["note"] for row in rows_of(text + "\n")] == ["\U0001f600"]
+
+
+def _rows_while_the_pipe_stays_open(data: bytes, fmt: InputFormat, rows: int) -> list[RowChunk]:
+    """The chunks read_rows gives from a pipe holding `data` while its writer stays (up to
+    10 s): until they hold `rows` rows. The pipe is closed afterwards, which ends a reader
+    still waiting for more, so the test ends either way."""
+    read_end, write_end = os.pipe()
+    got: list[RowChunk] = []
+    arrived = threading.Event()
+
+    def read() -> None:
+        with io.FileIO(read_end) as source:
+            _, chunks = read_rows(source, fmt, 1000)
+            for chunk in chunks:
+                got.append(chunk)
+                if sum(map(len, got)) >= rows:
+                    arrived.set()
+
+    os.write(write_end, data)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    arrived.wait(timeout=10)
+    before_the_end = list(got)
+    os.close(write_end)
+    reader.join(timeout=10)
+    return before_the_end
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [
+        (f"{HEADER}\n{LINE}\n{LINE}\n".encode(), "csv"),
+        (f"{json.dumps(EXAMPLE_ROW)}\n{json.dumps(EXAMPLE_ROW)}\n".encode(), "jsonl"),
+    ],
+)
+def test_rows_a_pipe_has_given_come_out_when_its_writer_pauses(
+    data: bytes, fmt: InputFormat
+) -> None:
+    got = _rows_while_the_pipe_stays_open(data, fmt, rows=2)
+    assert sum(map(len, got)) == 2
+    assert got[-1].paused
+
+
+def test_a_file_is_chunked_by_size_alone() -> None:
+    _, chunks = read_rows(io.BytesIO(f"{HEADER}\n{LINE}\n{LINE}\n{LINE}\n".encode()), "csv", 2)
+    assert [(len(c), c.paused) for c in chunks] == [(2, False), (1, True)]  # the end

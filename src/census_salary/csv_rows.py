@@ -37,6 +37,8 @@ def csv_chunks(stream: ByteStream, chunk_size: int) -> Iterator[RowChunk]:
     chunker = TableChunker(chunk_size)
     for table in _csv_tables(stream, chunker):
         yield from chunker.add(table)
+        if stream.paused:  # the rows read so far, now, not when a chunk is full
+            yield from chunker.release()
     yield from chunker.flush()
 
 
@@ -75,7 +77,8 @@ def _csv_tables(stream: ByteStream, chunker: TableChunker) -> Iterator[pa.Table]
 
 
 def _line_blocks(stream: ByteStream) -> Iterator[bytes]:
-    """The header line, then blocks of whole lines (the last may lack its line end)."""
+    """The header line, then blocks of whole lines (the last may lack its line end): of
+    about BLOCK_BYTES, or the whole lines read so far when the input pauses."""
     pieces: list[bytes] = []
     size = 0
     header_done = False
@@ -95,10 +98,11 @@ def _line_blocks(stream: ByteStream) -> Iterator[bytes]:
             if rest := b"".join(pieces):
                 yield rest
             return
-        if size >= BLOCK_BYTES and b"\n" in data:
+        if (size >= BLOCK_BYTES and b"\n" in data) or stream.paused:
             pending = b"".join(pieces)
             end = pending.rfind(b"\n") + 1
-            yield pending[:end]
+            if end:
+                yield pending[:end]
             pieces, size = [pending[end:]], len(pending) - end
 
 
@@ -177,15 +181,22 @@ class TableChunker:
         self._pending = [whole.slice(full)] if whole.num_rows > full else []
         self.pending_rows = whole.num_rows - full
 
-    def flush(self) -> Iterator[RowChunk]:
-        """What is left (an empty chunk for an input without rows, as pandas gives)."""
+    def release(self) -> Iterator[RowChunk]:
+        """The rows waiting for a chunk to fill, as a chunk of their own now (the input has
+        paused: see `rows.ByteStream`)."""
         import pyarrow as pa
 
         if self.pending_rows:
-            yield table_chunk(pa.concat_tables(self._pending, memory_pool=arrow_pool()))
+            whole = pa.concat_tables(self._pending, memory_pool=arrow_pool())
+            self._pending, self.pending_rows = [], 0
+            yield table_chunk(whole, paused=True)
+
+    def flush(self) -> Iterator[RowChunk]:
+        """What is left (an empty chunk for an input without rows, as pandas gives)."""
+        if self.pending_rows:
+            yield from self.release()
         elif not self._rows_seen and self._empty is not None:
             yield table_chunk(self._empty)
-        self._pending, self.pending_rows = [], 0
 
 
 def arrow_pool() -> pa.MemoryPool:
@@ -217,16 +228,16 @@ def _ints(array: pa.Array) -> np.ndarray:
     )
 
 
-def table_chunk(table: pa.Table) -> RowChunk:
+def table_chunk(table: pa.Table, *, paused: bool = False) -> RowChunk:
     """A chunk of a table (CSV text, or Parquet), with its census columns as distinct
-    values."""
+    values; `paused`: see `RowChunk`."""
     names = canonical_columns(table.column_names)
     distinct = {
         name: distinct_column(column)
         for name, column in zip(names, table.columns, strict=True)
         if name in COLUMNS
     }
-    return RowChunk(table, ColumnTable(distinct), distinct)
+    return RowChunk(table, ColumnTable(distinct), distinct, paused=paused)
 
 
 def distinct_column(column: pa.ChunkedArray) -> DistinctColumn:

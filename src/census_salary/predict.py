@@ -129,8 +129,9 @@ def score_rows(
     stream: ScoredStream[ScoredChunk] = ScoredStream(chunks=iter(()))
     threads = SCORING_THREADS if isinstance(bundle.scorer, TreeTables) and not explain else 0
 
-    def checked_chunks() -> Iterator[tuple[Kept, CheckedColumns]]:
-        """Per chunk: its good rows and its columns, and its census columns checked."""
+    def checked_chunks() -> Iterator[tuple[Kept, CheckedColumns, bool]]:
+        """Per chunk: its good rows and its columns, its census columns checked, and
+        whether the input paused after it (`RowChunk.paused`)."""
         row = first_row
         known = _KnownValues()
         for chunk in chunks:
@@ -155,14 +156,14 @@ def score_rows(
                 stream.problems.extend(problems)
             stream.unknown.add(bundle.unknown_values(checked.columns))
             row += len(checked.good)
-            yield (_kept(chunk.table, checked.good), names), checked
+            yield (_kept(chunk.table, checked.good), names), checked, chunk.paused
 
     def scored(kept: Kept, probabilities: np.ndarray) -> ScoredChunk:
         labels = bundle.labels(probabilities, threshold)
         return ScoredChunk(*kept, labels, probabilities)
 
     def in_turn() -> Iterator[ScoredChunk]:
-        for kept, checked in checked_chunks():
+        for kept, checked, _ in checked_chunks():
             chunk = scored(kept, bundle.probabilities(checked.columns))
             if explain:
                 from census_salary.explain import explain as explain_rows
@@ -180,14 +181,16 @@ def score_rows(
         finished = False
         try:
             try:
-                for kept, checked in checked_chunks():
+                for kept, checked, paused in checked_chunks():
                     # In pieces: both threads work on one chunk, and each holds little.
                     pieces = [
                         pool.submit(bundle.probabilities, piece)
                         for piece in _pieces(checked.columns, len(checked), SCORING_ROWS)
                     ]
                     pending.append((kept, pieces))
-                    while len(pending) > 1:
+                    # One chunk is scored while the next is checked, unless the input has
+                    # paused: then no next chunk is coming soon, and this one goes out now.
+                    while len(pending) > (0 if paused else 1):
                         yield scored(*_joined(pending.popleft()))
             except Exception as exc:  # the rows before it go out first, as they would in turn
                 failure = exc
@@ -391,6 +394,7 @@ def _write_to_stdout(chunks: Iterator[ScoredChunk], fmt: OutputFormat) -> None:
         for chunk in chunks:
             yield chunk
             written += len(chunk)  # resumed once the chunk has been written
+            out.flush()  # for a reader of rows piped in slowly, before waiting for more
 
     out = _Stdout(sys.stdout.buffer)
     try:

@@ -21,11 +21,14 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import select
+import stat
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
 from census_salary.contract import (
     SHORTEST_TOO_DEEP,
@@ -57,8 +60,16 @@ PARQUET_MAGIC = b"PAR1"  # the first (and last) bytes of a Parquet file
 MAX_ROW_CHARS = 1 << 20  # one JSON row may take this much text; a census row takes ~300
 BLOCK_BYTES = 1 << 20  # CSV is parsed in blocks of about this many bytes (~8,000 rows)
 _PEEK_BYTES = 64 * 1024
+# A pipe with nothing more to read for this long has paused (`ByteStream.paused`): the
+# rows read so far are scored and written without waiting for more.
+PAUSE_SECONDS = 0.05
 _PIECE_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
+T = TypeVar("T")
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +99,8 @@ class RowChunk:
 
     JSON rows carry their `numbers` in the input (each a `unit`: a row, or a line of JSON
     Lines), and the problems of the rows left out as they were read (`refused`: not
-    objects, or a field given twice).
+    objects, or a field given twice). A chunk cut short because the input `paused` (see
+    `ByteStream`) is to be scored and written at once, not held back for the next one.
     """
 
     table: pa.Table | list[dict[str, Any]]
@@ -97,6 +109,7 @@ class RowChunk:
     numbers: Sequence[int] | None = None
     unit: Unit = "row"
     refused: tuple[RowProblem, ...] = ()
+    paused: bool = False  # the input paused after these rows: score and write them now
 
     def __len__(self) -> int:
         return len(self.table)
@@ -178,11 +191,11 @@ def read_rows(
     named in the chunk's `refused` (`RowChunk.problems` lists them with the check's).
     """
     start = _seekable_start(source)
-    pieces = _byte_pieces(source)
+    pieces = _Pieces(source)
     head = b""
-    for piece in pieces:  # a pipe may give less than asked: gather the head
-        head += piece
-        if len(head) >= _PEEK_BYTES:
+    for piece in pieces:  # a pipe may give less than asked: gather the head, or the first
+        head += piece  # line if the writer has paused (its rows are not held back)
+        if len(head) >= _PEEK_BYTES or (pieces.short and b"\n" in head):
             break
     if fmt == "parquet" or (fmt is None and head.startswith(PARQUET_MAGIC)):
         if isinstance(source, io.TextIOBase):
@@ -205,13 +218,14 @@ def read_rows(
     if fmt is None and named not in (None, detected) and not {detected, named} <= _JSON:
         hint = _read_as(detected, named)
     fmt = "jsonl" if fmt == "json" and detected == "jsonl" else fmt or detected
-    stream = ByteStream(itertools.chain([head], pieces))
+    stream = ByteStream(itertools.chain([head], pieces), lambda: pieces.short)
     if fmt == "csv":
         from census_salary.csv_rows import csv_chunks  # pyarrow: only for CSV
 
         return fmt, _explained(csv_chunks(stream, chunk_size), name, hint)
     text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-    return fmt, _explained(_json_chunks(text, fmt, chunk_size), name, hint)
+    chunks = _json_chunks(text, fmt, chunk_size, lambda: stream.paused)
+    return fmt, _explained(chunks, name, hint)
 
 
 _JSON = {"json", "jsonl"}
@@ -260,20 +274,64 @@ def _seekable_start(source: IO[bytes] | IO[str]) -> int | None:
         return None
 
 
-def _byte_pieces(source: IO[bytes] | IO[str]) -> Iterator[bytes]:
+class _Pieces:
     """The source's bytes, a piece at a time (text is read in smaller pieces, so that a
-    JSON reader that fails early has read little of it)."""
-    if isinstance(source, io.TextIOBase):
-        return (text.encode("utf-8") for text in iter(lambda: source.read(_PEEK_BYTES), ""))
-    return iter(lambda: source.read(_PIECE_BYTES), b"")  # type: ignore[arg-type,return-value]
+    JSON reader that fails early has read little of it).
+
+    `short` says whether the source has paused: a pipe, socket or terminal that gave
+    less than asked and nothing more within PAUSE_SECONDS (a writer that sends rows now
+    and then). A file never pauses, and a steady writer's pipe refills before that.
+    """
+
+    def __init__(self, source: IO[bytes] | IO[str]) -> None:
+        self._source = source
+        self._text = isinstance(source, io.TextIOBase)
+        self._size = _PEEK_BYTES if self._text else _PIECE_BYTES
+        self._fd = None if self._text else _pausable_descriptor(source)
+        self.short = False
+
+    def __iter__(self) -> _Pieces:
+        return self
+
+    def __next__(self) -> bytes:
+        data = self._source.read(self._size)
+        if not data:
+            raise StopIteration
+        self.short = (
+            self._fd is not None
+            and len(data) < self._size
+            and not select.select([self._fd], [], [], PAUSE_SECONDS)[0]
+        )
+        return data.encode("utf-8") if isinstance(data, str) else data
+
+
+def _pausable_descriptor(source: IO[bytes] | IO[str]) -> int | None:
+    """The source's file descriptor if it is a pipe, a socket or a terminal."""
+    try:
+        fd = source.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError):  # (io.UnsupportedOperation is an OSError)
+        return None
+    return fd if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd) else None
 
 
 class ByteStream(io.RawIOBase):
-    """A readable byte stream over pieces of bytes (what was peeked, then the rest)."""
+    """A readable byte stream over pieces of bytes (what was peeked, then the rest).
 
-    def __init__(self, pieces: Iterator[bytes]) -> None:
+    `paused` says whether every byte the source has given is read and its last read was
+    `short` (a pipe whose writer has nothing more for now): the readers then pass on the
+    rows they hold rather than wait for a full block or chunk, so that rows written
+    slowly (`tail -f rows.csv | census predict`) are scored as they come.
+    """
+
+    def __init__(self, pieces: Iterator[bytes], short: Callable[[], bool] = _never) -> None:
         self._pieces = pieces
         self._piece = memoryview(b"")
+        self._short = short
+
+    @property
+    def paused(self) -> bool:
+        return not self._piece and self._short()
 
     def readable(self) -> bool:
         return True
@@ -301,16 +359,31 @@ class ByteStream(io.RawIOBase):
 # --- JSON --------------------------------------------------------------------------------
 
 
-def _json_chunks(stream: IO[str], fmt: InputFormat, chunk_size: int) -> Iterator[RowChunk]:
+def _json_chunks(
+    stream: IO[str], fmt: InputFormat, chunk_size: int, paused: Callable[[], bool] = _never
+) -> Iterator[RowChunk]:
     """JSON rows: checked as the Python values they are, written back as given (census
-    fields under their canonical names); rows that are not objects of fields set aside."""
+    fields under their canonical names); rows that are not objects of fields set aside.
+    A chunk is cut short where the input has `paused` (see `ByteStream`)."""
     unit: Unit = "line" if fmt == "jsonl" else "row"
     numbered = _iter_jsonl(stream) if fmt == "jsonl" else _iter_json_array(stream)
-    while batch := list(itertools.islice(numbered, chunk_size)):
+    while batch := _batch(numbered, chunk_size, paused):
         numbers, values = zip(*batch, strict=True)
         records = canonical_records(values, numbers)
-        refused = (JsonRowProblem(p.row, p.field, p.message, unit) for p in records.refused)
-        yield RowChunk(records.rows, records.columns, None, records.numbers, unit, tuple(refused))
+        refused = tuple(JsonRowProblem(p.row, p.field, p.message, unit) for p in records.refused)
+        yield RowChunk(
+            records.rows, records.columns, None, records.numbers, unit, refused, paused()
+        )
+
+
+def _batch(items: Iterator[T], size: int, paused: Callable[[], bool]) -> list[T]:
+    """Up to `size` items, fewer if the input pauses after one."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size or paused():
+            break
+    return batch
 
 
 def _iter_jsonl(stream: IO[str]) -> Iterator[tuple[int, Any]]:
