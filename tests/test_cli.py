@@ -25,6 +25,7 @@ from census_salary.config import Settings, load_settings
 from census_salary.contract import EXAMPLE_ROW, TARGET, canonical_name
 from census_salary.errors import CensusError, ExitCode
 from census_salary.figures import FIGURE_NAMES
+from census_salary.model_card import TITLE
 from census_salary.scoring import PipelineScorer
 from census_salary.trees import TreeTables
 from live_server import census_executable
@@ -215,13 +216,29 @@ def test_evaluate_draws_the_figures_into_a_folder(
 def test_model_card_writes_the_card_and_check_then_passes(
     runner: CliRunner, project_copy: Settings
 ) -> None:
-    project_copy.model_card_path.write_text("stale\n", encoding="utf-8")
+    project_copy.model_card_path.write_text(f"{TITLE}\n\nstale\n", encoding="utf-8")
     stale = run(runner, project_copy, "model-card", "--check")
     assert stale.exit_code == ExitCode.GATE_FAILED, stale.output
     assert "census model-card" in stale.stderr
     assert run(runner, project_copy, "model-card").exit_code == 0
     fresh = run(runner, project_copy, "model-card", "--check")
     assert fresh.exit_code == 0, fresh.output
+
+
+@pytest.mark.parametrize("card", ["artifacts/runs.jsonl", "census.toml", "census.csv"])
+def test_model_card_refuses_a_path_that_holds_something_else(
+    runner: CliRunner, project_copy: Settings, card: str
+) -> None:
+    root = project_copy.source.parent
+    target = root / card
+    before = target.read_bytes()
+    config = root / "card.toml"
+    text = project_copy.source.read_text(encoding="utf-8")
+    config.write_text(f'{text}\n[artifacts]\nmodel_card = "{card}"\n', encoding="utf-8")
+    result = runner.invoke(app, ["--config", str(config), "model-card"])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"Cannot write the model card to {target}" in result.stderr
+    assert target.read_bytes() == before
 
 
 def test_evaluate_refuses_changed_data(runner: CliRunner, project_copy: Settings) -> None:

@@ -32,6 +32,7 @@ from census_salary.report import (
     render_fairness_markdown,
 )
 
+TITLE = "# Model card: census income classifier"  # the first line of every card
 FIGURE_CAPTIONS = {
     "roc.png": "ROC curve, the threshold marked",
     "precision_recall.png": "Precision-recall curve, the threshold marked",
@@ -97,7 +98,9 @@ class CardInputs(CardFiles):
 
 
 def write_model_card(bundle_dir: Path, card_path: Path) -> None:
-    """Write the card of the bundle in `bundle_dir` to `card_path`, whole or not at all."""
+    """Write the card of the bundle in `bundle_dir` to `card_path`, whole or not at all;
+    refused (`check_card_path`) where that would replace something else."""
+    check_card_path(card_path, bundle_dir.parent)
     inputs = CardInputs.of(bundle_dir, card_path)
     try:
         atomic_write(card_path, render_model_card(inputs).encode())
@@ -106,6 +109,32 @@ def write_model_card(bundle_dir: Path, card_path: Path) -> None:
             f"Model {inputs.metadata.version} is current, but its model card was not "
             f"written. {exc} Then run `census model-card` to write it again."
         ) from None
+
+
+def check_card_path(card_path: Path, artifacts_dir: Path) -> None:
+    """Refuse a model card path ([artifacts] model_card) whose writing would destroy
+    something: a path in the artifacts folder (a bundle's file, LATEST, runs.jsonl), or a
+    file there already that is not a model card (census.toml, the data)."""
+    card, artifacts = card_path.resolve(), artifacts_dir.resolve()
+    if card == artifacts or artifacts in card.parents:
+        problem = f"it is in the artifacts folder {artifacts_dir}, which holds the models"
+    elif card.exists() and not _is_model_card(card):
+        problem = "a file there is not a model card, and writing the card would replace it"
+    else:
+        return
+    raise InputError(
+        f"Cannot write the model card to {card_path}: {problem}. Choose another path for "
+        "[artifacts] model_card in census.toml (by default ModelCard.md beside the "
+        "artifacts folder)."
+    )
+
+
+def _is_model_card(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(TITLE) + 1) == f"{TITLE}\n".encode()
+    except OSError:  # (a folder, say: the write names what is wrong)
+        return True
 
 
 def check_model_card(bundle_dir: Path, card_path: Path) -> None:
@@ -127,7 +156,7 @@ def render_model_card(inputs: CardInputs) -> str:
     metadata, slices = inputs.metadata, inputs.slices
     sections = [
         [
-            "# Model card: census income classifier",
+            TITLE,
             "",
             "<!-- Generated from the bundle in artifacts/ by `census train`, `census use` and "
             "`census model-card`; do not edit by hand. -->",

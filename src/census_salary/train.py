@@ -52,7 +52,7 @@ from census_salary.model import (
     choose_threshold,
     param_prefix,
 )
-from census_salary.model_card import write_model_card
+from census_salary.model_card import check_card_path, write_model_card
 from census_salary.progress import NoProgress, Progress
 from census_salary.report import render_slice_text
 from census_salary.scoring import PipelineScorer, Scorer
@@ -202,6 +202,7 @@ def train(
     """
     progress = progress or NoProgress()
     check_model_settings(settings)
+    check_card_path(settings.model_card_path, settings.artifacts_dir)  # before any fitting
     waiting = "Waiting for another census run in the artifacts folder to finish"
     with artifacts_lock(settings.artifacts_dir, on_wait=lambda: progress.start(waiting)):
         if helpers is not None:
@@ -347,6 +348,7 @@ def _profile(
 def use_version(settings: Settings, version: str) -> Switch:
     """Make the kept bundle `version` names (or starts) current, once it passes the checks
     loading does, and describe it in the model card. Waits for a training run to finish."""
+    check_card_path(settings.model_card_path, settings.artifacts_dir)
     with artifacts_lock(settings.artifacts_dir):
         switch = switch_bundle(settings.artifacts_dir, version, settings.model.scorer)
         write_model_card(settings.artifacts_dir / switch.version, settings.model_card_path)
