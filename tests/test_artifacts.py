@@ -162,6 +162,17 @@ def test_a_run_history_line_that_is_not_a_run_is_skipped(
     assert "line 3" in caplog.text
 
 
+def test_a_run_history_line_with_a_threshold_no_run_has_is_skipped(
+    project_copy: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    runs = project_copy.artifacts_dir / "runs.jsonl"
+    record = json.loads(runs.read_text().splitlines()[-1])
+    with runs.open("a") as handle:
+        handle.write(json.dumps({**record, "threshold": float("nan")}) + "\n")
+    assert len(read_runs(project_copy.artifacts_dir)) == 1
+    assert "line 2" in caplog.text
+
+
 def test_a_run_history_line_that_is_not_utf8_is_skipped_and_training_goes_on(
     project_copy: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -65,6 +65,29 @@ def test_metadata_with_an_unknown_key_is_refused(project_copy: Settings) -> None
         load_bundle(project_copy.artifacts_dir)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        (("threshold",), float("nan"), "finite number"),
+        (("threshold",), 1.5, "less than or equal to 1"),
+        (("self_test", "probability"), float("nan"), "finite number"),
+        (("profile_sha256",), None, "every bundle of schema 3 has a drift profile"),
+    ],
+)
+def test_metadata_with_a_value_no_model_has_is_refused(
+    project_copy: Settings, key: tuple[str, ...], value: object, problem: str
+) -> None:
+    folder, meta = _edit_metadata(project_copy)
+    *parents, last = key
+    edited = meta
+    for name in parents:
+        edited = edited[name]
+    edited[last] = value
+    save_metadata(folder, meta)  # (json writes NaN as NaN, which Python's reader reads)
+    with pytest.raises(ModelError, match=f"not valid model metadata .*{problem}"):
+        load_bundle(project_copy.artifacts_dir)
+
+
 def test_missing_model_says_to_train(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="Run `census train`"):
         load_bundle(tmp_path)

@@ -8,14 +8,17 @@ their attributes, never string keys. Unknown keys are refused on load, and
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from census_salary.config import ModelKind, ParamValue, TrainingConfig
 from census_salary.metrics import Metrics
 
 SCHEMA_VERSION = 3  # 3: profile_sha256 (bundles of version 2 load, without a profile)
+# A probability or a rate: a number from 0 to 1 (not NaN), as a threshold, a self-test's
+# probability and a run's metrics must be, whatever a hand-edited file says.
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
 class _Record(BaseModel):
@@ -40,7 +43,7 @@ class SelfTest(_Record):
     """A stored row and the probability the model gave it, replayed on load."""
 
     row: dict[str, Any]
-    probability: float
+    probability: Fraction
 
 
 class BundleMetadata(_Record):
@@ -56,11 +59,19 @@ class BundleMetadata(_Record):
     data: DataInfo
     config: TrainingConfig
     features: FeatureSchema
-    threshold: float
+    threshold: Fraction
     threshold_objective: str
     best_params: dict[str, ParamValue] = {}
     metrics: Metrics
     self_test: SelfTest
+
+    @model_validator(mode="after")
+    def _profile_of_schema_3(self) -> BundleMetadata:
+        if self.schema_version >= 3 and self.profile_sha256 is None:
+            raise ValueError(
+                "profile_sha256 is missing: every bundle of schema 3 has a drift profile"
+            )
+        return self
 
     @property
     def params(self) -> dict[str, ParamValue]:
@@ -69,10 +80,10 @@ class BundleMetadata(_Record):
 
 
 class RunMetrics(_Record):
-    accuracy: float
-    f1: float | None
-    roc_auc: float | None
-    pr_auc: float | None
+    accuracy: Fraction
+    f1: Fraction | None
+    roc_auc: Fraction | None
+    pr_auc: Fraction | None
 
 
 class RunRecord(_Record):
@@ -83,7 +94,7 @@ class RunRecord(_Record):
     model_kind: ModelKind
     params: dict[str, ParamValue]
     best_params: dict[str, ParamValue]
-    threshold: float
+    threshold: Fraction
     data_sha256: str
     metrics: RunMetrics
 
