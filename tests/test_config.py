@@ -1,8 +1,16 @@
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from census_salary.config import Settings, TrainingConfig, find_config, load_settings
+from census_salary.config import (
+    MAX_CONFIG_BYTES,
+    Settings,
+    TrainingConfig,
+    find_config,
+    load_settings,
+)
 from census_salary.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -327,3 +335,38 @@ def test_an_api_key_a_header_cannot_carry_is_refused(tmp_path: Path, key: str) -
     with pytest.raises(ConfigError, match=r"^CENSUS_API_KEY .*: must be printable ASCII") as e:
         load_settings(write(tmp_path, MINIMAL), environ={"CENSUS_API_KEY": key})
     assert key not in str(e.value)
+
+
+def test_a_section_that_is_not_a_table_is_refused_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"census\.toml: serve: Input should be a valid dict"):
+        load_settings(write(tmp_path, "serve = 5\n" + MINIMAL), environ={})
+
+
+def test_a_path_with_a_nul_character_is_refused_naming_it(tmp_path: Path) -> None:
+    text = MINIMAL + '[artifacts]\ndir = "a\\u0000b"\n'
+    with pytest.raises(ConfigError, match=r"artifacts\.dir: holds a NUL character"):
+        load_settings(write(tmp_path, text), environ={})
+
+
+def test_a_configuration_that_is_a_pipe_is_refused_without_waiting(tmp_path: Path) -> None:
+    pipe = tmp_path / "census.toml"
+    os.mkfifo(pipe)  # nobody writes: opening it to read could wait for ever
+    raised: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_settings(pipe, environ={})
+        except BaseException as exc:  # (handed to the test)
+            raised.append(exc)
+
+    loading = threading.Thread(target=load, daemon=True)
+    loading.start()
+    loading.join(timeout=10)
+    assert not loading.is_alive(), "load_settings waited on the pipe"
+    assert isinstance(raised[0], ConfigError)
+    assert "is not a regular file" in str(raised[0])
+
+
+def test_a_configuration_larger_than_any_census_toml_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is larger than 1,048,576 bytes"):
+        load_settings(write(tmp_path, "#" * (MAX_CONFIG_BYTES + 1)), environ={})

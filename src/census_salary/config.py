@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,6 +66,8 @@ def _not_empty(value: object) -> object:
     # An empty path would be the folder census.toml is in (Path("") is "."), never meant.
     if isinstance(value, str) and not value.strip():
         raise ValueError("is empty; give a path (relative ones are to census.toml's folder)")
+    if isinstance(value, str) and "\0" in value:
+        raise ValueError("holds a NUL character, which no path can")
     return value
 
 
@@ -314,7 +317,7 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
     """Read census.toml at `path`, apply CENSUS_* overrides from `environ`, validate."""
     environ = os.environ if environ is None else environ
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(_config_text(path))
     except FileNotFoundError:
         raise ConfigError(f"Configuration file {path} does not exist.") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -323,7 +326,7 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     if "source" in raw:
         raise ConfigError(f"{path}: source: unknown key")
-    if "api_key" in raw.get("serve", {}):
+    if isinstance(raw.get("serve"), dict) and "api_key" in raw["serve"]:
         raise ConfigError(
             f"{path}: serve.api_key: a secret does not belong in a file that is committed; "
             "set CENSUS_API_KEY in the environment instead."
@@ -336,6 +339,27 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
         raise ConfigError(_describe(exc, path, sources)) from None
     settings._overrides = sources
     return settings
+
+
+MAX_CONFIG_BYTES = 1 << 20  # census.toml takes a few kilobytes
+
+
+def _config_text(path: Path) -> str:
+    """The text of a configuration file: a regular file (not a pipe or a device, which
+    could block or never end) of at most MAX_CONFIG_BYTES."""
+    # Opened without waiting: opening a pipe would wait for a writer.
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ConfigError(
+                f"Configuration file {path} is not a regular file; give the path of census.toml."
+            )
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"Configuration file {path} is larger than {MAX_CONFIG_BYTES:,} bytes; "
+            "give the path of census.toml."
+        )
+    return data.decode("utf-8")
 
 
 def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
