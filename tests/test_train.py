@@ -354,6 +354,16 @@ def test_too_few_rows_of_a_class_for_the_threshold_folds_names_the_setting_to_lo
         train(settings)
 
 
+def test_folds_far_beyond_the_rows_are_refused_naming_the_setting_without_counting_rows(
+    tmp_path: Path, sample_frame: pd.DataFrame
+) -> None:
+    """Counting the rows to add, one at a time, would take as many splits as folds asked."""
+    config = SMALL_CONFIG.replace("[threshold]\ncv = 3", "[threshold]\ncv = 1000000")
+    settings = make_project(tmp_path, labelled(sample_frame, 100, 10), config)
+    with pytest.raises(InputError, match=r"holds both\. Lower \[threshold\] cv to 8\.$"):
+        train(settings)
+
+
 def test_too_few_rows_of_a_class_for_the_search_folds_is_refused_before_the_search(
     tmp_path: Path, sample_frame: pd.DataFrame
 ) -> None:

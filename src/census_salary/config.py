@@ -161,13 +161,16 @@ def _known_features(names: list[str]) -> list[str]:
     return names
 
 
+MAX_BOOTSTRAP = 100_000
+
+
 class SliceSettings(_Section):
     min_rows: StrictInt = Field(30, ge=1)
     features: list[str] = []
     # Quantile bins per numerical feature (fewer where values repeat; 0 apart where most are 0).
     bins: StrictInt = Field(4, ge=2)
-    # Bootstrap resamples behind the 95% intervals (0: no intervals).
-    bootstrap: StrictInt = Field(1000, ge=0)
+    # Bootstrap resamples behind the 95% intervals (0: no intervals); 100,000 take ~15 s.
+    bootstrap: StrictInt = Field(1000, ge=0, le=MAX_BOOTSTRAP)
     # A slice whose F1 interval is wider than this is too uncertain to rank.
     max_f1_width: StrictFloat = Field(0.2, gt=0)
     seed: StrictInt = 42  # of the bootstrap resamples

@@ -78,6 +78,9 @@ def load_training_data(settings: Settings, progress: Progress) -> CensusData:
     return data
 
 
+_MOST_ROWS_COUNTED = 200  # rows `check_trainable` adds, one at a time, to advise how many
+
+
 @dataclass(frozen=True)
 class _Needs:
     """What the training split needs of the data, by the settings: `per_class` rows of each
@@ -131,10 +134,16 @@ def check_trainable(data: CensusData, settings: Settings, source: Path) -> None:
     needs = _needs(settings)
     if not _short(counts, needs, settings):
         return
-    wanted = list(counts)  # the fewest rows of each class, from these on, that will do
-    while short := _short(wanted, needs, settings):
+    # The fewest rows of each class, from these on, that will do: counted a row at a time
+    # (each step runs the split), so not past settings that ask for thousands more.
+    wanted: list[int] | None = list(counts)
+    for _ in range(_MOST_ROWS_COUNTED):
+        if not (short := _short(wanted, needs, settings)):
+            break
         for c in short:
             wanted[c] += 1
+    else:
+        wanted = None
     names = {label: name for name, label in LABELS.items()}
     test_size = settings.split.test_size
     if not len(data.target):
@@ -167,14 +176,16 @@ def check_trainable(data: CensusData, settings: Settings, source: Path) -> None:
             f', and at least {needs.rows} rows there for [search] method = "halving" (2 of '
             "each class for each [search] cv fold)"
         )
-    advice = "Add rows: at least " + " and ".join(
-        f"{wanted[c] - counts[c]} more labelled {names[c]} ({wanted[c]} in all)"
-        for c in (0, 1)
-        if wanted[c] > counts[c]
-    )
     lower = _settings_to_lower(counts, needs, settings)
-    if lower:
-        advice += f", or lower {lower}"
+    if wanted is not None:
+        advice = "Add rows: at least " + " and ".join(
+            f"{wanted[c] - counts[c]} more labelled {names[c]} ({wanted[c]} in all)"
+            for c in (0, 1)
+            if wanted[c] > counts[c]
+        )
+        advice += f", or lower {lower}" if lower else ""
+    else:
+        advice = f"Lower {lower}" if lower else "Change the settings named above"
     raise InputError(
         f"{found} Training needs rows of both classes in the held-out split ([split] "
         f"test_size = {test_size}), to evaluate the model on, and {training}. {advice}."

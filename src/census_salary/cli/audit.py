@@ -104,7 +104,6 @@ def slice_report(
         int | None,
         typer.Option(
             "--bootstrap",
-            min=0,
             help="Bootstrap resamples behind the 95% intervals; 0: none "
             "(default: \\[slices] bootstrap in census.toml).",
         ),
