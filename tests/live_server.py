@@ -58,6 +58,14 @@ class LiveServer:
         return self.process.returncode
 
 
+def process_running(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, waiting to be reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def server_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without CENSUS_*/PORT/WEB_CONCURRENCY, plus `extra`."""
     cleared = ("CENSUS_", "PORT", "WEB_CONCURRENCY")

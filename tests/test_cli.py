@@ -7,7 +7,9 @@ import io
 import json
 import math
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +30,7 @@ from census_salary.figures import FIGURE_NAMES
 from census_salary.model_card import TITLE
 from census_salary.scoring import PipelineScorer
 from census_salary.trees import TreeTables
-from live_server import census_executable
+from live_server import census_executable, process_running, server_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["train", "evaluate", "slice-report", "predict", "serve", "runs", "monitor"]
@@ -1261,3 +1263,40 @@ def test_predict_engine_unreachable_is_one_clear_line(
     assert result.exit_code == ExitCode.USAGE, result.output
     assert "Dask could not reach the scheduler tcp://127.0.0.1:9" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.slow  # starts processes
+def test_sigterm_ends_census_train_as_ctrl_c_does_helpers_and_all(project_copy: Settings) -> None:
+    # A helper, and fits of 100,000 iterations: still fitting when it is stopped.
+    slow = server_environment(
+        {
+            "CENSUS_TRAIN__PROCESSES": "2",
+            "CENSUS_MODEL__PARAMS__HIST_GRADIENT_BOOSTING__MAX_ITER": "100000",
+        }
+    )
+    command = [str(census_executable()), "--config", str(project_copy.source), "train"]
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=slow)
+    try:
+        deadline = time.monotonic() + 120
+        while not (children := _children(process.pid)):
+            assert time.monotonic() < deadline, "no helper process started"
+            time.sleep(0.05)
+        time.sleep(5)  # (imports done, fitting)
+        assert process.poll() is None, "training ended before it was stopped"
+        process.terminate()
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        process.kill()  # (if it is still there, so that the test ends)
+        process.wait()
+    deadline = time.monotonic() + 10  # (its helpers, and their trackers, end with it)
+    while left := [pid for pid in children if process_running(pid)]:
+        assert time.monotonic() < deadline, f"processes {left} outlived census train"
+        time.sleep(0.1)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (its helpers), from /proc."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found

@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_info
 from census_salary.config import load_settings
 from census_salary.helpers import Helpers, training_helper_count
 from conftest import SMALL_CONFIG
+from live_server import process_running
 
 
 def _pid() -> int:
@@ -150,3 +151,25 @@ def test_a_script_using_helpers_needs_no_main_guard(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("the script ran") == 1, done.stdout  # not again in the helper
     assert done.stdout.splitlines()[-1] == "helper", done.stdout
+
+
+@pytest.mark.slow  # starts processes
+def test_a_helper_ends_when_the_process_it_helps_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from census_salary.helpers import Helpers\n"
+        "with Helpers(1) as helpers:\n"
+        "    print(helpers.run(os.getpid).result(), flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        helper = int(process.stdout.readline())
+        process.kill()  # no time to end its helpers
+    deadline = time.monotonic() + 30
+    while process_running(helper):
+        assert time.monotonic() < deadline, f"helper {helper} outlived its parent"
+        time.sleep(0.1)

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+PARENT_CHECK_SECONDS = 1.0  # how often a helper looks whether the process it helps is gone
 
 
 class Pending(Generic[T]):
@@ -172,10 +175,21 @@ def training_helper_count(settings: Settings) -> int:
 
 
 def _start(preload: str | None) -> None:
-    """A helper process's first step: its imports, with the collector paused."""
+    """A helper process's first step: its imports, with the collector paused; and a
+    watch on the process that started it, so that it never outlives it."""
     from census_salary.collector import paused, settle
 
+    parent = os.getppid()
+    threading.Thread(target=_end_with, args=(parent,), name="census-parent", daemon=True).start()
     with paused():
         if preload:
             importlib.import_module(preload)
     settle()
+
+
+def _end_with(parent: int) -> None:
+    """End this helper once `parent` is gone (killed, say: it had no time to end its
+    helpers), rather than wait for work that will never come."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)

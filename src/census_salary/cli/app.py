@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,7 +158,14 @@ def main() -> None:
     """Entry point of the `census` console script."""
     from census_salary.collector import freeze_at_exit
 
+    # Stopped by SIGTERM (`timeout`, a job that is cancelled), a command ends as Ctrl-C ends
+    # it: its helper processes stopped and its temporary files removed, exit code 143.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
     finally:
         freeze_at_exit()
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
