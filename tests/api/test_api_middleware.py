@@ -82,6 +82,46 @@ def test_chunked_body_over_the_limit_is_413(client: TestClient) -> None:
     assert_problem(client.post("/predict", content=chunks()), 413)
 
 
+def test_a_body_announced_too_large_is_refused_unread(client: TestClient) -> None:
+    reads = 0
+
+    async def counted() -> Message:
+        nonlocal reads
+        reads += 1
+        return {"type": "http.request", "body": b"[]", "more_body": False}
+
+    length = (b"content-length", str(CLIENT_MAX_BODY_BYTES + 1).encode())
+    sent = raw_call(client.app, "POST", "/predict", counted, (length,))
+    assert next(m for m in sent if m["type"] == "http.response.start")["status"] == 413
+    assert reads == 0
+
+
+def test_the_api_key_is_asked_for_before_the_body_is_judged(keyed: TestClient) -> None:
+    assert_problem(keyed.post("/predict", content=b"[" + b" " * 30_000 + b"]"), 401)
+
+
+def test_a_too_large_body_is_counted_under_its_route(client: TestClient) -> None:
+    client.post("/predict", content=b"[" + b" " * 30_000 + b"]")
+    metrics = client.get("/metrics").text
+    assert 'census_http_requests_total{method="POST",route="/predict",status="413"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate, gzip", "br"])
+def test_a_compressed_body_is_a_415(client: TestClient, encoding: str) -> None:
+    response = client.post(
+        "/predict", content=json.dumps([EXAMPLE_ROW]), headers={"Content-Encoding": encoding}
+    )
+    body = assert_problem(response, 415)
+    assert "Content-Encoding" in body["detail"]
+
+
+def test_an_identity_encoded_body_is_read(client: TestClient) -> None:
+    response = client.post(
+        "/predict", content=json.dumps([EXAMPLE_ROW]), headers={"Content-Encoding": "identity"}
+    )
+    assert response.status_code == 200, response.text
+
+
 def test_access_log_has_one_line_per_request(
     client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:

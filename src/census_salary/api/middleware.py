@@ -8,7 +8,6 @@ import logging
 import re
 import time
 import uuid
-from typing import NoReturn
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -57,7 +56,9 @@ class RequestContext:
     - a request id, echoed or made, on the response and in the log;
     - the security headers (`SECURITY_HEADERS`) on every response, errors and docs too;
     - `HEAD` answered as `GET` without the body, wherever `GET` is (uptime monitors);
-    - the body limits: over `max_body_bytes` is a 413, not fully arrived within
+    - the body limits, checked when a route reads the body (so a 401 or a 404 comes
+      first): over `max_body_bytes` is a 413 (refused unread when Content-Length says
+      so), an encoded body (Content-Encoding: gzip) a 415, one not fully arrived within
       `body_timeout` seconds a 408 that closes the connection;
     - a client that disconnects before its answer is logged as status 499, not as a 500;
     - one access-log line per request, never the body, and the request's count and
@@ -85,12 +86,14 @@ class RequestContext:
         method = scope["method"]
         if method == "HEAD":
             scope = {**scope, "method": "GET"}
-        given = length = None
+        given = length = encoding = None
         for name, value in scope["headers"]:  # lower-case names, as ASGI servers give them
             if name == _REQUEST_ID_NAME:
                 given = value
             elif name == b"content-length":
                 length = value
+            elif name == b"content-encoding":
+                encoding = value
         if given is not None and _SAFE_REQUEST_ID.fullmatch(given):
             request_id = given.decode("ascii")
         else:
@@ -124,6 +127,8 @@ class RequestContext:
             nonlocal received, disconnected, body_complete
             if body_complete:  # what follows the body is only ever a disconnect: no deadline
                 return await receive()
+            if received == 0:  # the route reads the body: it is refused now or never
+                self._check_announced(length, encoding)
             try:
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
@@ -142,8 +147,6 @@ class RequestContext:
         if telemetry is not None:
             telemetry.in_flight.inc()
         try:
-            if length is not None and length.isdigit() and int(length) > limit:
-                self._refuse_too_large()
             await self.app(scope, limited_receive, send_with_headers)
         except Problem as problem:
             await problem_response(Request(scope), problem)(scope, receive, send_with_headers)
@@ -181,8 +184,19 @@ class RequestContext:
                     request_id,
                 )
 
-    def _refuse_too_large(self) -> NoReturn:
-        raise self._too_large()
+    def _check_announced(self, length: bytes | None, encoding: bytes | None) -> None:
+        """Refuse, before a byte of it is read, a body that its headers say is too large
+        or encoded (compressed) in a way the app does not read."""
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            raise self._too_large()
+        if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
+            shown = encoding.decode("latin-1")[:40]
+            raise Problem(
+                415,
+                "Unsupported Media Type",
+                f"The request body is encoded as {shown!r} (Content-Encoding); send it "
+                "unencoded, as plain JSON.",
+            )
 
     def _too_large(self) -> Problem:
         return Problem(

@@ -381,6 +381,13 @@ def test_explain_must_be_a_boolean(client: TestClient) -> None:
     assert [error["field"] for error in body["errors"]] == ["query.explain"]
 
 
+def test_an_unknown_query_parameter_is_a_422_not_ignored(client: TestClient) -> None:
+    response = client.post("/predict?threshold=0.1&explain=false", json=[EXAMPLE_ROW])
+    body = assert_problem(response, 422)
+    assert [error["field"] for error in body["errors"]] == ["query.threshold"]
+    assert "only `explain`" in body["errors"][0]["message"]
+
+
 @pytest.mark.parametrize(("given", "explained"), [("1", True), ("yes", True), ("false", False)])
 def test_explain_reads_the_spellings_of_a_boolean(
     client: TestClient, given: str, explained: bool

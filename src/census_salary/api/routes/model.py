@@ -137,10 +137,24 @@ async def predict(request: Request) -> Response:
 
 
 def _explain(request: Request) -> bool:
-    """The `explain` query parameter, read and refused as FastAPI would (a 422)."""
+    """The `explain` query parameter, read and refused as FastAPI would (a 422). Any other
+    query parameter is refused too: `?threshold=0.3` must not be ignored in silence."""
     if not request.scope["query_string"]:
         return False
-    given = request.query_params.get("explain")
+    query = request.query_params
+    unknown = [
+        {
+            "type": "extra_forbidden",
+            "loc": ("query", name),
+            "msg": "Unknown query parameter; /predict takes only `explain`",
+            "input": query[name],
+        }
+        for name in dict.fromkeys(query)
+        if name != "explain"
+    ]
+    if unknown:
+        raise RequestValidationError(unknown)
+    given = query.get("explain")
     if given is None:
         return False
     try:
