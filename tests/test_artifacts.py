@@ -173,6 +173,18 @@ def test_a_run_history_line_with_a_threshold_no_run_has_is_skipped(
     assert "line 2" in caplog.text
 
 
+@pytest.mark.parametrize("version", ["../evil", "[red]x[/red]", "20261127T120301Z-3f2a9c1b\n"])
+def test_a_run_history_line_with_a_version_no_bundle_has_is_skipped(
+    project_copy: Settings, caplog: pytest.LogCaptureFixture, version: str
+) -> None:
+    runs = project_copy.artifacts_dir / "runs.jsonl"
+    record = json.loads(runs.read_text().splitlines()[-1])
+    with runs.open("a") as handle:
+        handle.write(json.dumps({**record, "version": version}) + "\n")
+    assert [run.version for run in read_runs(project_copy.artifacts_dir)] == [record["version"]]
+    assert "line 2" in caplog.text
+
+
 def test_a_run_history_line_that_is_not_utf8_is_skipped_and_training_goes_on(
     project_copy: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -4,7 +4,7 @@ import pytest
 
 from census_salary.audit import evaluate_bundle, held_out, slice_bundle
 from census_salary.bundle import Bundle, load_bundle
-from census_salary.config import MAX_BOOTSTRAP, Settings, load_settings
+from census_salary.config import MAX_BOOTSTRAP, MIN_BOOTSTRAP, Settings, load_settings
 from census_salary.errors import DataUnavailableError, InputError, ModelError
 from census_salary.figures import FIGURE_NAMES
 
@@ -87,11 +87,12 @@ def test_the_bootstrap_can_be_set_per_report(
     assert some.overall.intervals
 
 
-@pytest.mark.parametrize("resamples", [-1, MAX_BOOTSTRAP + 1, 10**20])
+@pytest.mark.parametrize("resamples", [-1, 1, MIN_BOOTSTRAP - 1, MAX_BOOTSTRAP + 1, 10**20])
 def test_a_bootstrap_beyond_the_settings_bounds_is_refused_before_any_work(
     small_settings: Settings, small_bundle: Bundle, resamples: int
 ) -> None:
-    with pytest.raises(InputError, match=f"give from 0 \\(no intervals\\) to {MAX_BOOTSTRAP:,}"):
+    expected = f"give 0 \\(no intervals\\) or from {MIN_BOOTSTRAP} to {MAX_BOOTSTRAP:,}"
+    with pytest.raises(InputError, match=expected):
         slice_bundle(small_settings, small_bundle, None, ["sex"], bootstrap=resamples)
 
 

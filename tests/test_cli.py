@@ -215,6 +215,28 @@ def test_evaluate_draws_the_figures_into_a_folder(
     assert all(path.read_bytes().startswith(b"\x89PNG\r\n") for path in folder.iterdir())
 
 
+def test_evaluate_refuses_an_empty_figures_folder(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run(runner, small_settings, "evaluate", "--figures", "", "--json")
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "--figures" in result.stderr
+    assert "is empty" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_refuses_a_file_as_the_figures_folder(
+    runner: CliRunner, small_settings: Settings, tmp_path: Path
+) -> None:
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine\n")
+    result = run(runner, small_settings, "evaluate", "--figures", str(taken), "--json")
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "it is a file, not a folder" in result.stderr
+    assert taken.read_text() == "mine\n"
+
+
 def test_model_card_writes_the_card_and_check_then_passes(
     runner: CliRunner, project_copy: Settings
 ) -> None:
@@ -241,6 +263,20 @@ def test_model_card_refuses_a_path_that_holds_something_else(
     assert result.exit_code == ExitCode.USAGE, result.output
     assert f"Cannot write the model card to {target}" in result.stderr
     assert target.read_bytes() == before
+
+
+def test_model_card_refuses_a_folder_as_a_usage_error(
+    runner: CliRunner, project_copy: Settings
+) -> None:
+    root = project_copy.source.parent
+    (root / "cards").mkdir()
+    config = root / "card.toml"
+    text = project_copy.source.read_text(encoding="utf-8")
+    config.write_text(f'{text}\n[artifacts]\nmodel_card = "cards"\n', encoding="utf-8")
+    result = runner.invoke(app, ["--config", str(config), "model-card"])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "it is a folder" in result.stderr
+    assert list((root / "cards").iterdir()) == []
 
 
 def test_evaluate_refuses_changed_data(runner: CliRunner, project_copy: Settings) -> None:
@@ -856,7 +892,7 @@ def test_serve_refuses_bad_environment(
     assert uvicorn_calls == []
 
 
-@pytest.mark.parametrize("option", [["--port", "70000"], ["--workers", "0"]])
+@pytest.mark.parametrize("option", [["--port", "70000"], ["--workers", "0"], ["--workers", "1025"]])
 def test_serve_refuses_bad_options(
     runner: CliRunner,
     small_settings: Settings,

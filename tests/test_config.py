@@ -291,6 +291,8 @@ def test_sensitive_features_come_from_the_environment_as_a_list(tmp_path: Path) 
         ("[fairness]\nmin_demographic_parity_ratio = 1.5", r"min_demographic_parity_ratio"),
         ("[fairness]\nmax_fpr_gap = 0.1", r"fairness\.max_fpr_gap: unknown key"),
         ("[slices]\nbootstrap = -1", r"slices\.bootstrap"),
+        ("[slices]\nbootstrap = 10", r"slices\.bootstrap: .*give 0 \(no intervals\) or from 50"),
+        ("[serve]\nworkers = 1025", r"serve\.workers"),
         ("[slices]\nmax_f1_width = 0", r"slices\.max_f1_width"),
         ("[slices]\nbins = 1", r"slices\.bins"),
     ],

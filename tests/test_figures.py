@@ -123,12 +123,20 @@ def test_a_missing_folder_is_made(tmp_path: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == sorted(FIGURE_NAMES)
 
 
-def test_a_folder_that_cannot_be_written_is_one_error(tmp_path: Path) -> None:
+def test_a_folder_that_cannot_be_made_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    under_a_file = tmp_path / "file" / "figures"
+    with pytest.raises(InputError, match=f"Cannot write {under_a_file}: .*choose another one"):
+        write_figures(under_a_file, figure_data())
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_a_file_where_the_folder_belongs_is_named_as_one(tmp_path: Path) -> None:
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
-    with pytest.raises(InputError, match=f"Cannot write {not_a_folder}: .*choose another one"):
+    with pytest.raises(InputError, match=f"into {not_a_folder}: it is a file, not a folder"):
         write_figures(not_a_folder, figure_data())
-    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+    assert not_a_folder.read_text() == "x"
 
 
 @pytest.mark.usefixtures("drawn_before")

@@ -108,12 +108,12 @@ def test_a_damaged_importance_file_is_a_model_error_naming_it(
 def test_a_card_that_cannot_be_written_says_the_model_is_current(
     trained_project: TrainResult, tmp_path: Path
 ) -> None:
-    card_path = tmp_path / "ModelCard.md"
-    card_path.mkdir()
+    (tmp_path / "docs").write_text("a file where the card's folder belongs\n")
+    card_path = tmp_path / "docs" / "ModelCard.md"
     version = trained_project.metadata.version
     with pytest.raises(
         ModelError,
         match=rf"^Model {version} is current, but its model card was not written\. "
-        rf"Cannot write {card_path}: Is a directory\. .*`census model-card`",
+        rf"Cannot write {card_path}: Not a directory\. .*`census model-card`",
     ):
         write_model_card(trained_project.bundle_dir, card_path)

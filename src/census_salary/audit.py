@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
 
 from census_salary.bundle import Bundle
-from census_salary.config import MAX_BOOTSTRAP, Settings, SliceSettings
+from census_salary.config import Settings, bootstrap_problem
 from census_salary.contract import COLUMNS, Columns, check_columns, columns_of_frame
 from census_salary.data import read_census, split_data
 from census_salary.errors import InputError, ModelError, no_rows
@@ -104,14 +103,11 @@ def slice_bundle(
     features = bundle.metadata.features
     chosen = slicings or settings.slices.features or [*features.categorical, *features.numerical]
     options = settings.slices
-    if bootstrap is not None:
-        try:  # checked as [slices] bootstrap is
-            options = SliceSettings.model_validate({**options.model_dump(), "bootstrap": bootstrap})
-        except ValidationError:
-            raise InputError(
-                f"{bootstrap:,} bootstrap resamples: give from 0 (no intervals) to "
-                f"{MAX_BOOTSTRAP:,}."
-            ) from None
+    if bootstrap is not None:  # checked as [slices] bootstrap is
+        problem = bootstrap_problem(bootstrap)
+        if problem is not None:
+            raise InputError(f"{bootstrap:,} bootstrap resamples: {problem}.")
+        options = options.model_copy(update={"bootstrap": bootstrap})
     p = bundle.probabilities(x)
     return slice_metrics(x, y.to_numpy(), p, bundle.threshold, chosen, options, settings.fairness)
 

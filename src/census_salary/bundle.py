@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -54,7 +55,7 @@ from census_salary.contract import (
 )
 from census_salary.drift import PROFILE_FILE, DriftProfile
 from census_salary.errors import ModelError
-from census_salary.metadata import BundleMetadata
+from census_salary.metadata import VERSION_PATTERN, BundleMetadata
 from census_salary.metrics import SliceReport
 from census_salary.scoring import PipelineScorer, Scorer
 from census_salary.trees import TreeTables
@@ -223,7 +224,7 @@ def current_bundle_dir(artifacts_dir: Path) -> Path:
         raise ModelError(f"Cannot read {pointer}: {exc.strerror or exc}; {repair}.") from None
     except UnicodeDecodeError:
         raise ModelError(f"{pointer} is not UTF-8 text; {repair}.") from None
-    if not version or not version.isprintable() or "/" in version or version.startswith("."):
+    if not re.fullmatch(VERSION_PATTERN, version):
         raise ModelError(f"{pointer} does not name a model version; {repair}.")
     return artifacts_dir / version
 

@@ -161,6 +161,9 @@ def _known_features(names: list[str]) -> list[str]:
     return names
 
 
+# Bootstrap resamples: 0 (no intervals), or enough for a 95% interval's 2.5th and 97.5th
+# percentiles to lie between resamples (fewer give an interval of one or two draws' values).
+MIN_BOOTSTRAP = 50
 MAX_BOOTSTRAP = 100_000
 
 
@@ -170,12 +173,27 @@ class SliceSettings(_Section):
     # Quantile bins per numerical feature (fewer where values repeat; 0 apart where most are 0).
     bins: StrictInt = Field(4, ge=2)
     # Bootstrap resamples behind the 95% intervals (0: no intervals); 100,000 take ~15 s.
-    bootstrap: StrictInt = Field(1000, ge=0, le=MAX_BOOTSTRAP)
+    bootstrap: StrictInt = 1000
     # A slice whose F1 interval is wider than this is too uncertain to rank.
     max_f1_width: StrictFloat = Field(0.2, gt=0)
     seed: StrictInt = 42  # of the bootstrap resamples
 
     _known = field_validator("features")(_known_features)
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _none_or_enough(cls, value: int) -> int:
+        problem = bootstrap_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+
+def bootstrap_problem(resamples: int) -> str | None:
+    """What is wrong with a number of bootstrap resamples, or None."""
+    if resamples == 0 or MIN_BOOTSTRAP <= resamples <= MAX_BOOTSTRAP:
+        return None
+    return f"give 0 (no intervals) or from {MIN_BOOTSTRAP} to {MAX_BOOTSTRAP:,}"
 
 
 class FairnessSettings(_Section):
@@ -206,10 +224,14 @@ class ArtifactSettings(_Section):
     keep: StrictInt = Field(5, ge=1)
 
 
+# Worker processes of `census serve`, however given: --workers, $WEB_CONCURRENCY, [serve].
+MAX_WORKERS = 1024
+
+
 class ServeSettings(_Section):
     host: str = "127.0.0.1"
     port: StrictInt = Field(8000, ge=0, le=65535)
-    workers: StrictInt = Field(1, ge=1)
+    workers: StrictInt = Field(1, ge=1, le=MAX_WORKERS)
     max_rows: StrictInt = Field(10_000, ge=1)
     max_body_bytes: StrictInt = Field(5_000_000, ge=1024)
     # Seconds a request body may take to arrive in full; slower ones get a 408 and the

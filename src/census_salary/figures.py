@@ -111,6 +111,8 @@ def write_figures(directory: Path, data: FigureData) -> list[Path]:
 
 
 def _cannot_write(path: Path, exc: OSError) -> InputError:
+    if isinstance(exc, FileExistsError):  # from mkdir: a file has the folder's name
+        return InputError(f"Cannot write figures into {path}: it is a file, not a folder.")
     return InputError(
         f"Cannot write {path}: {exc.strerror or exc}. "
         "Make the folder writable or choose another one for the figures."

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from census_salary.config import ModelKind, ParamValue, TrainingConfig
 from census_salary.metrics import Metrics
@@ -19,6 +19,10 @@ SCHEMA_VERSION = 3  # 3: profile_sha256 (bundles of version 2 load, without a pr
 # A probability or a rate: a number from 0 to 1 (not NaN), as a threshold, a self-test's
 # probability and a run's metrics must be, whatever a hand-edited file says.
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+# A model's version, as `bundle.new_version` makes it and its folder is named: the time it
+# was trained and the start of its model file's SHA-256 (`20261127T120301Z-3f2a9c1b`).
+VERSION_PATTERN = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"
+Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 
 
 class _Record(BaseModel):
@@ -48,7 +52,7 @@ class SelfTest(_Record):
 
 class BundleMetadata(_Record):
     schema_version: Literal[2, 3] = SCHEMA_VERSION
-    version: str
+    version: Version
     created_at: datetime
     package_version: str
     library_versions: dict[str, str]
@@ -89,7 +93,7 @@ class RunMetrics(_Record):
 class RunRecord(_Record):
     """One line of `runs.jsonl`: one training run."""
 
-    version: str
+    version: Version
     created_at: datetime
     model_kind: ModelKind
     params: dict[str, ParamValue]

@@ -118,6 +118,8 @@ def check_card_path(card_path: Path, artifacts_dir: Path) -> None:
     card, artifacts = card_path.resolve(), artifacts_dir.resolve()
     if card == artifacts or artifacts in card.parents:
         problem = f"it is in the artifacts folder {artifacts_dir}, which holds the models"
+    elif card.is_dir():
+        problem = "it is a folder; the card is a file (such as ModelCard.md)"
     elif card.exists() and not _is_model_card(card):
         problem = "a file there is not a model card, and writing the card would replace it"
     else:
@@ -133,7 +135,7 @@ def _is_model_card(path: Path) -> bool:
     try:
         with path.open("rb") as handle:
             return handle.read(len(TITLE) + 1) == f"{TITLE}\n".encode()
-    except OSError:  # (a folder, say: the write names what is wrong)
+    except OSError:  # (unreadable: the write names what is wrong)
         return True
 
 

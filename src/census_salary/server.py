@@ -20,7 +20,7 @@ import uvicorn
 
 from census_salary.api.telemetry import MULTIPROCESS_DIR
 from census_salary.collector import settle
-from census_salary.config import Settings, load_settings
+from census_salary.config import MAX_WORKERS, Settings, load_settings
 from census_salary.errors import CensusError, ConfigError, ListenError
 from census_salary.logs import configure_logging
 
@@ -80,7 +80,11 @@ def run_server(
         "timeout_graceful_shutdown": 20,
     }
     if workers is None:
-        workers = _from_env("WEB_CONCURRENCY", settings.serve.workers, 1, 1024)
+        workers = _from_env("WEB_CONCURRENCY", settings.serve.workers, 1, MAX_WORKERS)
+    elif not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(
+            f"--workers is {workers}; expected a whole number from 1 to {MAX_WORKERS}."
+        )
     check_can_listen(host, port)
     try:
         if workers > 1:

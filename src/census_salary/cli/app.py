@@ -76,6 +76,14 @@ def out_console() -> Console:
     return Console()
 
 
+def folder_given(text: str) -> Path:
+    """An option's folder, never an empty one: `--figures "$DIR"` with DIR unset would
+    otherwise be the current folder (Path("") is "."), filled with files in silence."""
+    if not text.strip():
+        raise typer.BadParameter("is empty; give a folder (`.` for the current one).")
+    return Path(text)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"census {census_salary.__version__}")

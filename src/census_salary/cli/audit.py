@@ -11,6 +11,7 @@ import typer
 from census_salary.cli.app import (
     app,
     current_bundle,
+    folder_given,
     out_console,
     print_json,
     progress_bar,
@@ -41,7 +42,7 @@ def evaluate(
         Path | None,
         typer.Option(
             "--figures",
-            file_okay=False,
+            parser=folder_given,
             help="Also draw the audit figures (PNG) into this folder: ROC, precision-recall, "
             "calibration, confusion, permutation importance, F1 per sensitive group.",
         ),

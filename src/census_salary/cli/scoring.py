@@ -245,7 +245,7 @@ def serve(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="Worker processes (default: $WEB_CONCURRENCY, then config)."),
+        typer.Option(help="Worker processes (default: $WEB_CONCURRENCY, then config)."),
     ] = None,
 ) -> None:
     """Serve the model over HTTP: a form at /, /health, /ready, /predict and /docs."""
