@@ -422,6 +422,12 @@ def brackets(depth: int, inside: str = "") -> str:
     return "[" * depth + inside + "]" * depth
 
 
+def test_decode_json_names_a_number_too_long_to_read_without_pythons_advice() -> None:
+    with pytest.raises(ValueError, match="more than 4,300 digits") as refused:
+        decode_json(b'[{"age": ' + b"9" * 5000 + b"}]")
+    assert "set_int_max_str_digits" not in str(refused.value)
+
+
 @pytest.mark.parametrize(
     "deeper",
     [

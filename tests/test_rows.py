@@ -230,6 +230,13 @@ def test_deeply_nested_rows_are_refused_quickly_naming_the_limit() -> None:
         rows_of("[" * 100_000)
 
 
+@pytest.mark.parametrize("text", ['[{{"age": {}}}]', '{{"age": {}}}\n'], ids=["array", "lines"])
+def test_a_number_of_thousands_of_digits_is_refused_in_our_words(text: str) -> None:
+    with pytest.raises(InputError, match="more than 4,300 digits") as refused:
+        rows_of(text.format("9" * 5000))
+    assert "set_int_max_str_digits" not in str(refused.value)
+
+
 def rows_of_stream(stream: io.StringIO) -> list[dict]:
     _, chunks = read_rows(stream, None, 10)
     return [record for chunk in chunks for record in records(chunk)]

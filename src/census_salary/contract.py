@@ -39,6 +39,7 @@ import json
 import math
 import operator
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -584,11 +585,26 @@ def decode_json(text: bytes | str) -> Any:
             value = json.loads(decoded)
         except RecursionError:
             raise TooDeepError() from None
+        except ValueError as exc:
+            reason = too_many_digits(exc)
+            if reason is None:
+                raise
+            raise ValueError(reason) from None
         refuse_too_deep(value, decoded)
         return refuse_half_surrogates(value, decoded)
     if len(text) >= SHORTEST_TOO_DEEP:  # (not even a call for a short row: once a line)
         refuse_too_deep(value, text)
     return value
+
+
+def too_many_digits(exc: ValueError) -> str | None:
+    """For Python's refusal to read a number of more digits than it converts, what to tell
+    whoever sent it (Python's advice, sys.set_int_max_str_digits, is not theirs to follow);
+    None for any other error."""
+    if "integer string conversion" not in str(exc):
+        return None
+    limit = sys.get_int_max_str_digits()
+    return f"a number has more than {limit:,} digits, far beyond any census field's range"
 
 
 class TooDeepError(ValueError):

@@ -39,6 +39,7 @@ from census_salary.contract import (
     decode_json,
     refuse_half_surrogates,
     refuse_too_deep,
+    too_many_digits,
 )
 from census_salary.errors import InputError, RowProblem
 
@@ -476,7 +477,10 @@ class _JsonArrayReader:
                     continue
                 raise InputError(f"Invalid JSON input{where}: {exc.msg}.") from None
             except ValueError as exc:  # a number beyond Python's limits
-                raise InputError(f"The JSON input cannot be read as rows{where}: {exc}.") from None
+                reason = too_many_digits(exc) or exc
+                raise InputError(
+                    f"The JSON input cannot be read as rows{where}: {reason}."
+                ) from None
             # A value that ends the buffer (a number, say) may go on in the next block.
             if end == len(self._buffer) and self._fill():
                 continue

@@ -201,6 +201,13 @@ def test_a_body_nested_past_the_limit_is_a_400_naming_it(client: TestClient, bod
     assert detail == f"The body cannot be read as rows: {TooDeepError()}."
 
 
+def test_a_number_too_long_to_read_is_a_400_in_our_words(client: TestClient) -> None:
+    body = b'[{"age": ' + b"9" * 5000 + b"}]"
+    detail = assert_problem(client.post("/predict", content=body), 400)["detail"]
+    assert "a number has more than 4,300 digits" in detail
+    assert "set_int_max_str_digits" not in detail
+
+
 def test_half_a_surrogate_pair_is_a_400_naming_where(client: TestClient) -> None:
     text = json.dumps({"inputs": [EXAMPLE_ROW, {**EXAMPLE_ROW, "race": "RACE"}]})
     body = text.replace("RACE", "\\udc00").encode()  # a lone low surrogate, escaped
