@@ -204,4 +204,3 @@ def _document_body_limits(operation: dict[str, Any], settings: Settings) -> None
     responses = operation["responses"]
     responses.setdefault("408", {"description": "The body did not arrive in time."})
     responses.setdefault("413", {"description": "The body is larger than its limit."})
-    responses.setdefault("415", {"description": "The body is compressed (Content-Encoding)."})

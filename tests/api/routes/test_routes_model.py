@@ -201,6 +201,29 @@ def test_a_body_nested_past_the_limit_is_a_400_naming_it(client: TestClient, bod
     assert detail == f"The body cannot be read as rows: {TooDeepError()}."
 
 
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/csv", "multipart/form-data"]
+)
+def test_a_body_sent_as_another_media_type_is_a_415(client: TestClient, content_type: str) -> None:
+    body = json.dumps([EXAMPLE_ROW]).encode()
+    response = client.post("/predict", content=body, headers={"content-type": content_type})
+    detail = assert_problem(response, 415)["detail"]
+    assert content_type in detail
+    assert "application/json" in detail
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"content-type": "application/json; charset=utf-8"}, {"content-type": "Application/JSON"}],
+    ids=["none", "with-charset", "capitals"],
+)
+def test_a_json_body_is_read_with_or_without_its_media_type(
+    client: TestClient, headers: dict[str, str]
+) -> None:
+    body = json.dumps([EXAMPLE_ROW]).encode()
+    assert client.post("/predict", content=body, headers=headers).status_code == 200
+
+
 def test_a_number_too_long_to_read_is_a_400_in_our_words(client: TestClient) -> None:
     body = b'[{"age": ' + b"9" * 5000 + b"}]"
     detail = assert_problem(client.post("/predict", content=body), 400)["detail"]

@@ -89,6 +89,7 @@ async def metadata(bundle: BundleDep) -> dict[str, Any]:
         400: {"description": "The body is not JSON, or not rows."},
         413: {"description": "More rows than the limit, or a larger body than its limit."},
         409: {"description": "`explain=true`, and the loaded model cannot be explained."},
+        415: {"description": "The body is not plain JSON: another Content-Type, or compressed."},
         422: {"description": "A row is invalid; `errors` names the row index and field."},
     },
 )
@@ -100,6 +101,7 @@ async def predict(request: Request) -> Response:
     await require_api_key(request)
     bundle = await get_bundle(request)
     explain = _explain(request)
+    _check_media_type(request.headers.get("content-type"))
     checked = parse_rows(await request.body(), request.app.state.max_rows)
     columns = checked.columns
     if len(checked) <= INLINE_ROWS and not explain:
@@ -162,6 +164,22 @@ def _explain(request: Request) -> bool:
     except ValidationError as exc:
         errors = [{**error, "loc": ("query", "explain")} for error in exc.errors()]
         raise RequestValidationError(errors) from None
+
+
+def _check_media_type(content_type: str | None) -> None:
+    """A body said to be something other than JSON (a form, CSV) is a 415: `curl -d`
+    without `-H 'Content-Type: application/json'` sends a form's type. No type is JSON."""
+    if content_type is None:
+        return
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return
+    raise Problem(
+        415,
+        "Unsupported Media Type",
+        f"The body is sent as {media_type[:60]!r}; send JSON rows with "
+        "'Content-Type: application/json'.",
+    )
 
 
 def parse_rows(body: bytes, max_rows: int) -> CheckedColumns:
