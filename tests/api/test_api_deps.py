@@ -62,6 +62,27 @@ def test_right_key_is_accepted(keyed: TestClient, headers: dict[str, str]) -> No
     assert call(keyed, "/predict", headers=headers).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("X-API-Key", KEY), ("X-API-Key", "nope")],
+        [("X-API-Key", "nope"), ("X-API-Key", KEY)],
+        [("Authorization", f"Bearer {KEY}"), ("Authorization", "Bearer nope")],
+    ],
+    ids=["right-then-wrong", "wrong-then-right", "two-bearers"],
+)
+def test_a_key_given_twice_is_refused_whichever_comes_first(
+    keyed: TestClient, headers: list[tuple[str, str]]
+) -> None:
+    body = assert_problem(call(keyed, "/predict", headers=headers), 401)
+    assert "more than once" in body["detail"]
+
+
+def test_the_x_api_key_header_decides_over_another_authorization(keyed: TestClient) -> None:
+    headers = {"X-API-Key": KEY, "Authorization": "Bearer a-gateway-token"}
+    assert call(keyed, "/predict", headers=headers).status_code == 200
+
+
 @pytest.mark.parametrize("path", ["/", "/health", "/ready", "/docs", "/openapi.json"])
 def test_open_endpoints_stay_open(keyed: TestClient, path: str) -> None:
     assert keyed.get(path).status_code == 200

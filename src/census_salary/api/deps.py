@@ -24,21 +24,28 @@ async def get_bundle(request: Request) -> Bundle:
 
 
 async def require_api_key(request: Request) -> None:
-    """When an API key is configured, demand it as X-API-Key or Authorization: Bearer."""
+    """When an API key is configured, demand it as X-API-Key or else Authorization: Bearer,
+    given once."""
     expected: str | None = request.app.state.api_key
     if expected is None:
         return
-    given = request.headers.get("x-api-key")
-    authorization = request.headers.get("authorization", "")
-    if given is None and authorization.lower().startswith("bearer "):
-        given = authorization[7:].strip()
-    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+    headers = request.headers
+    keys = headers.getlist("x-api-key") or [
+        value[7:].strip()
+        for value in headers.getlist("authorization")
+        if value.lower().startswith("bearer ")
+    ]
+    problem = ""
+    if len(keys) > 1:  # which one counts would be a guess: none does
+        problem = " Send it once: this request gives it more than once."
+    elif keys and not hmac.compare_digest(keys[0].encode(), expected.encode()):
+        problem = " The key given is wrong."
+    if problem or not keys:
         raise Problem(
             401,
             "Unauthorized",
             "This server needs an API key: send it as the X-API-Key header or as "
-            "'Authorization: Bearer <key>'."
-            + (" The key given is wrong." if given is not None else ""),
+            "'Authorization: Bearer <key>'." + problem,
             headers={"WWW-Authenticate": "Bearer"},
         )
 
