@@ -422,6 +422,12 @@ def brackets(depth: int, inside: str = "") -> str:
     return "[" * depth + inside + "]" * depth
 
 
+def test_decode_json_keeps_long_integers_exact_only_when_asked() -> None:
+    text = b'{"id": 123456789012345678901234567, "age": 39}'
+    assert decode_json(text)["id"] == 1.2345678901234568e26  # orjson's double: the fast way
+    assert decode_json(text, exact_integers=True)["id"] == 123456789012345678901234567
+
+
 def test_decode_json_names_a_number_too_long_to_read_without_pythons_advice() -> None:
     with pytest.raises(ValueError, match="more than 4,300 digits") as refused:
         decode_json(b'[{"age": ' + b"9" * 5000 + b"}]")

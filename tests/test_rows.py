@@ -168,6 +168,14 @@ def test_numbers_in_json_stay_numbers() -> None:
     assert np.isclose(row["age"], 39)
 
 
+@pytest.mark.parametrize("text", ["[{}]", "{}\n"], ids=["array", "lines"])
+def test_integers_beyond_64_bits_keep_every_digit(text: str) -> None:
+    big = 123456789012345678901234567
+    row = {**EXAMPLE_ROW, "id": big, "meta": {"ids": [-big, 2**64 - 1]}, "x": 1e300}
+    (got,) = rows_of(text.format(json.dumps(row)))
+    assert (got["id"], got["meta"], got["x"]) == (big, {"ids": [-big, 2**64 - 1]}, 1e300)
+
+
 def test_json_chunks_carry_the_values_as_given() -> None:
     _, chunks = read_rows(io.StringIO(json.dumps([{**EXAMPLE_ROW, "age": "39"}])), None, 10)
     (chunk,) = list(chunks)

@@ -566,35 +566,64 @@ def as_record(value: Any, row: int) -> dict[str, Any] | RowProblem:
     return record
 
 
-def decode_json(text: bytes | str) -> Any:
+def decode_json(text: bytes | str, exact_integers: bool = False) -> Any:
     """A JSON document: orjson (2x faster on a batch; it reads an integer beyond 64 bits as
     a double, as most JSON readers do), the standard library where orjson refuses
     (`NaN`, `Infinity`, `1e400`), so what is accepted and the message of a
     syntax error are the standard library's; text that is not Unicode is refused
     (`refuse_half_surrogates`) as orjson refuses it, and so is a document nested deeper
-    than MAX_NESTING (`TooDeepError`)."""
+    than MAX_NESTING (`TooDeepError`).
+
+    `exact_integers`: an integer beyond 64 bits keeps every digit (the standard library
+    reads the document again), as values passed through to the output must.
+    """
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         if exc.msg.startswith("depth limit"):  # past orjson's 1,024: past ours too
             raise TooDeepError() from None
-        # Bytes as UTF-8 only, as orjson and the files' doors read them (json.loads would
-        # guess UTF-16 or UTF-32, and let encoded halves of surrogate pairs through).
-        decoded = text.decode("utf-8-sig") if isinstance(text, bytes) else text
-        try:
-            value = json.loads(decoded)
-        except RecursionError:
-            raise TooDeepError() from None
-        except ValueError as exc:
-            reason = too_many_digits(exc)
-            if reason is None:
-                raise
-            raise ValueError(reason) from None
-        refuse_too_deep(value, decoded)
-        return refuse_half_surrogates(value, decoded)
+        return _decode_by_the_standard_library(text)
+    if exact_integers and _holds_a_rounded_integer(value):
+        return _decode_by_the_standard_library(text)
     if len(text) >= SHORTEST_TOO_DEEP:  # (not even a call for a short row: once a line)
         refuse_too_deep(value, text)
     return value
+
+
+def _decode_by_the_standard_library(text: bytes | str) -> Any:
+    # Bytes as UTF-8 only, as orjson and the files' doors read them (json.loads would
+    # guess UTF-16 or UTF-32, and let encoded halves of surrogate pairs through).
+    decoded = text.decode("utf-8-sig") if isinstance(text, bytes) else text
+    try:
+        value = json.loads(decoded)
+    except RecursionError:
+        raise TooDeepError() from None
+    except ValueError as exc:
+        reason = too_many_digits(exc)
+        if reason is None:
+            raise
+        raise ValueError(reason) from None
+    refuse_too_deep(value, decoded)
+    return refuse_half_surrogates(value, decoded)
+
+
+# orjson reads an integer outside -2**63 .. 2**64-1 as a float; a float this large may be
+# one (or may have been written as one: read again, it is the same float).
+_ROUNDED_INTEGER_FROM = float(2**63)
+
+
+def _holds_a_rounded_integer(value: Any) -> bool:
+    """Whether a decoded document holds a float that may be an integer orjson rounded."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif type(item) is float and abs(item) >= _ROUNDED_INTEGER_FROM:
+            return True
+    return False
 
 
 def too_many_digits(exc: ValueError) -> str | None:

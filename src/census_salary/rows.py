@@ -403,7 +403,7 @@ def _iter_jsonl(stream: IO[str]) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            value = decode_json(line)
+            value = decode_json(line, exact_integers=True)  # other keys are written back
         except json.JSONDecodeError as exc:
             raise InputError(f"Line {number} is not valid JSON: {exc.msg}.") from None
         except ValueError as exc:  # nested past MAX_NESTING, or a number beyond Python's limits
