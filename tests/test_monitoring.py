@@ -46,7 +46,7 @@ def test_weeks_start_on_monday() -> None:
     assert (week.start.isoformat(), week.rows) == ("2026-11-23", 2)
 
 
-@pytest.mark.parametrize("bad", ["yesterday", "", None, "2026-13-01"])
+@pytest.mark.parametrize("bad", ["yesterday", "", None, "2026-13-01", "2026-W48-6"])
 def test_a_bad_time_names_its_row_and_field(bad: object) -> None:
     with pytest.raises(InputError, match=r"row 2.*'when'.*ISO 8601") as caught:
         performance_by_period(

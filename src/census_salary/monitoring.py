@@ -197,7 +197,8 @@ def labels_and_times(
         RowProblem(
             int(i) + 1,
             time_column,
-            f"got {show_value(raw.iloc[i])}; expected a date or time (ISO 8601, as 2026-11-28)",
+            f"got {show_value(raw.iloc[i])}; expected a calendar date or time (ISO 8601, as "
+            "2026-11-28 or 2026-11-28T09:30:00Z; not a week date such as 2026-W48-6)",
         )
         for i in np.flatnonzero(bad.to_numpy())
     ]
