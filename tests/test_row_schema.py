@@ -3,7 +3,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from census_salary.contract import COLUMN_SPECS, EXAMPLE_ROW, canonical_name, check_records
+from census_salary.contract import (
+    COLUMN_SPECS,
+    EXAMPLE_ROW,
+    SPECS,
+    canonical_name,
+    check_records,
+)
 from census_salary.row_schema import CensusRow, contract_document
 from test_contract import NUMBER_ACCEPTED, NUMBER_REFUSED
 
@@ -87,6 +93,24 @@ def test_row_model_schema_states_every_limit() -> None:
         else:
             assert {"type": "string", "maxLength": 100} in schema["anyOf"]
         assert schema["examples"] == [spec.example]
+
+
+@pytest.mark.parametrize(
+    ("field", "given", "read"),
+    [
+        ("age", 39.0, 39),
+        ("age", "39", 39),
+        ("age", " +39 ", 39),
+        ("sex", "  Male  ", "Male"),
+        ("sex", " " * 10 + "x" * 100, "x" * 100),
+        ("sex", "", None),
+        ("sex", "?", None),
+    ],
+)
+def test_what_the_schema_says_is_also_read_is_read(field: str, given: Any, read: Any) -> None:
+    schema = CensusRow.model_json_schema()["properties"][field]
+    assert SPECS[field].leniency in schema["description"]
+    assert getattr(CensusRow.model_validate({**EXAMPLE_ROW, field: given}), field) == read
 
 
 def test_contract_document_lists_every_column_with_its_limits() -> None:

@@ -88,6 +88,16 @@ class ColumnSpec:
             return f"a whole number from {self.low:,} to {self.high:,}"
         return f"text of at most {MAX_CATEGORY_LENGTH} characters, or ? (or null) when unknown"
 
+    @property
+    def leniency(self) -> str:
+        """What the check also takes, in words, for the schema a client reads."""
+        if self.kind == "number":
+            return 'Also read from a whole float (39.0) or from text ("39", " +39 ").'
+        return (
+            "Spaces at either end are dropped first (the length limit counts what is left); "
+            '"", "?" and null mean unknown.'
+        )
+
 
 def _number(name: str, description: str, example: int, **limits: Any) -> ColumnSpec:
     return ColumnSpec(name, "number", description, example, **limits)

@@ -30,7 +30,10 @@ def _field_type(spec: ColumnSpec) -> Any:
             raise ValueError(f"got {show_value(value)}; expected {spec.expected}")
         return parsed
 
-    schema: dict[str, Any] = {"description": spec.description, "examples": [spec.example]}
+    schema: dict[str, Any] = {
+        "description": f"{spec.description} {spec.leniency}",
+        "examples": [spec.example],
+    }
     if spec.kind == "number":
         schema |= {"type": "integer", "minimum": spec.low, "maximum": spec.high}
         return Annotated[int, PlainValidator(validate), WithJsonSchema(schema)]

@@ -115,6 +115,15 @@ def test_a_compressed_body_is_a_415(client: TestClient, encoding: str) -> None:
     assert "Content-Encoding" in body["detail"]
 
 
+def test_a_compressed_body_is_a_415_whichever_of_two_encodings_comes_first(
+    client: TestClient,
+) -> None:
+    for first, second in [("gzip", "identity"), ("identity", "gzip")]:
+        headers = [("Content-Encoding", first), ("Content-Encoding", second)]
+        response = client.post("/predict", content=json.dumps([EXAMPLE_ROW]), headers=headers)
+        assert_problem(response, 415)
+
+
 def test_an_identity_encoded_body_is_read(client: TestClient) -> None:
     response = client.post(
         "/predict", content=json.dumps([EXAMPLE_ROW]), headers={"Content-Encoding": "identity"}
@@ -131,6 +140,16 @@ def test_access_log_has_one_line_per_request(
     assert len(lines) == 1, lines
     assert "method=POST path=/predict status=200" in lines[0]
     assert "request_id=r1" in lines[0]
+
+
+def test_a_line_break_in_the_path_cannot_forge_a_log_line(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="census_salary.access")
+    client.get("/x%0a2026-11-29 ERROR census_salary.api.app: model not loaded")
+    (line,) = access_lines(caplog)
+    assert "\n" not in line
+    assert "path=/x\\n2026-11-29 ERROR" in line
 
 
 def test_access_log_leaves_out_the_body(

@@ -62,6 +62,17 @@ def test_counts_are_exact_after_a_known_sequence(client: TestClient, small_bundl
     assert value(samples, "census_http_requests_in_flight") == 1  # the scrape itself
 
 
+def test_static_files_count_under_their_folder_not_as_unmatched(client: TestClient) -> None:
+    client.get("/static/app.js")
+    client.get("/static/no-such-file.js")
+    samples = scrape(client)
+    static = {"route": "/static", "method": "GET"}
+    assert value(samples, "census_http_requests_total", **static, status="200") == 1
+    assert value(samples, "census_http_requests_total", **static, status="404") == 1
+    unmatched = {"route": "(unmatched)", "method": "GET"}
+    assert value(samples, "census_http_requests_total", **unmatched, status="200") == 0
+
+
 def test_model_info_names_the_version_and_threshold(
     client: TestClient, small_bundle: Bundle
 ) -> None:

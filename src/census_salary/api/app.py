@@ -13,7 +13,6 @@ from fastapi import APIRouter, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
-from fastapi.staticfiles import StaticFiles
 from starlette.routing import BaseRoute
 
 from census_salary import __version__
@@ -102,7 +101,7 @@ def create_app(
     add_problem_handlers(app)
     for router in _routers(settings):
         app.include_router(router)
-    app.mount("/static", StaticFiles(directory=str(files("census_salary") / "web")), "static")
+    app.mount("/static", docs.WholeFiles(directory=str(files("census_salary") / "web")), "static")
     app.mount(docs.ASSETS, docs.assets(), "docs-assets")
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app

@@ -92,14 +92,17 @@ class RequestContext:
                 given = value
             elif name == b"content-length":
                 length = value
-            elif name == b"content-encoding":
-                encoding = value
+            elif name == b"content-encoding":  # (repeated, it is one list: RFC 9110 5.3)
+                encoding = value if encoding is None else encoding + b"," + value
         if given is not None and _SAFE_REQUEST_ID.fullmatch(given):
             request_id = given.decode("ascii")
         else:
             request_id = uuid.uuid4().hex
             given = request_id.encode("ascii")
         scope.setdefault("state", {})["request_id"] = request_id
+        path = scope["path"]
+        if not path.isprintable():  # a %0a in the path must not start a forged log line
+            path = path.encode("unicode_escape").decode("ascii")
         started = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + self.body_timeout
         status = 500
@@ -158,13 +161,13 @@ class RequestContext:
                 logger.info(
                     "client disconnected before it was answered: %s %s request_id=%s",
                     method,
-                    scope["path"],
+                    path,
                     request_id,
                 )
                 return
             # Answered here, not by Starlette's outer error middleware, so that the 500 too
             # carries the request id; the details go to the log, never to the client.
-            logger.exception("unexpected error on %s %s", method, scope["path"])
+            logger.exception("unexpected error on %s %s", method, path)
             if responded:
                 raise
             crash = Problem(500, "Internal Server Error", "Something went wrong on our side.")
@@ -178,7 +181,7 @@ class RequestContext:
                 access_logger.info(
                     "method=%s path=%s status=%s duration_ms=%.1f request_id=%s",
                     method,
-                    scope["path"],
+                    path,
                     status,
                     seconds * 1000,
                     request_id,
@@ -189,7 +192,8 @@ class RequestContext:
         or encoded (compressed) in a way the app does not read."""
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             raise self._too_large()
-        if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
+        codings = [] if encoding is None else encoding.lower().split(b",")
+        if any(coding.strip() not in (b"", b"identity") for coding in codings):
             shown = encoding.decode("latin-1")[:40]
             raise Problem(
                 415,

@@ -278,7 +278,12 @@ class _WithDrift:
 
 
 def route_of(scope: Mapping[str, Any]) -> str:
-    """The template of the route that answered (`/predict`), never the raw path."""
+    """The template of the route that answered (`/predict`), or the path of the mount that
+    did (`/static`), never the raw path."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED
+    if isinstance(path, str):
+        return path
+    if "app_root_path" in scope:  # set by a mount that matched, as its root_path grew
+        return scope["root_path"][len(scope["app_root_path"]) :] or UNMATCHED
+    return UNMATCHED

@@ -55,6 +55,17 @@ def test_docs_assets_are_served_from_the_package(client: TestClient, name: str) 
     assert len(response.content) > 1000, name
 
 
+@pytest.mark.parametrize("path", ["/static/app.js", f"{ASSETS}/swagger-ui.css"])
+@pytest.mark.parametrize("given", ["bytes=abc", "bytes=5-1", "bytes=999999999-", "items=0-1"])
+def test_static_files_are_sent_whole_whatever_range_is_asked(
+    client: TestClient, path: str, given: str
+) -> None:
+    whole = client.get(path).content
+    response = client.get(path, headers={"Range": given, "If-Range": "x"})
+    assert response.status_code == 200, response.text
+    assert response.content == whole
+
+
 def test_swagger_ui_reads_the_apps_schema(client: TestClient) -> None:
     html = client.get("/docs").text
 

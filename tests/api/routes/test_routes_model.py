@@ -202,20 +202,33 @@ def test_a_body_nested_past_the_limit_is_a_400_naming_it(client: TestClient, bod
 
 
 @pytest.mark.parametrize(
-    "content_type", ["application/x-www-form-urlencoded", "text/csv", "multipart/form-data"]
+    ("headers", "named"),
+    [
+        ([("content-type", "application/x-www-form-urlencoded")], "x-www-form-urlencoded"),
+        ([("content-type", "text/csv")], "'text/csv'"),
+        ([("content-type", "application/json; charset=utf-16")], "'utf-16'"),
+        ([("content-type", "application/json"), ("content-type", "text/csv")], "two"),
+    ],
+    ids=["form", "csv", "utf-16", "two-types"],
 )
-def test_a_body_sent_as_another_media_type_is_a_415(client: TestClient, content_type: str) -> None:
+def test_a_body_sent_as_another_media_type_is_a_415(
+    client: TestClient, headers: list[tuple[str, str]], named: str
+) -> None:
     body = json.dumps([EXAMPLE_ROW]).encode()
-    response = client.post("/predict", content=body, headers={"content-type": content_type})
-    detail = assert_problem(response, 415)["detail"]
-    assert content_type in detail
+    detail = assert_problem(client.post("/predict", content=body, headers=headers), 415)["detail"]
+    assert named in detail
     assert "application/json" in detail
 
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"content-type": "application/json; charset=utf-8"}, {"content-type": "Application/JSON"}],
-    ids=["none", "with-charset", "capitals"],
+    [
+        {},
+        {"content-type": "application/json; charset=utf-8"},
+        {"content-type": 'Application/JSON; Charset="UTF-8"'},
+        {"content-type": "application/problem+json"},
+    ],
+    ids=["none", "with-charset", "capitals", "a-json-type"],
 )
 def test_a_json_body_is_read_with_or_without_its_media_type(
     client: TestClient, headers: dict[str, str]
@@ -416,6 +429,15 @@ def test_an_unknown_query_parameter_is_a_422_not_ignored(client: TestClient) -> 
     body = assert_problem(response, 422)
     assert [error["field"] for error in body["errors"]] == ["query.threshold"]
     assert "only `explain`" in body["errors"][0]["message"]
+
+
+def test_many_unknown_query_parameters_are_counted_and_the_first_100_listed(
+    client: TestClient,
+) -> None:
+    query = "&".join(f"p{i}=1" for i in range(1_000))
+    body = assert_problem(client.post(f"/predict?{query}", json=[EXAMPLE_ROW]), 422)
+    assert len(body["errors"]) == 100
+    assert "1000 problem(s) (the first 100 listed)" in body["detail"]
 
 
 @pytest.mark.parametrize(("given", "explained"), [("1", True), ("yes", True), ("false", False)])

@@ -13,6 +13,7 @@ from html import escape
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from census_salary.api.middleware import CONTENT_SECURITY_POLICY
 
@@ -26,9 +27,21 @@ REDOC_POLICY = (
 router = APIRouter(include_in_schema=False)
 
 
+class WholeFiles(StaticFiles):
+    """Static files, always whole: `Range` and `If-Range` are ignored, as RFC 9110 lets a
+    server do, so a malformed or unknown range gets the file (a 200), never Starlette's
+    plain-text 400 or an empty 416. The files are small; nothing needs a part of one."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = [(n, v) for n, v in scope["headers"] if n not in (b"range", b"if-range")]
+            scope = {**scope, "headers": headers}
+        await super().__call__(scope, receive, send)
+
+
 def assets() -> StaticFiles:
     """Swagger UI's and ReDoc's files as the fastapi-offline package ships them."""
-    return StaticFiles(packages=[("fastapi_offline", "static")])
+    return WholeFiles(packages=[("fastapi_offline", "static")])
 
 
 def _page(title: str, head: str, body: str) -> str:

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from census_salary.api.deps import BundleDep, KeyRequired, get_bundle, require_api_key, runs_itself
 from census_salary.api.models import PredictionBody, PredictionResponse
-from census_salary.api.problems import Problem
+from census_salary.api.problems import MAX_ERRORS, Problem, first_listed
 from census_salary.api.routes.operations import sklearn_version
 from census_salary.contract import CheckedColumns, check_records, decode_json
 from census_salary.errors import ModelError, RowProblem
@@ -101,7 +101,7 @@ async def predict(request: Request) -> Response:
     await require_api_key(request)
     bundle = await get_bundle(request)
     explain = _explain(request)
-    _check_media_type(request.headers.get("content-type"))
+    _check_media_type(request.headers.getlist("content-type"))
     checked = parse_rows(await request.body(), request.app.state.max_rows)
     columns = checked.columns
     if len(checked) <= INLINE_ROWS and not explain:
@@ -166,19 +166,27 @@ def _explain(request: Request) -> bool:
         raise RequestValidationError(errors) from None
 
 
-def _check_media_type(content_type: str | None) -> None:
-    """A body said to be something other than JSON (a form, CSV) is a 415: `curl -d`
-    without `-H 'Content-Type: application/json'` sends a form's type. No type is JSON."""
-    if content_type is None:
+def _check_media_type(content_types: list[str]) -> None:
+    """A body said to be something other than UTF-8 JSON (a form, CSV, UTF-16) is a 415:
+    `curl -d` without `-H 'Content-Type: application/json'` sends a form's type. No type
+    is JSON; two types are one too many."""
+    if not content_types:
         return
-    media_type = content_type.partition(";")[0].strip().lower()
-    if media_type == "application/json" or media_type.endswith("+json"):
+    media_type, *parameters = (part.strip().lower() for part in content_types[0].split(";"))
+    charset = next((p[8:].strip('"') for p in parameters if p.startswith("charset=")), "utf-8")
+    if len(content_types) > 1:
+        problem = "with two Content-Type headers"
+    elif not (media_type == "application/json" or media_type.endswith("+json")):
+        problem = f"as {media_type[:60]!r}"
+    elif charset not in ("utf-8", "utf8"):
+        problem = f"in {charset[:20]!r}"
+    else:
         return
     raise Problem(
         415,
         "Unsupported Media Type",
-        f"The body is sent as {media_type[:60]!r}; send JSON rows with "
-        "'Content-Type: application/json'.",
+        f"The body is sent {problem}; send JSON rows in UTF-8, as "
+        "'Content-Type: application/json' (or no type).",
     )
 
 
@@ -216,11 +224,6 @@ def parse_rows(body: bytes, max_rows: int) -> CheckedColumns:
     return checked
 
 
-# A 422 lists this many problems at most (10,000 empty rows hold 140,000): the answer to a
-# small bad body stays small, and building it does not hold up the server.
-MAX_ERRORS = 100
-
-
 def _invalid(problems: list[RowProblem]) -> Problem:
     errors = [
         {"index": p.row - 1, "field": p.field or None, "message": p.message}
@@ -228,10 +231,10 @@ def _invalid(problems: list[RowProblem]) -> Problem:
     ]
     first = errors[0]
     where = f"row {first['index']}" + (f", field {first['field']!r}" if first["field"] else "")
-    listed = f" (the first {MAX_ERRORS} listed)" if len(problems) > MAX_ERRORS else ""
     return Problem(
         422,
         "Unprocessable Content",
-        f"{len(problems)} invalid value(s){listed}; the first: {where}: {first['message']}.",
+        f"{len(problems)} invalid value(s){first_listed(len(problems))}; the first: {where}: "
+        f"{first['message']}.",
         errors,
     )
