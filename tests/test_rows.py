@@ -4,6 +4,7 @@ import json
 import os
 import re
 import threading
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -262,6 +263,37 @@ def table_of(text: str, chunk_size: int = 3) -> tuple[list[str], list[list]]:
     chunks = list(chunks)
     names = chunks[0].table.column_names
     return names, [list(r.values()) for chunk in chunks for r in chunk.table.to_pylist()]
+
+
+class EndlessLine(io.RawIOBase):
+    """A stream of zeros without a line break, as /dev/zero is; counts what was read."""
+
+    def __init__(self, head: bytes = b"") -> None:
+        self.head, self.given = head, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size = len(buffer)
+        data = (self.head + b"0" * size)[:size]
+        self.head = self.head[size:]
+        buffer[:size] = data
+        self.given += size
+        return size
+
+
+@pytest.mark.parametrize(
+    ("head", "line"), [(b"", 1), (f"{HEADER}\n{LINE}\n{LINE}\n".encode(), 4)], ids=["1", "4"]
+)
+def test_a_csv_line_without_end_is_refused_naming_it_without_being_read_whole(
+    head: bytes, line: int
+) -> None:
+    endless = EndlessLine(head)
+    _, chunks = read_rows(io.BufferedReader(endless), "csv", 10)
+    with pytest.raises(InputError, match=f"^Line {line} of the CSV input is longer than"):
+        list(chunks)
+    assert endless.given < 4 * MAX_ROW_CHARS
 
 
 def pandas_table_of(text: str) -> tuple[list[str], list[list]]:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from census_salary.contract import COLUMNS, ColumnTable, DistinctColumn, canonical_columns
-from census_salary.rows import BLOCK_BYTES, ByteStream, RowChunk
+from census_salary.errors import InputError
+from census_salary.rows import BLOCK_BYTES, MAX_ROW_CHARS, ByteStream, RowChunk
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -78,30 +79,45 @@ def _csv_tables(stream: ByteStream, chunker: TableChunker) -> Iterator[pa.Table]
 
 def _line_blocks(stream: ByteStream) -> Iterator[bytes]:
     """The header line, then blocks of whole lines (the last may lack its line end): of
-    about BLOCK_BYTES, or the whole lines read so far when the input pauses."""
+    about BLOCK_BYTES, or the whole lines read so far when the input pauses. A line longer
+    than MAX_ROW_CHARS is refused once that much of it has been read (/dev/zero, a sparse
+    file), not held in memory whole."""
     pieces: list[bytes] = []
     size = 0
     header_done = False
+    lines = 0  # line breaks given out, for the message
+    unended = 0  # bytes read since the last line end
     while True:
         data = stream.read(BLOCK_BYTES)
         pieces.append(data)
         size += len(data)
+        # (old Mac files end their lines with \r alone: pandas reads those)
+        last_end = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        unended = len(data) - last_end - 1 if last_end >= 0 else unended + len(data)
+        if unended > MAX_ROW_CHARS:
+            number = lines + sum(piece.count(b"\n") for piece in pieces) + 1
+            raise InputError(
+                f"Line {number} of the CSV input is longer than {MAX_ROW_CHARS:,} "
+                "characters; a census row is a few hundred."
+            )
         if not header_done:
             if data and b"\n" not in data and size < BLOCK_BYTES:
-                continue  # (old Mac line ends have none: pandas reads those)
+                continue
             pending = b"".join(pieces)
             end = pending.find(b"\n") + 1 or len(pending)
             header_done = True
+            lines += pending.count(b"\n", 0, end)
             yield pending[:end]
             pieces, size = [pending[end:]], len(pending) - end
         if not data:
             if rest := b"".join(pieces):
                 yield rest
             return
-        if (size >= BLOCK_BYTES and b"\n" in data) or stream.paused:
+        if (size >= BLOCK_BYTES and last_end >= 0) or stream.paused:
             pending = b"".join(pieces)
-            end = pending.rfind(b"\n") + 1
+            end = (pending.rfind(b"\n") + 1) or (pending.rfind(b"\r") + 1)
             if end:
+                lines += pending.count(b"\n", 0, end)
                 yield pending[:end]
             pieces, size = [pending[end:]], len(pending) - end
 
