@@ -46,13 +46,32 @@ def test_weeks_start_on_monday() -> None:
     assert (week.start.isoformat(), week.rows) == ("2026-11-23", 2)
 
 
-@pytest.mark.parametrize("bad", ["yesterday", "", None, "2026-13-01", "2026-W48-6"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "yesterday",
+        "",
+        None,
+        "2026-13-01",
+        "2026-W48-6",
+        "9999-12-31T23:59:59-12:00",
+        "0001-01-01T00:00:00+01:00",
+    ],
+)
 def test_a_bad_time_names_its_row_and_field(bad: object) -> None:
     with pytest.raises(InputError, match=r"row 2.*'when'.*ISO 8601") as caught:
         performance_by_period(
             np.array([0.1, 0.2]), [">50K"] * 2, ["2026-01-01", bad], 0.5, "when", "day", "x"
         )
     assert [(p.row, p.field) for p in caught.value.problems] == [(2, "when")]
+
+
+@pytest.mark.parametrize("period", ["day", "week", "month"])
+def test_the_first_and_last_days_of_the_calendar_have_their_periods(period: str) -> None:
+    periods = performance_by_period(
+        np.array([0.9, 0.9]), [">50K"] * 2, ["0001-01-01", "9999-12-31"], 0.5, "t", period, "x"
+    )
+    assert [p.rows for p in periods] == [1, 1]
 
 
 def test_a_bad_label_names_its_row() -> None:

@@ -192,13 +192,15 @@ def labels_and_times(
     y, problems = parse_labels(pd.Series(labels, dtype=object))
     raw = pd.Series(times, dtype=object)
     when = pd.to_datetime(raw.astype(str), errors="coerce", utc=True, format="ISO8601")
-    bad = when.isna() | raw.isna()
+    # In UTC, a time may leave the years Python's dates hold (9999-12-31T23:00-12:00).
+    bad = when.isna() | raw.isna() | ~when.dt.year.between(1, 9999)
     problems += [
         RowProblem(
             int(i) + 1,
             time_column,
-            f"got {show_value(raw.iloc[i])}; expected a calendar date or time (ISO 8601, as "
-            "2026-11-28 or 2026-11-28T09:30:00Z; not a week date such as 2026-W48-6)",
+            f"got {show_value(raw.iloc[i])}; expected a calendar date or time of the years "
+            "1 to 9999 in UTC (ISO 8601, as 2026-11-28 or 2026-11-28T09:30:00Z; not a week "
+            "date such as 2026-W48-6)",
         )
         for i in np.flatnonzero(bad.to_numpy())
     ]
