@@ -56,3 +56,15 @@ def test_a_log_file_that_cannot_be_opened_is_an_input_error_naming_it(
     (tmp_path / "taken").write_text("a file, not a folder")
     with pytest.raises(InputError, match=rf"^Cannot write the log to {tmp_path}.*: .*{reason}"):
         configure_logging(logging.WARNING, tmp_path / name)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_a_log_file_that_cannot_be_written_is_one_warning_not_a_traceback_each_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(logging.WARNING, Path("/dev/full"))
+    for n in range(3):
+        logging.getLogger("census_salary.test").info("record %d", n)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.count("Cannot write the log to /dev/full: No space left on device") == 1

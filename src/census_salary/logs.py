@@ -13,6 +13,37 @@ from pathlib import Path
 from census_salary.errors import InputError
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+logger = logging.getLogger(__name__)
+
+
+class LogFile(logging.FileHandler):
+    """`--log-file`: when a write fails (a full disk, /dev/full), a warning says so once,
+    on the terminal, and the file is written no more; not a traceback for every record.
+    The command goes on: its work is not undone by its log."""
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._failed_with(sys.exc_info()[1])
+
+    def close(self) -> None:
+        try:  # (its last flush can fail as a write does)
+            super().close()
+        except OSError as exc:
+            self._failed_with(exc)
+
+    def _failed_with(self, error: BaseException | None) -> None:
+        if self.failed:
+            return
+        self.failed = True
+        reason = getattr(error, "strerror", None) or error
+        logger.warning(
+            "Cannot write the log to %s: %s; it goes on here only.", self.baseFilename, reason
+        )
 
 
 def configure_logging(level: int, log_file: Path | None = None, show_time: bool = False) -> None:
@@ -36,7 +67,7 @@ def configure_logging(level: int, log_file: Path | None = None, show_time: bool 
     if log_file is not None:
         try:
             log_file.parent.mkdir(parents=True, exist_ok=True)
-            handler = logging.FileHandler(log_file, encoding="utf-8")
+            handler = LogFile(log_file, encoding="utf-8")
         except OSError as exc:  # a folder, a path under a file, /proc, no permission
             reason = exc.strerror or str(exc)
             if isinstance(exc, FileExistsError):  # (from mkdir: a file where a folder goes)
