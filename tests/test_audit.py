@@ -63,6 +63,18 @@ def test_a_cross_slice_covers_every_row_once(
     assert sum(s.rows for s in report.slices) == report.overall.rows
 
 
+@pytest.mark.parametrize(
+    "slicings",
+    [["sex", "sex"], ["sex", ("sex",)], [("sex", "race"), ("race", "sex")]],
+    ids=["feature-twice", "feature-and-by", "cross-in-either-order"],
+)
+def test_a_slicing_asked_for_twice_is_refused(
+    small_settings: Settings, small_bundle: Bundle, slicings: list
+) -> None:
+    with pytest.raises(InputError, match=r"asked for twice"):
+        slice_bundle(small_settings, small_bundle, None, slicings, bootstrap=0)
+
+
 def test_a_cross_of_a_feature_with_itself_is_refused(
     small_settings: Settings, small_bundle: Bundle
 ) -> None:

@@ -95,11 +95,17 @@ def slice_bundle(
         raise InputError(
             f"Unknown feature(s) {', '.join(unknown)}; choose from {', '.join(x.columns)}."
         )
+    asked: set[frozenset[str]] = set()
     for names in slicings or []:
         if len(set(_names(names))) != len(_names(names)):
             raise InputError(
                 f"{','.join(_names(names))} names a feature twice; cross each feature once."
             )
+        if frozenset(_names(names)) in asked:  # (sex,race and race,sex are one slicing)
+            raise InputError(
+                f"The slices by {','.join(_names(names))} are asked for twice; ask once."
+            )
+        asked.add(frozenset(_names(names)))
     features = bundle.metadata.features
     chosen = slicings or settings.slices.features or [*features.categorical, *features.numerical]
     options = settings.slices
