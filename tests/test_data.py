@@ -68,6 +68,14 @@ def test_bad_label_names_row_and_field(tmp_path: Path) -> None:
         read_census(write(tmp_path, HEADER, ROW_A, ROW_B.replace(">50K", "rich")))
 
 
+def test_a_bad_label_names_the_configured_label_column(tmp_path: Path) -> None:
+    header = HEADER.replace("salary", "over_50k")
+    with pytest.raises(InputError, match=r"row 2, field 'over_50k': got 'rich'"):
+        read_census(
+            write(tmp_path, header, ROW_A, ROW_B.replace(">50K", "rich")), target="over_50k"
+        )
+
+
 def test_bad_value_names_row_field_and_expectation(tmp_path: Path) -> None:
     with pytest.raises(
         InputError, match=r"row 1, field 'age': got '-4'; expected a whole number from 0 to 120"

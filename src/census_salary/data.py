@@ -131,7 +131,7 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
             f"(columns found: {', '.join(raw.columns)})."
         )
     checked = check_columns(columns_of_frame(raw))
-    labels, label_problems = parse_labels(raw[target])
+    labels, label_problems = parse_labels(raw[target], target)
     problems = sorted(checked.problems + label_problems, key=lambda p: p.row)
     if problems:
         raise InputError(summarise(problems, path), problems)
@@ -438,15 +438,16 @@ class _CountedFields(io.TextIOBase):
         self._refusal = _Refusal(self._rows, message)
 
 
-def parse_labels(column: pd.Series) -> tuple[pd.Series, list[RowProblem]]:
-    """1 for >50K, 0 for <=50K (a trailing period, as in adult.test, is allowed)."""
+def parse_labels(column: pd.Series, name: str = TARGET) -> tuple[pd.Series, list[RowProblem]]:
+    """1 for >50K, 0 for <=50K (a trailing period, as in adult.test, is allowed); a
+    problem names the label column `name`."""
     text = column.astype(str).str.strip().str.rstrip(".")
     labels = text.map(LABELS)
     bad = labels.isna()
     problems = [
         RowProblem(
             int(i) + 1,
-            TARGET,
+            name,
             f"got {show_value(column.iloc[i])}; expected {' or '.join(LABELS)}",
         )
         for i in np.flatnonzero(bad.to_numpy())
