@@ -1,4 +1,5 @@
 import io
+import json
 import re
 from pathlib import Path
 
@@ -212,3 +213,43 @@ def test_a_header_is_told_by_the_census_names_it_gives_not_by_its_first_field(
     header = f"0, {HEADER}"
     data = read_census(write(tmp_path, header, f"7, {ROW_A}", f"8, {ROW_B}"))
     assert data.target.tolist() == [0, 1]
+
+
+def published_records() -> list[dict[str, object]]:
+    """ROW_A and ROW_B as JSON rows: numbers as numbers, text as the file has it."""
+    names = [name.strip() for name in HEADER.split(",")]
+    rows = [[value.strip() for value in row.split(",")] for row in (ROW_A, ROW_B)]
+    return [
+        {n: int(v) if v.isdigit() else v for n, v in zip(names, row, strict=True)} for row in rows
+    ]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl", ".parquet"])
+def test_rows_in_another_format_read_as_the_same_csv_rows_do(tmp_path: Path, suffix: str) -> None:
+    records = published_records()
+    path = tmp_path / f"census{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps({"inputs": records}), encoding="utf-8")
+    elif suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    else:
+        pd.DataFrame(records).to_parquet(path)
+    data, published = read_census(path), read_census(write(tmp_path, HEADER, ROW_A, ROW_B))
+    pd.testing.assert_frame_equal(data.features, published.features)
+    assert data.target.tolist() == published.target.tolist() == [0, 1]
+
+
+def test_a_bad_value_in_json_rows_names_its_row_and_field(tmp_path: Path) -> None:
+    records = published_records()
+    records[1]["age"] = "old"
+    path = tmp_path / "census.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    with pytest.raises(InputError, match=r"row 2, field 'age': got 'old'"):
+        read_census(path)
+
+
+def test_a_json_row_that_is_not_an_object_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "census.json"
+    path.write_text(json.dumps([published_records()[0], 7]), encoding="utf-8")
+    with pytest.raises(InputError, match=r"row 2.*expected an object"):
+        read_census(path)

@@ -112,13 +112,15 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
             f"No data file at {path}. Copy the census data (adult.data or census.csv from "
             f"the UCI Adult dataset) to {path}; see data/README.md."
         )
+    raw = _rows_of_another_format(path)
     # utf-8-sig: a byte order mark (Excel writes one) is not part of the first line.
     with path.open("r", encoding="utf-8-sig", errors="strict", newline="") as handle:
         try:
-            notes, header = _layout(path, target)
-            if header is not None:
-                refuse_repeated_names(header)
-            raw = read_csv_text(handle, header=header is not None, skip=notes)
+            if raw is None:  # CSV, as published: notes first, with a header or without
+                notes, header = _layout(path, target)
+                if header is not None:
+                    refuse_repeated_names(header)
+                raw = read_csv_text(handle, header=header is not None, skip=notes)
         except UnicodeDecodeError as exc:
             raise InputError(f"{path} is not UTF-8 text: {exc}") from None
         except InputError as exc:  # the file's structure: which file, since it may be any
@@ -147,6 +149,29 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
         duplicates_dropped=int(duplicated.sum()),
         sha256=file_sha256(path),
     )
+
+
+def _rows_of_another_format(path: Path) -> pd.DataFrame | None:
+    """The rows of a JSON, JSON Lines or Parquet file as `census predict` reads them (the
+    one reader, `rows.read_rows`), as they are; None for a CSV file."""
+    from census_salary.rows import read_rows
+
+    with path.open("rb") as handle:
+        try:
+            fmt, chunks = read_rows(handle, None, 50_000, name=path)
+            if fmt == "csv":
+                return None
+            read = list(chunks)
+        except InputError as exc:
+            raise InputError(f"In {path}: {exc}", exc.problems) from None
+    refused = [problem for chunk in read for problem in chunk.refused]
+    if refused:  # rows that are not objects, or give a field twice
+        raise InputError(summarise(refused, path), refused)
+    frames = [
+        pd.DataFrame.from_records(c.table) if isinstance(c.table, list) else c.table.to_pandas()
+        for c in read
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _layout(path: Path, target: str) -> tuple[int, str | None]:
