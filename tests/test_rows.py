@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import census_salary.rows
 from census_salary.contract import EXAMPLE_ROW, MAX_NESTING
-from census_salary.data import read_csv_text
+from census_salary.data import names_as_written, read_csv_text, refuse_repeated_names
 from census_salary.errors import InputError
 from census_salary.rows import (
     MAX_ROW_CHARS,
@@ -297,9 +297,12 @@ def test_a_csv_line_without_end_is_refused_naming_it_without_being_read_whole(
 
 
 def pandas_table_of(text: str) -> tuple[list[str], list[list]]:
-    """What the cleaning rule itself (data.read_csv_text) gives for the same text."""
-    frame = read_csv_text(io.StringIO(text.removeprefix("\ufeff")))
-    return list(frame.columns), frame.astype(object).values.tolist()
+    """What the cleaning rule itself (data.read_csv_text, the names as written) gives for
+    the same text."""
+    text = text.removeprefix("\ufeff")
+    frame = read_csv_text(io.StringIO(text))
+    written = refuse_repeated_names(text.lstrip("\r\n").partition("\n")[0])
+    return names_as_written(frame.columns, written), frame.astype(object).values.tolist()
 
 
 @pytest.fixture
@@ -456,6 +459,12 @@ def test_csv_that_is_not_utf8_after_plain_blocks_says_so(small_blocks: None) -> 
     _, chunks = read_rows(io.BytesIO(data), "csv", 10)
     with pytest.raises(InputError, match=r"^The input is not UTF-8 text"):
         list(chunks)
+
+
+def test_an_empty_column_name_stays_empty_not_unnamed() -> None:
+    names, rows = table_of(f"{HEADER},\n{LINE},x\n{LINE},\n")
+    assert names[-1] == ""
+    assert [row[-1] for row in rows] == ["x", ""]
 
 
 def test_a_csv_header_alone_gives_one_empty_chunk() -> None:

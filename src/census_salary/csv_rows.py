@@ -49,10 +49,11 @@ def _csv_tables(stream: ByteStream, chunker: TableChunker) -> Iterator[pa.Table]
     header = next(blocks, b"")
     names = _plain_header(header)
     if names is None:  # (pandas reads it: data.py's import of it costs nothing more)
-        from census_salary.data import refuse_repeated_names
+        from census_salary.data import names_as_written, refuse_repeated_names
 
-        refuse_repeated_names(header.decode("utf-8", errors="replace"))
-        yield from _pandas_tables([header], blocks, chunker, line_offset=0)
+        written = refuse_repeated_names(header.decode("utf-8", errors="replace"))
+        for table in _pandas_tables([header], blocks, chunker, line_offset=0):
+            yield table.rename_columns(names_as_written(table.column_names, written))
         return
     yield _empty_table(names)  # a header alone still gives the output its header
     lines_read, last_line = header.count(b"\n"), b""

@@ -12,7 +12,7 @@ import io
 import logging
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -205,13 +205,24 @@ def _first_record(text: str) -> list[str] | None:
         return None
 
 
-def refuse_repeated_names(text: str) -> None:
+def refuse_repeated_names(text: str) -> list[str] | None:
     """Refuse CSV `text` whose header (its first record) names a column twice
     (`contract.canonical_columns`), before pandas would rename the second (`age.1`) and
-    read the row's first value where a JSON row gives its last."""
+    read the row's first value where a JSON row gives its last; else the header's names
+    as written (None where the csv module cannot read the line: pandas words why)."""
     names = _first_record(text)
-    if names is not None:  # (else pandas words what is wrong with the line)
+    if names is not None:
         canonical_columns(names)
+    return names
+
+
+def names_as_written(names: Sequence[str], written: Sequence[str] | None) -> list[str]:
+    """pandas' names of a CSV file's columns, with "" where the header (`written`, its
+    names as `refuse_repeated_names` gives them) left one empty: pandas says `Unnamed: 3`,
+    and a name passed through must come back as it was."""
+    if written is None or len(written) != len(names):
+        return list(names)
+    return [name if given else "" for name, given in zip(names, written, strict=True)]
 
 
 def read_csv_text(
