@@ -144,3 +144,14 @@ def test_a_float_nan_is_an_empty_csv_field() -> None:
 def test_a_nan_is_null_in_json_also_beside_an_integer_orjson_cannot_write() -> None:
     (row,) = written([chunk_of([{"big": 2**70, "x": math.nan}])], "jsonl")
     assert (row["big"], row["x"]) == (2**70, None)
+
+
+def test_csv_refuses_a_later_chunk_that_brings_a_field_the_header_lacks() -> None:
+    first, later = chunk_of([{"id": 1}]), chunk_of([{"id": 2, "note": "x"}])
+    with pytest.raises(InputError, match=r"after row 1 bring field\(s\) note.*jsonl"):
+        written([first, later], "csv")
+
+
+def test_csv_leaves_a_field_a_later_chunk_lacks_empty() -> None:
+    rows = written([chunk_of([{"id": 1, "note": "x"}]), chunk_of([{"id": 2}])], "csv")
+    assert [(row["id"], row["note"]) for row in rows] == [("1", "x"), ("2", "")]
