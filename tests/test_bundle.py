@@ -28,7 +28,7 @@ from census_salary.bundle import (
     read_metadata,
     sha256_bytes,
 )
-from census_salary.config import Settings
+from census_salary.config import MIN_BOOTSTRAP, Settings
 from census_salary.contract import CATEGORICAL, EXAMPLE_ROW, NUMERICAL, check_records
 from census_salary.data import CensusData
 from census_salary.drift import PROFILE_FILE
@@ -86,6 +86,16 @@ def test_metadata_with_a_value_no_model_has_is_refused(
     save_metadata(folder, meta)  # (json writes NaN as NaN, which Python's reader reads)
     with pytest.raises(ModelError, match=f"not valid model metadata .*{problem}"):
         load_bundle(project_copy.artifacts_dir)
+
+
+def test_a_bundle_trained_with_fewer_resamples_than_now_allowed_still_loads(
+    project_copy: Settings,
+) -> None:
+    folder, meta = _edit_metadata(project_copy)
+    meta["config"]["slices"]["bootstrap"] = MIN_BOOTSTRAP - 1  # allowed before 838cbd6
+    save_metadata(folder, meta)
+    bundle = load_bundle(project_copy.artifacts_dir)
+    assert bundle.metadata.config.slices.bootstrap == MIN_BOOTSTRAP - 1
 
 
 def test_missing_model_says_to_train(tmp_path: Path) -> None:

@@ -173,20 +173,12 @@ class SliceSettings(_Section):
     # Quantile bins per numerical feature (fewer where values repeat; 0 apart where most are 0).
     bins: StrictInt = Field(4, ge=2)
     # Bootstrap resamples behind the 95% intervals (0: no intervals); 100,000 take ~15 s.
-    bootstrap: StrictInt = 1000
+    bootstrap: StrictInt = Field(1000, ge=0, le=MAX_BOOTSTRAP)
     # A slice whose F1 interval is wider than this is too uncertain to rank.
     max_f1_width: StrictFloat = Field(0.2, gt=0)
     seed: StrictInt = 42  # of the bootstrap resamples
 
     _known = field_validator("features")(_known_features)
-
-    @field_validator("bootstrap")
-    @classmethod
-    def _none_or_enough(cls, value: int) -> int:
-        problem = bootstrap_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
 
 
 def bootstrap_problem(resamples: int) -> str | None:
@@ -362,6 +354,11 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
         settings = Settings.model_validate({**raw, "source": path.resolve()})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, sources)) from None
+    # Not a rule of SliceSettings: a bundle trained when fewer resamples were allowed
+    # records them in its metadata, and must still load.
+    if problem := bootstrap_problem(settings.slices.bootstrap):
+        key = "slices.bootstrap"
+        raise ConfigError(f"{_where(key, path, sources)}: {key}: {problem}")
     settings._overrides = sources
     return settings
 

@@ -97,7 +97,29 @@ def test_a_body_announced_too_large_is_refused_unread(client: TestClient) -> Non
 
 
 def test_the_api_key_is_asked_for_before_the_body_is_judged(keyed: TestClient) -> None:
-    assert_problem(keyed.post("/predict", content=b"[" + b" " * 30_000 + b"]"), 401)
+    reads = 0
+
+    async def counted() -> Message:
+        nonlocal reads
+        reads += 1
+        return {"type": "http.request", "body": b"[]", "more_body": False}
+
+    huge = (b"content-length", str(keyed.app.state.max_body_bytes + 1).encode())
+    sent = raw_call(keyed.app, "POST", "/predict", counted, (huge,))
+    assert next(m for m in sent if m["type"] == "http.response.start")["status"] == 401
+    assert reads == 0
+
+
+@pytest.mark.parametrize(
+    "header", [("Content-Encoding", "gzip"), ("Content-Length", "999999999999")]
+)
+def test_a_static_file_ignores_body_headers_it_has_no_body_for(
+    client: TestClient, header: tuple[str, str]
+) -> None:
+    whole = client.get("/static/app.js").content
+    response = client.get("/static/app.js", headers=[header])
+    assert response.status_code == 200
+    assert response.content == whole
 
 
 def test_a_too_large_body_is_counted_under_its_route(client: TestClient) -> None:

@@ -89,6 +89,7 @@ def create_app(
     app.state.api_key = key.get_secret_value() if key is not None else None
     app.state.bundle, app.state.not_ready = bundle, "starting"
     app.state.max_rows = settings.serve.max_rows
+    app.state.max_body_bytes = settings.serve.max_body_bytes
     # With metrics off nothing is counted at all, so "off" is also the baseline of their cost.
     telemetry = Telemetry() if settings.serve.metrics != "off" else None
     app.state.telemetry = telemetry

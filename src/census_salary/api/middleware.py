@@ -50,15 +50,42 @@ _SECURITY_HEADER_LINES = [
 _SECURITY_HEADER_NAMES = frozenset(name for name, _ in _SECURITY_HEADER_LINES)
 
 
+def too_large(max_body_bytes: int) -> Problem:
+    return Problem(
+        413,
+        "Payload Too Large",
+        f"The request body is larger than the limit of {max_body_bytes} bytes; send "
+        "fewer rows per request.",
+    )
+
+
+def refuse_announced_body(request: Request, max_body_bytes: int) -> None:
+    """Refuse, before a byte of it is read, a body its headers say is too large or
+    compressed (a 413, a 415). A route that reads a body calls it first (only /predict
+    does): so its 401 comes first, and the request is counted under its route."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_body_bytes:
+        raise too_large(max_body_bytes)
+    # Repeated, the header is one list (RFC 9110 5.3): every coding counts.
+    codings = ",".join(request.headers.getlist("content-encoding")).lower().split(",")
+    if any(coding.strip() not in ("", "identity") for coding in codings):
+        shown = ", ".join(request.headers.getlist("content-encoding"))[:40]
+        raise Problem(
+            415,
+            "Unsupported Media Type",
+            f"The request body is encoded as {shown!r} (Content-Encoding); send it "
+            "unencoded, as plain JSON.",
+        )
+
+
 class RequestContext:
     """What every request goes through, whatever route answers it.
 
     - a request id, echoed or made, on the response and in the log;
     - the security headers (`SECURITY_HEADERS`) on every response, errors and docs too;
     - `HEAD` answered as `GET` without the body, wherever `GET` is (uptime monitors);
-    - the body limits, checked when a route reads the body (so a 401 or a 404 comes
-      first): over `max_body_bytes` is a 413 (refused unread when Content-Length says
-      so), an encoded body (Content-Encoding: gzip) a 415, one not fully arrived within
+    - the body limits: over `max_body_bytes` is a 413 (refused unread by the route, with
+      `refuse_announced_body`, when Content-Length says so), one not fully arrived within
       `body_timeout` seconds a 408 that closes the connection;
     - a client that disconnects before its answer is logged as status 499, not as a 500;
     - one access-log line per request, never the body, and the request's count and
@@ -86,14 +113,10 @@ class RequestContext:
         method = scope["method"]
         if method == "HEAD":
             scope = {**scope, "method": "GET"}
-        given = length = encoding = None
+        given = None
         for name, value in scope["headers"]:  # lower-case names, as ASGI servers give them
             if name == _REQUEST_ID_NAME:
                 given = value
-            elif name == b"content-length":
-                length = value
-            elif name == b"content-encoding":  # (repeated, it is one list: RFC 9110 5.3)
-                encoding = value if encoding is None else encoding + b"," + value
         if given is not None and _SAFE_REQUEST_ID.fullmatch(given):
             request_id = given.decode("ascii")
         else:
@@ -130,8 +153,6 @@ class RequestContext:
             nonlocal received, disconnected, body_complete
             if body_complete:  # what follows the body is only ever a disconnect: no deadline
                 return await receive()
-            if received == 0:  # the route reads the body: it is refused now or never
-                self._check_announced(length, encoding)
             try:
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
@@ -187,28 +208,8 @@ class RequestContext:
                     request_id,
                 )
 
-    def _check_announced(self, length: bytes | None, encoding: bytes | None) -> None:
-        """Refuse, before a byte of it is read, a body that its headers say is too large
-        or encoded (compressed) in a way the app does not read."""
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            raise self._too_large()
-        codings = [] if encoding is None else encoding.lower().split(b",")
-        if any(coding.strip() not in (b"", b"identity") for coding in codings):
-            shown = encoding.decode("latin-1")[:40]
-            raise Problem(
-                415,
-                "Unsupported Media Type",
-                f"The request body is encoded as {shown!r} (Content-Encoding); send it "
-                "unencoded, as plain JSON.",
-            )
-
     def _too_large(self) -> Problem:
-        return Problem(
-            413,
-            "Payload Too Large",
-            f"The request body is larger than the limit of {self.max_body_bytes} bytes; send "
-            "fewer rows per request.",
-        )
+        return too_large(self.max_body_bytes)
 
     def _too_slow(self) -> Problem:
         return Problem(

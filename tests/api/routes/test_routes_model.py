@@ -227,8 +227,9 @@ def test_a_body_sent_as_another_media_type_is_a_415(
         {"content-type": "application/json; charset=utf-8"},
         {"content-type": 'Application/JSON; Charset="UTF-8"'},
         {"content-type": "application/problem+json"},
+        {"content-type": ""},
     ],
-    ids=["none", "with-charset", "capitals", "a-json-type"],
+    ids=["none", "with-charset", "capitals", "a-json-type", "empty"],
 )
 def test_a_json_body_is_read_with_or_without_its_media_type(
     client: TestClient, headers: dict[str, str]

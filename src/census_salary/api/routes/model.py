@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from census_salary.api.deps import BundleDep, KeyRequired, get_bundle, require_api_key, runs_itself
+from census_salary.api.middleware import refuse_announced_body
 from census_salary.api.models import PredictionBody, PredictionResponse
 from census_salary.api.problems import MAX_ERRORS, Problem, first_listed
 from census_salary.api.routes.operations import sklearn_version
@@ -101,6 +102,7 @@ async def predict(request: Request) -> Response:
     await require_api_key(request)
     bundle = await get_bundle(request)
     explain = _explain(request)
+    refuse_announced_body(request, request.app.state.max_body_bytes)
     _check_media_type(request.headers.getlist("content-type"))
     checked = parse_rows(await request.body(), request.app.state.max_rows)
     columns = checked.columns
@@ -170,7 +172,7 @@ def _check_media_type(content_types: list[str]) -> None:
     """A body said to be something other than UTF-8 JSON (a form, CSV, UTF-16) is a 415:
     `curl -d` without `-H 'Content-Type: application/json'` sends a form's type. No type
     is JSON; two types are one too many."""
-    if not content_types:
+    if not content_types or not content_types[0].strip():  # (an empty one is none)
         return
     media_type, *parameters = (part.strip().lower() for part in content_types[0].split(";"))
     charset = next((p[8:].strip('"') for p in parameters if p.startswith("charset=")), "utf-8")
