@@ -253,3 +253,14 @@ def test_a_json_row_that_is_not_an_object_is_named(tmp_path: Path) -> None:
     path.write_text(json.dumps([published_records()[0], 7]), encoding="utf-8")
     with pytest.raises(InputError, match=r"row 2.*expected an object"):
         read_census(path)
+
+
+def test_a_field_a_json_line_leaves_out_is_named_as_census_predict_names_it(
+    tmp_path: Path,
+) -> None:
+    records = published_records()
+    del records[1]["workclass"]
+    path = tmp_path / "census.jsonl"
+    path.write_text("\n\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"line 3, field 'workclass': got nothing"):
+        read_census(path)

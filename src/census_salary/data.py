@@ -12,10 +12,10 @@ import io
 import logging
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from census_salary.contract import (
     show_value,
 )
 from census_salary.errors import DataUnavailableError, InputError, RowProblem
+
+if TYPE_CHECKING:
+    from census_salary.rows import RowChunk
 
 logger = logging.getLogger(__name__)
 
@@ -105,26 +108,18 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
     Accepts the messy published layout: spaces after commas, `?` for missing values,
     hyphenated names, `fnlwgt`/`income` spellings, `>50K.` labels, a byte order mark and
     files without a header row (UCI `adult.data`): a first line is the header when it names
-    a census column or the label. Exact duplicate rows are dropped and counted.
+    a census column or the label. JSON, JSON Lines and Parquet rows are read as `census
+    predict` reads them, and their problems named as it names them. Exact duplicate rows
+    are dropped and counted.
     """
     if not path.is_file():
         raise DataUnavailableError(
             f"No data file at {path}. Copy the census data (adult.data or census.csv from "
             f"the UCI Adult dataset) to {path}; see data/README.md."
         )
-    raw = _rows_of_another_format(path)
-    # utf-8-sig: a byte order mark (Excel writes one) is not part of the first line.
-    with path.open("r", encoding="utf-8-sig", errors="strict", newline="") as handle:
-        try:
-            if raw is None:  # CSV, as published: notes first, with a header or without
-                notes, header = _layout(path, target)
-                if header is not None:
-                    refuse_repeated_names(header)
-                raw = read_csv_text(handle, header=header is not None, skip=notes)
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path} is not UTF-8 text: {exc}") from None
-        except InputError as exc:  # the file's structure: which file, since it may be any
-            raise InputError(f"In {path}: {exc}", exc.problems) from None
+    other = _rows_of_another_format(path)
+    # (a CSV file's problems are named as they are: by its rows)
+    raw, named = other if other is not None else (_published_csv(path, target), list)
     target = canonical_name(target)
     raw.columns = canonical_columns(list(raw.columns), label=target)
     if target not in raw.columns:
@@ -134,7 +129,7 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
         )
     checked = check_columns(columns_of_frame(raw))
     labels, label_problems = parse_labels(raw[target], target)
-    problems = sorted(checked.problems + label_problems, key=lambda p: p.row)
+    problems = named(sorted(checked.problems + label_problems, key=lambda p: p.row))
     if problems:
         raise InputError(summarise(problems, path), problems)
     # Missing categories as NaN, as scikit-learn's encoders expect in a table.
@@ -151,10 +146,29 @@ def read_census(path: Path, *, target: str = TARGET) -> CensusData:
     )
 
 
-def _rows_of_another_format(path: Path) -> pd.DataFrame | None:
+def _published_csv(path: Path, target: str) -> pd.DataFrame:
+    """A CSV file's rows as text, as published: notes first, with a header or without."""
+    # utf-8-sig: a byte order mark (Excel writes one) is not part of the first line.
+    with path.open("r", encoding="utf-8-sig", errors="strict", newline="") as handle:
+        try:
+            notes, header = _layout(path, target)
+            if header is not None:
+                refuse_repeated_names(header)
+            return read_csv_text(handle, header=header is not None, skip=notes)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path} is not UTF-8 text: {exc}") from None
+        except InputError as exc:  # the file's structure: which file, since it may be any
+            raise InputError(f"In {path}: {exc}", exc.problems) from None
+
+
+Renumber = Callable[[list[RowProblem]], list[RowProblem]]
+
+
+def _rows_of_another_format(path: Path) -> tuple[pd.DataFrame, Renumber] | None:
     """The rows of a JSON, JSON Lines or Parquet file as `census predict` reads them (the
-    one reader, `rows.read_rows`), as they are; None for a CSV file."""
-    from census_salary.rows import read_rows
+    one reader, `rows.read_rows`), and what names their problems as it does (`line 3` of
+    JSON Lines); None for a CSV file."""
+    from census_salary.rows import JsonRowProblem, read_rows
 
     with path.open("rb") as handle:
         try:
@@ -163,15 +177,30 @@ def _rows_of_another_format(path: Path) -> pd.DataFrame | None:
                 return None
             read = list(chunks)
         except InputError as exc:
-            raise InputError(f"In {path}: {exc}", exc.problems) from None
+            message = str(exc) if str(path) in str(exc) else f"In {path}: {exc}"
+            raise InputError(message, exc.problems) from None
     refused = [problem for chunk in read for problem in chunk.refused]
     if refused:  # rows that are not objects, or give a field twice
         raise InputError(summarise(refused, path), refused)
-    frames = [
-        pd.DataFrame.from_records(c.table) if isinstance(c.table, list) else c.table.to_pandas()
-        for c in read
-    ]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    frame = pd.concat([_frame_of(c) for c in read], ignore_index=True) if read else pd.DataFrame()
+    if not read or read[0].numbers is None:  # Parquet: rows are numbered as they come
+        return frame, list
+    numbers = [number for chunk in read for number in chunk.numbers or ()]
+    unit = read[0].unit
+
+    def renumber(problems: list[RowProblem]) -> list[RowProblem]:
+        return [JsonRowProblem(numbers[p.row - 1], p.field, p.message, unit) for p in problems]
+
+    return frame, renumber
+
+
+def _frame_of(chunk: RowChunk) -> pd.DataFrame:
+    if not isinstance(chunk.table, list):  # Parquet
+        return chunk.table.to_pandas()
+    # JSON rows: the census fields as the check takes them, a field a row leaves out
+    # marked so (a missing value of a DataFrame would read as unknown, not as missing).
+    frame = pd.DataFrame.from_records(chunk.table)
+    return frame.assign(**{name: list(chunk.columns[name]) for name in COLUMNS})
 
 
 def _layout(path: Path, target: str) -> tuple[int, str | None]:
