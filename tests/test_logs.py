@@ -68,3 +68,12 @@ def test_a_log_file_that_cannot_be_written_is_one_warning_not_a_traceback_each_t
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.count("Cannot write the log to /dev/full: No space left on device") == 1
+
+
+def test_a_record_that_cannot_be_formatted_leaves_the_log_file_working(tmp_path: Path) -> None:
+    log = tmp_path / "census.log"
+    configure_logging(logging.WARNING, log)
+    test_logger = logging.getLogger("census_salary.test")
+    test_logger.info("bad %d", "x")  # logging reports it, as it does for any handler
+    test_logger.info("still written")
+    assert "still written" in log.read_text(encoding="utf-8")

@@ -622,8 +622,13 @@ def _decode_by_the_standard_library(text: bytes | str) -> Any:
 _ROUNDED_INTEGER_FROM = float(2**63)
 
 
+_MAY_HOLD_ONE = frozenset({float, dict, list})
+
+
 def _holds_a_rounded_integer(value: Any) -> bool:
     """Whether a decoded document holds a float that may be an integer orjson rounded."""
+    if type(value) is dict and _MAY_HOLD_ONE.isdisjoint(map(type, value.values())):
+        return False  # a row of numbers and text, as most are: one pass in C
     pending = [value]
     while pending:
         item = pending.pop()

@@ -28,7 +28,11 @@ class LogFile(logging.FileHandler):
             super().emit(record)
 
     def handleError(self, record: logging.LogRecord) -> None:
-        self._failed_with(sys.exc_info()[1])
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):  # the file, not the record (a bad %d is logging's)
+            self._failed_with(error)
+        else:
+            super().handleError(record)
 
     def close(self) -> None:
         try:  # (its last flush can fail as a write does)
@@ -36,11 +40,11 @@ class LogFile(logging.FileHandler):
         except OSError as exc:
             self._failed_with(exc)
 
-    def _failed_with(self, error: BaseException | None) -> None:
+    def _failed_with(self, error: OSError) -> None:
         if self.failed:
             return
         self.failed = True
-        reason = getattr(error, "strerror", None) or error
+        reason = error.strerror or error
         logger.warning(
             "Cannot write the log to %s: %s; it goes on here only.", self.baseFilename, reason
         )
