@@ -93,10 +93,7 @@ class ColumnSpec:
         """What the check also takes, in words, for the schema a client reads."""
         if self.kind == "number":
             return 'Also read from a whole float (39.0) or from text ("39", " +39 ").'
-        return (
-            "Spaces at either end are dropped first (the length limit counts what is left); "
-            '"", "?" and null mean unknown.'
-        )
+        return "Spaces at either end are dropped first (the length limit counts what is left)."
 
 
 def _number(name: str, description: str, example: int, **limits: Any) -> ColumnSpec:

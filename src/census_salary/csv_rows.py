@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from census_salary.contract import COLUMNS, ColumnTable, DistinctColumn, canonical_columns
-from census_salary.errors import InputError
-from census_salary.rows import BLOCK_BYTES, MAX_ROW_CHARS, ByteStream, RowChunk
+from census_salary.rows import BLOCK_BYTES, MAX_ROW_CHARS, ByteStream, RowChunk, too_long
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -95,20 +94,17 @@ def _line_blocks(stream: ByteStream) -> Iterator[bytes]:
         # (old Mac files end their lines with \r alone: pandas reads those)
         last_end = max(data.rfind(b"\n"), data.rfind(b"\r"))
         unended = len(data) - last_end - 1 if last_end >= 0 else unended + len(data)
-        if unended > MAX_ROW_CHARS:
-            number = lines + sum(piece.count(b"\n") for piece in pieces) + 1
-            raise InputError(
-                f"Line {number} of the CSV input is longer than {MAX_ROW_CHARS:,} "
-                "characters; a census row is a few hundred."
-            )
+        if unended > MAX_ROW_CHARS:  # (bytes counted: a character takes one or more)
+            raise too_long("Line", lines + sum(map(_line_ends, pieces)) + 1)
         if not header_done:
             if data and b"\n" not in data and size < BLOCK_BYTES:
                 continue
             pending = b"".join(pieces)
             end = pending.find(b"\n") + 1 or len(pending)
             header_done = True
-            lines += pending.count(b"\n", 0, end)
-            yield pending[:end]
+            header = pending[:end]
+            lines += _line_ends(header)
+            yield header
             pieces, size = [pending[end:]], len(pending) - end
         if not data:
             if rest := b"".join(pieces):
@@ -118,9 +114,15 @@ def _line_blocks(stream: ByteStream) -> Iterator[bytes]:
             pending = b"".join(pieces)
             end = (pending.rfind(b"\n") + 1) or (pending.rfind(b"\r") + 1)
             if end:
-                lines += pending.count(b"\n", 0, end)
-                yield pending[:end]
+                block = pending[:end]
+                lines += _line_ends(block)
+                yield block
             pieces, size = [pending[end:]], len(pending) - end
+
+
+def _line_ends(text: bytes) -> int:
+    """The lines `text` ends, for messages: by \n, or by \r in a file of old Mac lines."""
+    return text.count(b"\n") or text.count(b"\r")
 
 
 def _is_plain(text: bytes) -> bool:

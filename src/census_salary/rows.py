@@ -60,6 +60,16 @@ SUFFIX_FORMATS: dict[str, InputFormat] = {
 PARQUET_MAGIC = b"PAR1"  # the first (and last) bytes of a Parquet file
 MAX_ROW_CHARS = 1 << 20  # one JSON row may take this much text; a census row takes ~300
 BLOCK_BYTES = 1 << 20  # CSV is parsed in blocks of about this many bytes (~8,000 rows)
+
+
+def too_long(unit: str, number: int | None) -> InputError:
+    """A row or line past MAX_ROW_CHARS, refused as soon as that much of it is read."""
+    return InputError(
+        f"{unit} {number} is longer than {MAX_ROW_CHARS:,} characters; "
+        "a census row is a few hundred."
+    )
+
+
 _PEEK_BYTES = 64 * 1024
 # A pipe with nothing more to read for this long has paused (`ByteStream.paused`): the
 # rows read so far are scored and written without waiting for more.
@@ -396,10 +406,7 @@ def _iter_jsonl(stream: IO[str]) -> Iterator[tuple[int, Any]]:
         if not line:
             return
         if len(line) > MAX_ROW_CHARS and line[MAX_ROW_CHARS:] not in ("\n", "\r", "\r\n"):
-            raise InputError(
-                f"Line {number} is longer than {MAX_ROW_CHARS:,} characters; "
-                "a census row is a few hundred."
-            )
+            raise too_long("Line", number)
         if not line.strip():
             continue
         try:
@@ -469,10 +476,7 @@ class _JsonArrayReader:
                 # once instead of being read whole.
                 cut = exc.pos >= len(self._buffer) - 16 or exc.msg.startswith("Unterminated")
                 if cut and len(self._buffer) - self._pos > MAX_ROW_CHARS:
-                    raise InputError(
-                        f"Row {row} is longer than {MAX_ROW_CHARS:,} characters; "
-                        "a census row is a few hundred."
-                    ) from None
+                    raise too_long("Row", row) from None
                 if cut and self._fill():
                     continue
                 raise InputError(f"Invalid JSON input{where}: {exc.msg}.") from None

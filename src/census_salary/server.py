@@ -51,11 +51,13 @@ def create_app_from_environment() -> FastAPI:
 def _from_env(name: str, default: int, low: int, high: int) -> int:
     """A whole number from the environment (set by Heroku and the like), checked."""
     text = os.environ.get(name)
-    if text is None:
-        return default
-    if not text.strip().isdigit() or not low <= int(text) <= high:
-        raise ConfigError(f"${name} is {text!r}; expected a whole number from {low} to {high}.")
-    return int(text)
+    return default if text is None else _whole_number(f"${name}", text, low, high)
+
+
+def _whole_number(what: str, given: str | int, low: int, high: int) -> int:
+    if not str(given).strip().isdigit() or not low <= int(given) <= high:
+        raise ConfigError(f"{what} is {given!r}; expected a whole number from {low} to {high}.")
+    return int(given)
 
 
 def run_server(
@@ -81,10 +83,8 @@ def run_server(
     }
     if workers is None:
         workers = _from_env("WEB_CONCURRENCY", settings.serve.workers, 1, MAX_WORKERS)
-    elif not 1 <= workers <= MAX_WORKERS:
-        raise ConfigError(
-            f"--workers is {workers}; expected a whole number from 1 to {MAX_WORKERS}."
-        )
+    else:
+        workers = _whole_number("--workers", workers, 1, MAX_WORKERS)
     check_can_listen(host, port)
     try:
         if workers > 1:
