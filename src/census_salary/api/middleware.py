@@ -59,33 +59,14 @@ def too_large(max_body_bytes: int) -> Problem:
     )
 
 
-def refuse_announced_body(request: Request, max_body_bytes: int) -> None:
-    """Refuse, before a byte of it is read, a body its headers say is too large or
-    compressed (a 413, a 415). A route that reads a body calls it first (only /predict
-    does): so its 401 comes first, and the request is counted under its route."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_body_bytes:
-        raise too_large(max_body_bytes)
-    # Repeated, the header is one list (RFC 9110 5.3): every coding counts.
-    codings = ",".join(request.headers.getlist("content-encoding")).lower().split(",")
-    if any(coding.strip() not in ("", "identity") for coding in codings):
-        shown = ", ".join(request.headers.getlist("content-encoding"))[:40]
-        raise Problem(
-            415,
-            "Unsupported Media Type",
-            f"The request body is encoded as {shown!r} (Content-Encoding); send it "
-            "unencoded, as plain JSON.",
-        )
-
-
 class RequestContext:
     """What every request goes through, whatever route answers it.
 
     - a request id, echoed or made, on the response and in the log;
     - the security headers (`SECURITY_HEADERS`) on every response, errors and docs too;
     - `HEAD` answered as `GET` without the body, wherever `GET` is (uptime monitors);
-    - the body limits: over `max_body_bytes` is a 413 (refused unread by the route, with
-      `refuse_announced_body`, when Content-Length says so), one not fully arrived within
+    - the body limits: over `max_body_bytes` is a 413 (refused unread by /predict when
+      Content-Length says so), one not fully arrived within
       `body_timeout` seconds a 408 that closes the connection;
     - a client that disconnects before its answer is logged as status 499, not as a 500;
     - one access-log line per request, never the body, and the request's count and

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from census_salary.api.deps import BundleDep, KeyRequired, get_bundle, require_api_key, runs_itself
-from census_salary.api.middleware import refuse_announced_body
+from census_salary.api.middleware import too_large
 from census_salary.api.models import PredictionBody, PredictionResponse
 from census_salary.api.problems import MAX_ERRORS, Problem, first_listed
 from census_salary.api.routes.operations import sklearn_version
@@ -102,8 +102,7 @@ async def predict(request: Request) -> Response:
     await require_api_key(request)
     bundle = await get_bundle(request)
     explain = _explain(request)
-    refuse_announced_body(request, request.app.state.max_body_bytes)
-    _check_media_type(request.headers.getlist("content-type"))
+    _refuse_unread(request)
     checked = parse_rows(await request.body(), request.app.state.max_rows)
     columns = checked.columns
     if len(checked) <= INLINE_ROWS and not explain:
@@ -168,28 +167,42 @@ def _explain(request: Request) -> bool:
         raise RequestValidationError(errors) from None
 
 
-def _check_media_type(content_types: list[str]) -> None:
-    """A body said to be something other than UTF-8 JSON (a form, CSV, UTF-16) is a 415:
-    `curl -d` without `-H 'Content-Type: application/json'` sends a form's type. No type
-    is JSON; two types are one too many."""
+def _refuse_unread(request: Request) -> None:
+    """Refuse, before a byte of it is read, a body its headers say this route cannot take:
+    larger than the limit (413); compressed, not JSON or not UTF-8 (415). Called after the
+    API key's check, so a 401 comes first. `curl -d` without `-H 'Content-Type:
+    application/json'` sends a form's type; no type is JSON."""
+    headers = request.headers
+    length, limit = headers.get("content-length"), request.app.state.max_body_bytes
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large(limit)
+    problem = _not_plain_json(headers.getlist("content-encoding"), headers.getlist("content-type"))
+    if problem is not None:
+        raise Problem(
+            415,
+            "Unsupported Media Type",
+            f"The body is {problem}; send JSON rows in UTF-8, unencoded, as "
+            "'Content-Type: application/json' (or with no type).",
+        )
+
+
+def _not_plain_json(encodings: list[str], content_types: list[str]) -> str | None:
+    """What keeps a body from being plain UTF-8 JSON, by its headers; None if nothing."""
+    # Content-Encoding, repeated, is one list (RFC 9110 5.3): every coding counts.
+    codings = ",".join(encodings).lower().split(",")
+    if any(coding.strip() not in ("", "identity") for coding in codings):
+        return f"encoded as {', '.join(encodings)[:40]!r} (Content-Encoding)"
     if not content_types or not content_types[0].strip():  # (an empty one is none)
-        return
+        return None
+    if len(content_types) > 1:
+        return "sent with two Content-Type headers"
     media_type, *parameters = (part.strip().lower() for part in content_types[0].split(";"))
     charset = next((p[8:].strip('"') for p in parameters if p.startswith("charset=")), "utf-8")
-    if len(content_types) > 1:
-        problem = "with two Content-Type headers"
-    elif not (media_type == "application/json" or media_type.endswith("+json")):
-        problem = f"as {media_type[:60]!r}"
-    elif charset not in ("utf-8", "utf8"):
-        problem = f"in {charset[:20]!r}"
-    else:
-        return
-    raise Problem(
-        415,
-        "Unsupported Media Type",
-        f"The body is sent {problem}; send JSON rows in UTF-8, as "
-        "'Content-Type: application/json' (or no type).",
-    )
+    if not (media_type == "application/json" or media_type.endswith("+json")):
+        return f"sent as {media_type[:60]!r}"
+    if charset not in ("utf-8", "utf8"):
+        return f"in {charset[:20]!r}"
+    return None
 
 
 def parse_rows(body: bytes, max_rows: int) -> CheckedColumns:
