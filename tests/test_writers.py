@@ -146,10 +146,16 @@ def test_a_nan_is_null_in_json_also_beside_an_integer_orjson_cannot_write() -> N
     assert (row["big"], row["x"]) == (2**70, None)
 
 
-def test_csv_refuses_a_later_chunk_that_brings_a_field_the_header_lacks() -> None:
-    first, later = chunk_of([{"id": 1}]), chunk_of([{"id": 2, "note": "x"}])
-    with pytest.raises(InputError, match=r"after row 1 bring field\(s\) note.*jsonl"):
-        written([first, later], "csv")
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("cut", [1, 2], ids=["chunks-of-one", "one-chunk"])
+def test_json_rows_to_a_table_take_the_first_rows_fields_however_they_are_chunked(
+    fmt: str, cut: int
+) -> None:
+    rows = [{"id": 1}, {"id": 2, "note": "x"}]
+    chunks = [chunk_of(rows[:cut]), *([chunk_of(rows[cut:])] if cut < 2 else [])]
+    write = parquet_written if fmt == "parquet" else lambda c: written(c, "csv")
+    with pytest.raises(InputError, match=r"^Row 2 of the output brings field\(s\) note.*jsonl"):
+        write(chunks)
 
 
 def test_csv_leaves_a_field_a_later_chunk_lacks_empty() -> None:

@@ -123,17 +123,19 @@ def write_predictions(chunks: Iterable[ScoredChunk], fmt: OutputFormat, out: IO[
     rows = 0
     header: list[str] | None = None
     opened = False
+    last: ScoredChunk | None = None
     for chunk in chunks:
+        last = chunk
         if fmt == "json" and not opened:
             out.write(b"[")
             opened = True
         if fmt == "csv":
-            names = chunk.column_names
-            if header is None:
-                header = names
+            if header is None and (len(chunk) or not isinstance(chunk.table, list)):
+                header = _output_header(chunk)
                 out.write(_csv_text([header]))
-            _same_columns(header, names, rows, "CSV")
-            out.write(_csv_rows(chunk, header, rows + 1))
+            if header is not None:
+                _same_columns(header, chunk, rows, "CSV")
+                out.write(_csv_rows(chunk, header, rows + 1))
         elif len(chunk):
             if fmt == "jsonl":
                 out.write(_json_rows(chunk, b"", b"\n", b"\n", rows + 1))
@@ -143,16 +145,39 @@ def write_predictions(chunks: Iterable[ScoredChunk], fmt: OutputFormat, out: IO[
         rows += len(chunk)
     if fmt == "json":
         out.write((b"\n]\n" if rows else b"]\n") if opened else b"[]\n")
+    if fmt == "csv" and header is None and last is not None:  # JSON input, no row written
+        out.write(_csv_text([last.column_names]))
     return rows
 
 
-def _same_columns(header: list[str], names: list[str], rows: int, fmt: str) -> None:
-    if added := [c for c in names if c not in header]:
-        raise InputError(
-            f"Rows after row {rows} bring field(s) {', '.join(map(str, added))} that "
-            f"earlier rows lack; {fmt} output needs one set of columns, so use "
-            "--output-format json or jsonl."
-        )
+def _output_header(chunk: ScoredChunk) -> list[str]:
+    """The columns of CSV or Parquet output: a table's, or the first JSON row's (not those
+    of the rows read with it, which depend on how the input arrived: a slow pipe gives
+    smaller chunks, and the same rows must give the same output)."""
+    if not isinstance(chunk.table, list):
+        return chunk.column_names
+    return [*chunk.table[0], *chunk.column_names[len(chunk.names) :]]
+
+
+def _same_columns(header: list[str], chunk: ScoredChunk, rows: int, fmt: str) -> None:
+    """Refuse a row with a field the header lacks, naming it (the first row decides)."""
+    known = set(header)
+    if isinstance(chunk.table, list):
+        bad = next((n for n, row in enumerate(chunk.table) if not known.issuperset(row)), None)
+        if bad is None:
+            return
+        added = [name for name in chunk.table[bad] if name not in known]
+        where = f"Row {rows + bad + 1} of the output"
+    else:
+        added = [name for name in chunk.column_names if name not in known]
+        if not added:
+            return
+        where = f"Rows after row {rows}"
+    raise InputError(
+        f"{where} brings field(s) {', '.join(map(str, added))} that the first row lacks; "
+        f"{fmt} output takes its columns from the first row: give every field there (null "
+        "where empty), or use --output-format json or jsonl."
+    )
 
 
 def _write_parquet(chunks: Iterable[ScoredChunk], out: IO[bytes]) -> int:
@@ -166,8 +191,11 @@ def _write_parquet(chunks: Iterable[ScoredChunk], out: IO[bytes]) -> int:
     gate = _Gate(out)
     try:
         for chunk in chunks:
-            header = header or chunk.column_names
-            _same_columns(header, chunk.column_names, rows, "Parquet")
+            if header is None and not (isinstance(chunk.table, list) and not len(chunk)):
+                header = _output_header(chunk)
+            if header is None:  # JSON rows, none of them written yet
+                continue
+            _same_columns(header, chunk, rows, "Parquet")
             schema = writer.schema if writer is not None else None
             table = _arrow_table(chunk, header, schema, rows + 1)
             try:
