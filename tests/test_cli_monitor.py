@@ -109,3 +109,21 @@ def test_a_bad_time_is_an_input_error(
     assert result.exit_code == ExitCode.USAGE, result.output
     assert "row 2" in result.output
     assert "day" in result.output
+
+
+def test_the_label_is_the_configured_target(
+    small_settings: Settings, sample_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    path = tmp_path / "dated.csv"
+    frame = sample_frame.head(4).rename(columns=lambda name: name.strip())
+    frame = frame.rename(columns={"salary": "over_50k"})
+    frame.assign(day="2026-03-01").to_csv(path, index=False)
+    args = ["--config", str(small_settings.source), "monitor", "--data", str(path)]
+    args += ["--time-column", "day", "--no-history", "--json"]
+    env = {"CENSUS_DATA__TARGET": "over_50k"}
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["periods"][0]["rows"] == 4
+    without = CliRunner().invoke(app, args)  # the default target, salary, is not there
+    assert without.exit_code == ExitCode.USAGE, without.output
+    assert "no 'salary' column (or income/class)" in without.output

@@ -85,6 +85,7 @@ def monitor_rows(
     time_column: str | None = None,
     period: Period = "month",
     progress: Progress | None = None,
+    target: str = TARGET,
 ) -> MonitorReport:
     """The drift of the rows in `source` against `bundle`'s profile; with `time_column`,
     also its performance per `period` (the rows need their label then). `name` is the
@@ -104,9 +105,9 @@ def monitor_rows(
         checked = check_columns(chunk.columns, first_row=first_row)
         problems = checked.problems
         if time_column is not None and not problems:
-            labels = _column(chunk, _label_column(chunk), "the label")
+            labels = _column(chunk, _label_column(chunk, target), "the label")
             y, when, problems = labels_and_times(
-                labels, _column(chunk, time_column, "--time-column"), time_column, first_row
+                labels, _column(chunk, time_column, "--time-column"), time_column, first_row, target
             )
             truths.append(y)
             times.append(when)
@@ -137,13 +138,16 @@ def monitor_rows(
     return MonitorReport(source=name, rows=drift.rows, drift=drift, period=period, periods=periods)
 
 
-def _label_column(chunk: RowChunk) -> str:
+def _label_column(chunk: RowChunk, target: str) -> str:
+    """The input's column of the label (`[data] target`, in any spelling)."""
+    label = canonical_name(target)
     for column in chunk.column_names:
-        if canonical_name(column) == TARGET:
+        if canonical_name(column) == label:
             return column
+    also = " (or income/class)" if label == TARGET else ""
     raise InputError(
         f"--time-column needs each row's label to measure performance, and the input has "
-        f"no {TARGET!r} column (or income/class); add it, or leave out --time-column."
+        f"no {target!r} column{also}; add it, or leave out --time-column."
     )
 
 
@@ -181,7 +185,11 @@ def performance_by_period(
 
 
 def labels_and_times(
-    labels: list[Any], times: list[Any], time_column: str, first_row: int = 1
+    labels: list[Any],
+    times: list[Any],
+    time_column: str,
+    first_row: int = 1,
+    target: str = TARGET,
 ) -> tuple[np.ndarray, pd.Series, list[RowProblem]]:
     """Rows' labels (1 for >50K) and times (UTC), and the problems of the rows whose label
     or time is not one, in row order, the rows numbered from `first_row`."""
@@ -189,7 +197,7 @@ def labels_and_times(
 
     from census_salary.data import parse_labels
 
-    y, problems = parse_labels(pd.Series(labels, dtype=object))
+    y, problems = parse_labels(pd.Series(labels, dtype=object), target)
     raw = pd.Series(times, dtype=object)
     when = pd.to_datetime(raw.astype(str), errors="coerce", utc=True, format="ISO8601")
     # In UTC, a time may leave the years Python's dates hold (9999-12-31T23:00-12:00).

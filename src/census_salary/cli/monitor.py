@@ -88,6 +88,7 @@ def monitor(
             time_column=time_column,
             period=period.value,
             progress=progress,
+            target=settings.data.target,
         )
     if history and report.periods:
         append_history(settings.artifacts_dir, report, bundle.version)
