@@ -51,6 +51,7 @@ _SECURITY_HEADER_NAMES = frozenset(name for name, _ in _SECURITY_HEADER_LINES)
 
 
 def too_large(max_body_bytes: int) -> Problem:
+    """The 413 of a body past the limit: as it arrives (here), or as announced (/predict)."""
     return Problem(
         413,
         "Payload Too Large",
@@ -144,7 +145,7 @@ class RequestContext:
             elif message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise self._too_large()
+                    raise too_large(self.max_body_bytes)
                 body_complete = not message.get("more_body", False)
             return message
 
@@ -188,9 +189,6 @@ class RequestContext:
                     seconds * 1000,
                     request_id,
                 )
-
-    def _too_large(self) -> Problem:
-        return too_large(self.max_body_bytes)
 
     def _too_slow(self) -> Problem:
         return Problem(
