@@ -161,3 +161,9 @@ def test_json_rows_to_a_table_take_the_first_rows_fields_however_they_are_chunke
 def test_csv_leaves_a_field_a_later_chunk_lacks_empty() -> None:
     rows = written([chunk_of([{"id": 1, "note": "x"}]), chunk_of([{"id": 2}])], "csv")
     assert [(row["id"], row["note"]) for row in rows] == [("1", "x"), ("2", "")]
+
+
+def test_an_infinite_float_is_inf_in_csv_and_null_in_json() -> None:
+    chunk = table_chunk(x=pa.array([math.inf, 1.5]))
+    assert [row["x"] for row in written([chunk], "csv")] == ["inf", "1.5"]
+    assert [row["x"] for row in written([chunk], "jsonl")] == [None, 1.5]
