@@ -233,6 +233,75 @@ def test_button_is_disabled_while_the_request_is_in_flight(page: Page, server: L
     expect(button).to_be_enabled()
 
 
+def test_a_server_that_never_answers_is_given_up_on(page: Page, server: LiveServer) -> None:
+    page.clock.install()
+    page.route(PREDICT_URL, lambda route: None)  # held for ever, as by a stopped server
+    open_form(page, server)
+    button = page.locator("#submit")
+    button.click()
+    expect(button).to_be_disabled()
+
+    page.clock.run_for("00:31")
+
+    error = page.locator("#error")
+    expect(error).to_contain_text("did not answer within 30 seconds")
+    expect(error).to_be_focused()
+    expect(button).to_be_enabled()
+
+
+def test_focus_comes_back_to_the_button_after_a_result(page: Page, server: LiveServer) -> None:
+    open_form(page, server)
+    page.locator("#submit").focus()
+    page.keyboard.press("Enter")
+
+    expect(page.locator("#result-label")).to_have_text(re.compile(r"^(>50K|<=50K)$"))
+    expect(page.locator("#submit")).to_be_focused()
+
+
+def test_an_error_before_sending_hides_the_answer_to_other_values(
+    page: Page, server: LiveServer
+) -> None:
+    open_form(page, server)
+    page.get_by_role("button", name="Predict").click()
+    expect(page.locator("#result")).to_be_visible()
+
+    page.get_by_label("Age").fill("130")
+    page.get_by_role("button", name="Predict").click()
+
+    expect(page.locator("#error")).to_contain_text("Age must be at most 120")
+    expect(page.locator("#result")).to_be_hidden()
+    page.get_by_role("button", name="Reset to example").click()
+    expect(page.locator("#error")).to_be_hidden()
+
+
+def test_a_fields_problem_is_shown_under_it_and_read_with_it(
+    page: Page, server: LiveServer
+) -> None:
+    open_form(page, server)
+    page.get_by_label("Age").fill("130")
+    page.get_by_role("button", name="Predict").click()
+
+    age = page.locator("#field-age")
+    note = page.locator("#problem-age")
+    expect(note).to_have_text("Age must be at most 120.")
+    expect(age).to_have_attribute("aria-describedby", "hint-age problem-age")
+    age.fill("40")  # corrected: the note goes
+    expect(note).to_have_count(0)
+    expect(age).to_have_attribute("aria-describedby", "hint-age")
+
+
+def test_the_explanation_fits_a_320_pixel_screen(page: Page, server: LiveServer) -> None:
+    page.set_viewport_size({"width": 320, "height": 700})
+    open_form(page, server)
+    page.get_by_role("button", name="Predict").click()
+    expect(page.locator("#result-reasons-box")).to_be_visible()
+
+    overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+    widths = page.locator(".reason-track").evaluate_all("els => els.map(e => e.clientWidth)")
+    assert overflow <= 0, overflow
+    assert min(widths) >= 40, widths
+
+
 def test_out_of_range_value_is_refused_before_sending(page: Page, server: LiveServer) -> None:
     sent: list[str] = []
     page.on("request", lambda request: sent.append(request.url))
@@ -357,6 +426,22 @@ def test_wrong_key_shows_the_server_detail(page: Page, keyed_server: LiveServer)
 
     expect(page.locator("#error")).to_contain_text("The key given is wrong")
     expect(page.locator("#result")).to_be_hidden()
+
+
+def test_a_key_no_header_can_carry_is_refused_before_sending(
+    page: Page, keyed_server: LiveServer
+) -> None:
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url))
+    open_form(page, keyed_server)
+    page.get_by_label("API key").fill("clé-ключ")
+
+    page.get_by_role("button", name="Predict").click()
+
+    expect(page.locator("#error")).to_contain_text("only printable ASCII")
+    expect(page.locator("#field-api_key")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#field-api_key")).to_be_focused()
+    assert not [url for url in sent if PREDICT_URL.search(url)], sent
 
 
 def test_right_key_shows_a_result(page: Page, keyed_server: LiveServer) -> None:

@@ -11,6 +11,11 @@
   };
   const UNKNOWN = "";
   const SHOWN_REASONS = 5;  // contributions drawn beside the probability
+  // A server that stops answering (stopped, overloaded, a proxy holding the request)
+  // must not leave the page waiting for ever: past this, the request is given up.
+  const REQUEST_TIMEOUT_MS = 30000;
+  // What an HTTP header can carry (and the server's rule for its key): printable ASCII.
+  const HEADER_TEXT = /^[\x20-\x7e]*$/;
 
   const form = document.getElementById("predict-form");
   const submitButton = document.getElementById("submit");
@@ -130,10 +135,36 @@
     return label + ": " + element.validationMessage;
   }
 
-  function clearMarks() {
-    for (const element of form.querySelectorAll("[aria-invalid]")) {
-      element.removeAttribute("aria-invalid");
+  // A field's problem is shown under it and read with it (aria-describedby), besides the
+  // list in the error box below the form.
+  function markInvalid(element, text) {
+    element.setAttribute("aria-invalid", "true");
+    const id = "problem-" + element.name;
+    let note = document.getElementById(id);
+    if (!note) {
+      note = document.createElement("small");
+      note.id = id;
+      note.className = "field-problem";
+      element.closest(".field").append(note);
+      const described = element.getAttribute("aria-describedby");
+      element.setAttribute("aria-describedby", described ? described + " " + id : id);
     }
+    note.textContent = text;
+  }
+
+  function clearMark(element) {
+    element.removeAttribute("aria-invalid");
+    const note = document.getElementById("problem-" + element.name);
+    if (!note) return;
+    const described = (element.getAttribute("aria-describedby") || "").split(" ")
+      .filter((id) => id && id !== note.id).join(" ");
+    if (described) element.setAttribute("aria-describedby", described);
+    else element.removeAttribute("aria-describedby");
+    note.remove();
+  }
+
+  function clearMarks() {
+    for (const element of form.querySelectorAll("[aria-invalid]")) clearMark(element);
   }
 
   function showError(detail, items) {
@@ -163,7 +194,8 @@
     const invalid = Array.from(form.elements).filter(
       (element) => element.willValidate && !element.checkValidity());
     if (!invalid.length) return true;
-    for (const element of invalid) element.setAttribute("aria-invalid", "true");
+    for (const element of invalid) markInvalid(element, problemText(element));
+    resultBox.hidden = true;  // an answer to other values must not stand beside the error
     showError(
       invalid.length === 1 ? "Please correct this field." : "Please correct these fields.",
       invalid.map(problemText));
@@ -171,21 +203,29 @@
     return false;
   }
 
+  // The server's problem, in the error box and under the fields it names; the element
+  // to move the focus to.
   function showProblem(status, body) {
     const items = [];
+    let first = null;
     for (const error of (body && body.errors) || []) {
       const name = String(error.field || "").replace(/-/g, "_");
       const element = name ? input(name) : null;
-      if (element) element.setAttribute("aria-invalid", "true");
+      if (element) {
+        markInvalid(element, error.message);
+        first = first || element;
+      }
       items.push((element ? labelText(element) : error.field || "Request") + ": " +
         error.message);
-    }
-    if (status === 401) {
-      apiKeyInput.setAttribute("aria-invalid", "true");
     }
     const detail = body && body.detail ? body.detail :
       "The server answered " + status + " without an explanation.";
     showError(detail, items);
+    if (status === 401) {
+      markInvalid(apiKeyInput, detail);
+      return apiKeyInput;
+    }
+    return first || errorBox;
   }
 
   function showResult(body) {
@@ -264,19 +304,34 @@
     }
   }
 
+  function refuseKey() {
+    if (!config.auth_required || HEADER_TEXT.test(apiKeyInput.value)) return false;
+    const text = "The API key can hold only printable ASCII characters (letters, digits, " +
+      "punctuation, spaces), as every key this server takes does.";
+    resultBox.hidden = true;
+    markInvalid(apiKeyInput, text);
+    showError(text);
+    apiKeyInput.focus();
+    return true;
+  }
+
   async function predict(event) {
     event.preventDefault();
     if (submitButton.disabled) return;
     hideError();
-    if (!checkForm()) return;
+    if (!checkForm() || refuseKey()) return;
     const headers = { "Content-Type": "application/json", "Accept": "application/json" };
     if (config.auth_required) headers["X-API-Key"] = apiKeyInput.value;
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
+    let focus = submitButton;  // where the focus goes once the answer is shown
     setBusy(true);
     try {
       const request = {
         method: "POST",
         headers: headers,
         body: JSON.stringify({ inputs: [readRow()] }),
+        signal: controller.signal,
       };
       let response = await fetch("/predict?explain=true", request);
       if (response.status === 409) {  // a model that cannot explain: predict without
@@ -287,14 +342,20 @@
         showResult(body);
       } else {
         resultBox.hidden = true;
-        showProblem(response.status, body);
+        focus = showProblem(response.status, body);
       }
     } catch (err) {
       resultBox.hidden = true;
-      showError("Could not reach the server (" + err.message + "). Check that it is " +
-        "running, then try again.");
+      showError(controller.signal.aborted ?
+        "The server did not answer within " + REQUEST_TIMEOUT_MS / 1000 + " seconds. " +
+        "Check that it is running, then try again." :
+        "Could not reach the server (" + err.message + "). Check that it is running, " +
+        "then try again.");
+      focus = errorBox;
     } finally {
+      clearTimeout(timer);
       setBusy(false);
+      focus.focus();  // (the disabled button lost it while the request ran)
     }
   }
 
@@ -316,12 +377,13 @@
     document.getElementById("model-version").textContent = config.model_version || "unknown";
     document.getElementById("not-ready").hidden = Boolean(config.model_version);
     input("education").addEventListener("change", syncEducationLevel);
-    form.addEventListener("input", (event) => event.target.removeAttribute("aria-invalid"));
+    form.addEventListener("input", (event) => clearMark(event.target));
     form.addEventListener("submit", predict);
     document.getElementById("reset").addEventListener("click", () => {
       setDefaults();
       clearMarks();
       hideError();
+      resultBox.hidden = true;  // it answered other values
     });
     form.dataset.ready = "true";
   }
