@@ -93,6 +93,42 @@ def test_input_files_takes_a_file_a_directory_or_a_glob(tmp_path: Path) -> None:
         input_files(str(tmp_path / "*.json"))
 
 
+def test_input_folders_inside_the_input_are_refused_not_skipped(tmp_path: Path) -> None:
+    (tmp_path / "top.csv").write_text("x\n")
+    (tmp_path / "year=2020").mkdir()
+    (tmp_path / "_temporary").mkdir()  # (Spark's: left out with _SUCCESS)
+    with pytest.raises(InputError, match=r"holds folders \(year=2020\), whose files are not"):
+        input_files(str(tmp_path))
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(
+    tmp_path: Path, small_settings: Settings, sample_frame: pd.DataFrame
+) -> None:
+    _write_inputs(tmp_path / "in", [_rows(sample_frame, 0, 10)])
+    (tmp_path / "afile").write_text("mine\n")
+    out = tmp_path / "afile" / "sub"
+    with pytest.raises(InputError, match=rf"^Cannot write the output folder {out}: Not a dir"):
+        predict_files(run_tasks, _bundle_dir(small_settings), str(tmp_path / "in"), out)
+    assert (tmp_path / "afile").read_text() == "mine\n"
+
+
+def test_an_output_folder_filled_while_the_engine_ran_is_kept_and_named(
+    tmp_path: Path, small_settings: Settings, sample_frame: pd.DataFrame
+) -> None:
+    _write_inputs(tmp_path / "in", [_rows(sample_frame, 0, 10)])
+    out = tmp_path / "out"
+
+    def someone_else_writes(*args: object) -> object:
+        out.mkdir()
+        (out / "mine.txt").write_text("keep\n")
+        return run_tasks(*args)  # type: ignore[arg-type]
+
+    with pytest.raises(InputError, match=rf"^Cannot write the output folder {out}"):
+        predict_files(someone_else_writes, _bundle_dir(small_settings), str(tmp_path / "in"), out)
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 def test_files_score_as_census_predict_scores_them(
     tmp_path: Path, small_settings: Settings, small_bundle: Bundle, sample_frame: pd.DataFrame
 ) -> None:

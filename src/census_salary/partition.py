@@ -195,7 +195,8 @@ def run_tasks(job: Job, tasks: pd.DataFrame) -> pd.DataFrame:
 
 def input_files(given: str) -> list[Path]:
     """The files an input names: a file, a directory's files, or a glob's; sorted. In a
-    directory or a glob, names that start with `.` or `_` (such as _SUCCESS) are left out."""
+    directory or a glob, names that start with `.` or `_` (such as _SUCCESS) are left out,
+    and a folder is refused: its files would not be read."""
     path = Path(given)
     if path.is_file():
         return [path]
@@ -204,7 +205,14 @@ def input_files(given: str) -> list[Path]:
     else:
         anchor = Path(path.anchor or ".")
         found = anchor.glob(str(path.relative_to(anchor)))
-    files = sorted(p for p in found if p.is_file() and p.name[0] not in "._")
+    listed = [p for p in found if p.name[0] not in "._"]
+    if folders := sorted(p.name for p in listed if p.is_dir()):
+        # (a partitioned dataset, `year=2020/`: its rows would be left out in silence)
+        raise InputError(
+            f"{given} holds folders ({', '.join(folders[:5])}), whose files are not read; "
+            "give each folder (or a glob of their files) as the input."
+        )
+    files = sorted(p for p in listed if p.is_file())
     if not files:
         raise InputError(f"No input files at {given}: give a file, a directory or a glob.")
     return files
@@ -232,7 +240,10 @@ def predict_files(
     shipped = bundle_files(bundle_dir, scorer)
     load_bundle_files(shipped, str(bundle_dir), scorer)  # fail here, before the cluster
     staging = output_dir.parent / f".{output_dir.name}.{uuid.uuid4().hex[:8]}.tmp"
-    staging.mkdir(parents=True)
+    try:
+        staging.mkdir(parents=True)
+    except OSError as exc:  # a file where a folder belongs, no permission, a full disk
+        raise _cannot_write(output_dir, exc) from None
     job = Job(
         bundle=shipped,
         bundle_source=str(bundle_dir),
@@ -252,12 +263,22 @@ def predict_files(
                 f"The engine finished without writing {', '.join(missing)}; nothing was "
                 "written. Do its workers see the output folder's file system?"
             )
-        if output_dir.exists():
-            output_dir.rmdir()  # (empty)
-        staging.rename(output_dir)
+        try:
+            if output_dir.exists():
+                output_dir.rmdir()  # (empty, as checked; unless filled since)
+            staging.rename(output_dir)
+        except OSError as exc:  # something else took the name while the engine ran
+            raise _cannot_write(output_dir, exc) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return predicted
+
+
+def _cannot_write(output_dir: Path, exc: OSError) -> InputError:
+    return InputError(
+        f"Cannot write the output folder {output_dir}: {exc.strerror or exc}; nothing was "
+        "written. Choose another --output, or remove what is there."
+    )
 
 
 def _tasks(files: list[Path], output_format: PartFormat) -> pd.DataFrame:
