@@ -49,10 +49,8 @@ def run(job: Job, tasks: pd.DataFrame, master: str | None = None) -> pd.DataFram
     with _without_pandas_version_warning():
         try:
             spark = active if active is not None and master is None else session(master)
-        except Exception as exc:  # a JVM that cannot start: Java missing, a bad master URL
-            raise InputError(
-                f"Spark could not start ({_first_line(exc)}); it needs Java 17 or newer."
-            ) from None
+        except Exception as exc:  # a JVM that cannot start, a master it cannot reach
+            raise InputError(_could_not_start(master, exc)) from None
         try:
             files = spark.sparkContext.parallelize(
                 list(tasks.itertuples(index=False, name=None)), numSlices=max(len(tasks), 1)
@@ -90,6 +88,17 @@ def session(master: str | None = None) -> Any:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")  # our message says what failed, once
     return spark
+
+
+def _could_not_start(master: str | None, exc: BaseException) -> str:
+    """Why no session: on a cluster's master, most likely that it cannot be reached; on
+    this machine, most likely Java."""
+    if master is not None and not master.startswith("local"):
+        return (
+            f"Spark could not start a session on {master} ({_first_line(exc)}): check that "
+            "the master runs and this machine reaches it (its log above says more)."
+        )
+    return f"Spark could not start ({_first_line(exc)}); it needs Java 17 or newer."
 
 
 def _run_batches(job: Job, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
