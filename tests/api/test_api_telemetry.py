@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +16,12 @@ from pydantic import SecretStr
 
 from api.helpers import KEY, assert_problem, settings_with
 from census_salary.api import create_app
-from census_salary.api.telemetry import CONTENT_TYPE, DRIFT_BATCH_ROWS, Telemetry
+from census_salary.api.telemetry import (
+    CONTENT_TYPE,
+    DRIFT_BATCH_ROWS,
+    Telemetry,
+    forget_dead_workers,
+)
 from census_salary.bundle import Bundle
 from census_salary.config import Settings
 from census_salary.contract import EXAMPLE_ROW, check_records
@@ -183,3 +191,16 @@ def test_rows_of_many_requests_are_counted_as_each_alone(
     assert report is not None
     for feature in report.features:
         assert [b.observed_rows for b in feature.bins] == expected[feature.feature].tolist()
+
+
+def test_a_dead_workers_requests_in_flight_are_forgotten(tmp_path: Path) -> None:
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    dead, alive = (
+        tmp_path / f"gauge_livesum_{finished.pid}.db",
+        tmp_path / (f"gauge_livesum_{os.getpid()}.db"),
+    )
+    for path in (dead, alive):
+        path.write_bytes(b"")
+    forget_dead_workers(tmp_path)
+    assert (dead.exists(), alive.exists()) == (False, True)

@@ -56,6 +56,29 @@ DRIFT_FLUSH_SECONDS = 1.0
 DRIFT_LOOSE_ROWS = 16  # requests of up to this many rows wait as values (`count_drift`)
 
 
+def forget_dead_workers(folder: Path) -> None:
+    """Drop the live gauges (requests in flight) of workers that died without a word (a
+    SIGKILL; uvicorn starts another): prometheus_client adds up a gauge's files until its
+    process is marked dead, so a dead worker's in-flight requests would count for good.
+    Each worker does this as it starts, the replacement of a dead one too."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    for path in folder.glob("gauge_live*_*.db"):
+        pid = path.stem.rpartition("_")[2]
+        if pid.isdigit() and not _running(int(pid)):
+            mark_process_dead(int(pid), str(folder))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: running
+        return True
+    return True
+
+
 class Telemetry:
     """The metrics of one app; `render` gives the text `/metrics` serves."""
 
@@ -68,6 +91,8 @@ class Telemetry:
                 f"${MULTIPROCESS_DIR} is {folder!r}, which is not a folder: create it, or "
                 "unset it (census serve --workers N makes one of its own)."
             )
+        if folder is not None:
+            forget_dead_workers(Path(folder))
         kept = {"registry": self.registry}
         self.version = ""
         # The series of each (route, method, status) seen, looked up once each.
